@@ -1,0 +1,99 @@
+"""Shared shape rules of both MRLA forms: heads, the ECA kernel, the Q/K projection."""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+from torch import nn
+
+
+def eca_kernel_size(channels: int) -> int:
+    """The ECA rule the official code uses for the Conv1d over the GAP descriptor.
+
+    >>> [eca_kernel_size(c) for c in (64, 256, 512, 1024, 2048)]
+    [3, 5, 5, 5, 7]
+    """
+    t = int(abs((math.log2(channels) + 1) / 2.0))
+    return t if t % 2 else t + 1
+
+
+def resolve_heads(
+    channels: int,
+    heads: Optional[int] = None,
+    dim_per_head: Optional[int] = None,
+    channel_wise: bool = False,
+) -> int:
+    """Number of heads from a head count, channels per head, or channel-wise (1 channel per head).
+
+    Exactly one of ``heads`` / ``dim_per_head`` / ``channel_wise`` decides; the count must divide
+    ``channels``.
+    """
+    if channel_wise:
+        return channels
+    if heads is not None and dim_per_head is not None:
+        raise ValueError(f"give heads or dim_per_head, not both (got heads={heads}, dim_per_head={dim_per_head})")
+    if heads is not None:
+        if not isinstance(heads, int) or heads < 1 or channels % heads:
+            raise ValueError(f"heads={heads!r} must be a positive divisor of channels={channels}")
+        return heads
+    if dim_per_head is None:
+        raise ValueError("one of heads, dim_per_head or channel_wise is required")
+    if not isinstance(dim_per_head, int) or dim_per_head < 1 or channels % dim_per_head:
+        raise ValueError(f"dim_per_head={dim_per_head!r} must be a positive divisor of channels={channels}")
+    return channels // dim_per_head
+
+
+class ChannelProjection(nn.Module):
+    """Maps the GAP descriptor [B, C] to a query or key [B, C].
+
+    ``reduction=None`` is the paper's projection: a bias-free ``Conv1d(1, 1, k)`` sliding over the
+    channel axis (ECA style). An integer ``r`` is an SE-style bottleneck ``C -> C/r -> C`` (bias-free
+    linears with a ReLU between), an extension that lets the search trade cost for capacity.
+    """
+
+    def __init__(self, channels: int, kernel_size: Optional[int] = None, reduction: Optional[int] = None):
+        super().__init__()
+        self.reduction = reduction
+        if reduction is None:
+            k = kernel_size or eca_kernel_size(channels)
+            self.conv = nn.Conv1d(1, 1, kernel_size=k, padding=(k - 1) // 2, bias=False)
+        else:
+            if not isinstance(reduction, int) or reduction < 1 or channels % reduction:
+                raise ValueError(f"reduction={reduction!r} must be a positive divisor of channels={channels}")
+            hidden = channels // reduction
+            self.fc1 = nn.Linear(channels, hidden, bias=False)
+            self.act = nn.ReLU(inplace=True)
+            self.fc2 = nn.Linear(hidden, channels, bias=False)
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        if self.reduction is None:
+            return self.conv(y.unsqueeze(1)).squeeze(1)
+        return self.fc2(self.act(self.fc1(y)))
+
+
+class LayerQueryKeyValue(nn.Module):
+    """The Q, K, V producers shared by both forms.
+
+    Q and K come from the global-average-pooled feature map ([B, C] each); V is a depthwise 3x3 conv
+    of the feature map ([B, C, H, W]).
+    """
+
+    def __init__(self, channels: int, heads: int, kernel_size: Optional[int] = None,
+                 reduction: Optional[int] = None):
+        super().__init__()
+        self.channels = channels
+        self.heads = heads
+        self.scale = 1.0 / math.sqrt(channels // heads)
+        self.Wq = ChannelProjection(channels, kernel_size, reduction)
+        self.Wk = ChannelProjection(channels, kernel_size, reduction)
+        self.Wv = nn.Conv2d(channels, channels, 3, padding=1, groups=channels, bias=False)
+
+    def query_key(self, x: torch.Tensor):
+        y = torch.nn.functional.adaptive_avg_pool2d(x, 1).flatten(1)
+        return self.Wq(y), self.Wk(y)
+
+    def head_scores(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """<Q_h, K_h> / sqrt(d) for every head: [B, C] x [B, C] -> [B, g]."""
+        b = q.shape[0]
+        return torch.einsum("bgd,bgd->bg", q.view(b, self.heads, -1), k.view(b, self.heads, -1)) * self.scale

@@ -1,0 +1,112 @@
+"""MRLA-base: full softmax attention of a block over every earlier block of its stage."""
+from __future__ import annotations
+
+from typing import List, NamedTuple, Optional
+
+import torch
+from torch import nn
+
+from .heads import LayerQueryKeyValue, resolve_heads
+
+
+class LayerMemory(NamedTuple):
+    """Keys and values of the blocks seen so far in a stage.
+
+    Kept as lists, one entry per block, rather than one growing tensor: the official code
+    concatenates V ([B, t, C, H, W]) at every block, which copies O(t) feature maps per block and
+    is MRLA-base's main CPU cost. Nothing here is ever copied.
+    """
+
+    keys: List[torch.Tensor]    # t x [B, C]
+    values: List[torch.Tensor]  # t x [B, C, H, W]
+
+    @property
+    def K(self) -> torch.Tensor:
+        """Stacked keys [B, t, C] (the official layout; built on demand)."""
+        return torch.stack(self.keys, 1)
+
+    @property
+    def V(self) -> torch.Tensor:
+        """Stacked values [B, t, C, H, W] (the official layout; built on demand, a copy)."""
+        return torch.stack(self.values, 1)
+
+
+class _WeightedLayerSum(torch.autograd.Function):
+    """``sum_t weights[:, :, t] * values[t]`` over per-channel weights [B, C, t].
+
+    One pass per value in each direction and no stacked copy of the values. As a named autograd
+    Function it is also a single ``prim::PythonOp.WeightedLayerSum`` node that ``mrla_nas.cost``
+    gives an explicit FLOP handle.
+    """
+
+    @staticmethod
+    def forward(ctx, weights: torch.Tensor, *values: torch.Tensor) -> torch.Tensor:
+        w = weights.unsqueeze(-1).unsqueeze(-1)  # [B, C, t, 1, 1]
+        out = values[0] * w[:, :, 0]
+        for t in range(1, len(values)):
+            out.addcmul_(values[t], w[:, :, t])
+        ctx.save_for_backward(weights, *values)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        weights, *values = ctx.saved_tensors
+        w = weights.unsqueeze(-1).unsqueeze(-1)
+        grad_w = grad_values = None
+        if ctx.needs_input_grad[0]:
+            b, c = weights.shape[:2]
+            g = grad_out.reshape(b * c, 1, -1)
+            grad_w = torch.stack([torch.bmm(g, v.reshape(b * c, -1, 1)).view(b, c) for v in values], -1)
+        grad_values = [grad_out * w[:, :, t] if ctx.needs_input_grad[t + 1] else None
+                       for t in range(len(values))]
+        return (grad_w, *grad_values)
+
+
+_WeightedLayerSum.__name__ = "WeightedLayerSum"
+
+
+def weighted_layer_sum(weights: torch.Tensor, values: List[torch.Tensor]) -> torch.Tensor:
+    """Per-channel weighted sum of feature maps: [B, C, t] x t*[B, C, H, W] -> [B, C, H, W]."""
+    return _WeightedLayerSum.apply(weights, *values)
+
+
+class MRLABase(nn.Module):
+    """``out = sum_t softmax_t(<Q_h, K_h,t>/sqrt(d)) V_h,t`` over the blocks of a stage so far.
+
+    Call with ``memory=None`` in the first block of a stage; pass the returned memory on to the next
+    block. Returns ``(out, memory)``.
+
+    Args: as :class:`MRLALight`, with ``dim_per_head`` defaulting to 16.
+
+    >>> unit = MRLABase(64, heads=4)
+    >>> x = torch.randn(2, 64, 8, 8)
+    >>> out, memory = unit(x)
+    >>> out, memory = unit(x, memory)
+    >>> memory.V.shape
+    torch.Size([2, 2, 64, 8, 8])
+    """
+
+    def __init__(self, channels: int, heads: Optional[int] = None, dim_per_head: Optional[int] = None,
+                 kernel_size: Optional[int] = None, reduction: Optional[int] = None,
+                 channel_wise: bool = False):
+        super().__init__()
+        if heads is None and dim_per_head is None and not channel_wise:
+            dim_per_head = 16
+        self.heads = resolve_heads(channels, heads, dim_per_head, channel_wise)
+        self.qkv = LayerQueryKeyValue(channels, self.heads, kernel_size, reduction)
+
+    def forward(self, x: torch.Tensor, memory: Optional[LayerMemory] = None):
+        q, k = self.qkv.query_key(x)
+        v = self.qkv.Wv(x)
+        if memory is None:
+            # A softmax over one block is 1: the output is v itself (Wq/Wk get no gradient here,
+            # exactly as in the official code).
+            return v, LayerMemory([k], [v])
+        memory = LayerMemory(memory.keys + [k], memory.values + [v])
+        b, c = k.shape
+        g = self.heads
+        keys = torch.stack(memory.keys, 1).view(b, -1, g, c // g)              # [B, t, g, d]
+        scores = torch.einsum("bgd,btgd->bgt", q.view(b, g, c // g), keys) * self.qkv.scale
+        attn = scores.softmax(-1)                                               # [B, g, t]
+        weights = attn.repeat_interleave(c // g, dim=1)                         # [B, C, t]
+        return weighted_layer_sum(weights, memory.values), memory

@@ -1,0 +1,48 @@
+"""MRLA-light: the recurrent, linear-cost form of multi-head recurrent layer attention."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+from .heads import LayerQueryKeyValue, resolve_heads
+
+
+class MRLALight(nn.Module):
+    """``out = sigmoid(<Q_h, K_h>/sqrt(d)) * V_h  +  lambda * o_prev`` for [B, C, H, W] features.
+
+    Each head h gets one gate per sample from its query/key channels and scales its own channels of
+    V (a depthwise 3x3 conv of ``x``). ``o_prev`` is the previous layer's output; in a ResNet it is
+    the block's shortcut, so the recurrence runs through the residual stream.
+
+    Args:
+        channels: C.
+        heads: number of heads g (C must divide by it); or give ``dim_per_head`` (default 32).
+        kernel_size: Conv1d kernel of the paper's Q/K projection (default: the ECA rule).
+        reduction: None for the paper's Conv1d projection, or r for an SE-style C -> C/r -> C one.
+        channel_wise: one channel per head.
+
+    >>> unit = MRLALight(64, heads=2)
+    >>> x = torch.randn(2, 64, 8, 8)
+    >>> unit(x, x).shape
+    torch.Size([2, 64, 8, 8])
+    """
+
+    def __init__(self, channels: int, heads: Optional[int] = None, dim_per_head: Optional[int] = None,
+                 kernel_size: Optional[int] = None, reduction: Optional[int] = None,
+                 channel_wise: bool = False):
+        super().__init__()
+        if heads is None and dim_per_head is None and not channel_wise:
+            dim_per_head = 32
+        self.heads = resolve_heads(channels, heads, dim_per_head, channel_wise)
+        self.qkv = LayerQueryKeyValue(channels, self.heads, kernel_size, reduction)
+        self.lambda_t = nn.Parameter(torch.randn(channels, 1, 1))
+
+    def forward(self, x: torch.Tensor, o_prev: torch.Tensor) -> torch.Tensor:
+        q, k = self.qkv.query_key(x)
+        gate = torch.sigmoid(self.qkv.head_scores(q, k))  # [B, g]
+        v = self.qkv.Wv(x)
+        b, c, h, w = v.shape
+        gated = (v.view(b, self.heads, c // self.heads, h, w) * gate.view(b, self.heads, 1, 1, 1)).view(b, c, h, w)
+        return torch.addcmul(gated, self.lambda_t, o_prev)

@@ -1,0 +1,8 @@
+"""MRLA networks on timm backbones; importing this registers them in timm."""
+from . import registry  # noqa: F401  (registers the timm entrypoints)
+from .blocks import FORMS, MRLABasicBlock, MRLABottleneck, default_heads
+from .mrla_resnet import STEMS, MRLAResNet, MRLAStage
+from .official import from_official_state_dict, official_to_mrla_nas_keys
+
+__all__ = ["MRLAResNet", "MRLAStage", "MRLABottleneck", "MRLABasicBlock", "FORMS", "STEMS", "default_heads",
+           "from_official_state_dict", "official_to_mrla_nas_keys"]

@@ -1,0 +1,135 @@
+"""Load checkpoints of the official MRLA code (joyfang1106/MRLA) into mrla-nas networks.
+
+The official ResNets name things differently from timm and from us:
+
+=====================================  ========================================
+official                               mrla-nas
+=====================================  ========================================
+``stages.{i}.{j}.*`` (MRLA-base)       ``layer{i+1}.{j}.*``
+``*.mrla.mrla.Wq.weight`` (and Wk)     ``*.mrla.qkv.Wq.conv.weight``
+``*.mrla.mrla.Wv.weight``              ``*.mrla.qkv.Wv.weight``
+``*.mrla.lambda_t``, ``*.bn_mrla.*``   unchanged
+stem ``conv1`` / ``conv1.{0,1,3,4,6}``  unchanged (timm's layout)
+=====================================  ========================================
+
+The architecture (block type, layers, widths, stem, classes, form) is read off the keys and shapes.
+"""
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from typing import Dict, Mapping, Optional
+
+import torch
+
+from .mrla_resnet import MRLAResNet
+
+_RENAMES = [
+    (re.compile(r"^stages\.(\d+)\."), lambda m: f"layer{int(m.group(1)) + 1}."),
+    (re.compile(r"\.mrla\.mrla\.(Wq|Wk)\.weight$"), lambda m: f".mrla.qkv.{m.group(1)}.conv.weight"),
+    (re.compile(r"\.mrla\.mrla\.Wv\.weight$"), lambda m: ".mrla.qkv.Wv.weight"),
+]
+
+
+def _unwrap(checkpoint: Mapping) -> Dict[str, torch.Tensor]:
+    for key in ("state_dict", "model", "model_state_dict"):
+        if key in checkpoint and isinstance(checkpoint[key], Mapping):
+            checkpoint = checkpoint[key]
+            break
+    out = OrderedDict()
+    for k, v in checkpoint.items():
+        if not isinstance(v, torch.Tensor):
+            raise ValueError(f"checkpoint entry {k!r} is a {type(v).__name__}, not a tensor: not a state_dict")
+        out[k[len("module."):] if k.startswith("module.") else k] = v
+    return out
+
+
+def official_to_mrla_nas_keys(state_dict: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """Rename an official state_dict's keys to mrla-nas's (``module.`` prefix and wrappers removed)."""
+    out = OrderedDict()
+    for k, v in _unwrap(state_dict).items():
+        for pattern, repl in _RENAMES:
+            k = pattern.sub(repl, k)
+        out[k] = v
+    return out
+
+
+def _infer_arch(sd: Dict[str, torch.Tensor], form: Optional[str]) -> dict:
+    if "conv1.weight" in sd:
+        w = sd["conv1.weight"]
+        if w.shape[-1] == 7:
+            stem = dict(stem_type="7x7", stem_width=w.shape[0])
+        elif w.shape[-1] == 3:
+            stem = dict(stem_type="small", stem_width=w.shape[0])
+        else:
+            raise ValueError(f"cannot map stem conv1.weight of shape {tuple(w.shape)}: expected a 7x7 or 3x3 conv")
+        in_chans = w.shape[1]
+    elif "conv1.0.weight" in sd and "conv1.6.weight" in sd:
+        stem = dict(stem_type="deep", stem_width=sd["conv1.0.weight"].shape[0])
+        in_chans = sd["conv1.0.weight"].shape[1]
+    else:
+        raise ValueError("cannot find the stem: expected conv1.weight (7x7) or conv1.0/3/6.weight (deep stem)")
+
+    blocks = {}
+    for k in sd:
+        m = re.match(r"^layer(\d+)\.(\d+)\.", k)
+        if m:
+            blocks.setdefault(int(m.group(1)), set()).add(int(m.group(2)))
+    if not blocks:
+        raise ValueError("no residual stages found (expected layerN.M.* or stages.N.M.* keys)")
+    stage_ids = sorted(blocks)
+    if stage_ids != list(range(1, len(stage_ids) + 1)):
+        raise ValueError(f"stages {stage_ids} are not numbered consecutively")
+    layers = tuple(len(blocks[i]) for i in stage_ids)
+    bottleneck = "layer1.0.conv3.weight" in sd
+    channels = tuple(sd[f"layer{i}.0.conv1.weight"].shape[0] for i in stage_ids)
+
+    has_lambda = any(k.endswith(".mrla.lambda_t") for k in sd)
+    has_mrla = any(".mrla." in k for k in sd)
+    inferred = "light" if has_lambda else ("base" if has_mrla else "none")
+    if form is None:
+        form = inferred
+    elif form != inferred:
+        raise ValueError(f"form={form!r} but the checkpoint's keys are those of an MRLA-{inferred} network")
+    mrla = []
+    for i in stage_ids:
+        spec = dict(form=form)
+        wq = sd.get(f"layer{i}.0.mrla.qkv.Wq.conv.weight")
+        if wq is not None:
+            spec["kernel_size"] = int(wq.shape[-1])
+        mrla.append(spec)
+    if "fc.weight" not in sd:
+        raise ValueError("no classifier fc.weight in the checkpoint")
+    return dict(block="bottleneck" if bottleneck else "basic", layers=layers, channels=channels, mrla=mrla,
+                in_chans=in_chans, num_classes=sd["fc.weight"].shape[0], **stem)
+
+
+def from_official_state_dict(state_dict: Mapping, form: Optional[str] = None, num_classes: Optional[int] = None,
+                             **model_kwargs) -> MRLAResNet:
+    """Build the mrla-nas network equivalent to an official MRLA ResNet checkpoint and load it.
+
+    Args:
+        state_dict: the official state_dict, a DDP one (``module.`` keys) or ``{"state_dict": ...}``.
+        form: ``"light"`` or ``"base"``; inferred from the keys when None (and checked when given).
+        num_classes: a different number of classes drops the checkpoint's classifier (a fresh ``fc``).
+        model_kwargs: further :class:`MRLAResNet` arguments (e.g. ``drop_path_rate``).
+
+    >>> sd = torch.load("resnet50_mrlal.pth.tar", weights_only=True)   # doctest: +SKIP
+    >>> model = from_official_state_dict(sd, "light")                  # doctest: +SKIP
+    """
+    sd = official_to_mrla_nas_keys(state_dict)
+    arch = _infer_arch(sd, form)
+    if num_classes is not None and num_classes != arch["num_classes"]:
+        arch["num_classes"] = num_classes
+        sd = OrderedDict((k, v) for k, v in sd.items() if not k.startswith("fc."))
+    model = MRLAResNet(**dict(arch, **model_kwargs))
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    missing = [k for k in missing if not k.startswith("fc.") or "fc.weight" in sd]
+    problems = []
+    if missing:
+        problems.append(f"missing {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+    if unexpected:
+        problems.append(f"unmapped {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
+    if problems:
+        raise ValueError("checkpoint does not map onto an MRLA ResNet: " + "; ".join(problems))
+    return model

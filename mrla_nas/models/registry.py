@@ -1,0 +1,102 @@
+"""The MRLA networks registered in timm (``timm.create_model("mrla_light_resnet50", ...)``)."""
+from __future__ import annotations
+
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+
+from .mrla_resnet import MRLAResNet
+
+
+def _cfg(**kwargs):
+    # No weights are published under these names: the official checkpoints load through
+    # mrla_nas.models.from_official_state_dict, and nothing here ever downloads.
+    cfg = dict(url="", num_classes=1000, input_size=(3, 224, 224), pool_size=(7, 7), crop_pct=0.875,
+               interpolation="bilinear", mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
+               first_conv="conv1", classifier="fc")
+    return dict(cfg, **kwargs)
+
+
+def _small_cfg(**kwargs):
+    return _cfg(input_size=(3, 32, 32), pool_size=(8, 8), crop_pct=1.0, num_classes=10, **kwargs)
+
+
+default_cfgs = generate_default_cfgs({
+    "mrla_light_resnet50": _cfg(),
+    "mrla_base_resnet50": _cfg(first_conv="conv1.0"),
+    "mrla_light_resnet101": _cfg(),
+    "mrla_base_resnet101": _cfg(first_conv="conv1.0"),
+    "mrla_light_resnet20": _small_cfg(),
+    "mrla_base_resnet20": _small_cfg(),
+    "mrla_light_resnet56": _small_cfg(),
+    "mrla_base_resnet56": _small_cfg(),
+})
+
+
+def _create(variant: str, pretrained: bool = False, **kwargs) -> MRLAResNet:
+    if pretrained:
+        raise ValueError(f"{variant}: no pretrained weights are registered; load an official checkpoint "
+                         "with mrla_nas.models.from_official_state_dict")
+    # features_only: every stage by default, however many the network has
+    n_stages = len(kwargs.get("layers", (3, 4, 6, 3)))
+    return build_model_with_cfg(MRLAResNet, variant, pretrained,
+                                feature_cfg=dict(out_indices=tuple(range(n_stages + 1))), **kwargs)
+
+
+def _imagenet(variant, form, layers, pretrained, kwargs):
+    stem = dict(stem_type="deep" if form == "base" else "7x7")
+    args = dict(block="bottleneck", layers=layers, mrla=form, **stem)
+    return _create(variant, pretrained, **dict(args, **kwargs))
+
+
+def _cifar(variant, form, depth, pretrained, kwargs):
+    n = (depth - 2) // 6  # CIFAR ResNet-(6n+2): three stages of n basic blocks, 16/32/64 wide
+    args = dict(block="basic", layers=(n, n, n), channels=(16, 32, 64), mrla=form, stem_type="small",
+                stem_width=16, num_classes=10)
+    return _create(variant, pretrained, **dict(args, **kwargs))
+
+
+@register_model
+def mrla_light_resnet50(pretrained=False, **kwargs) -> MRLAResNet:
+    """MRLA-light ResNet-50 (7x7 stem), as the official ``resnet50_mrlal``."""
+    return _imagenet("mrla_light_resnet50", "light", (3, 4, 6, 3), pretrained, kwargs)
+
+
+@register_model
+def mrla_base_resnet50(pretrained=False, **kwargs) -> MRLAResNet:
+    """MRLA-base ResNet-50 with the official deep stem (3x3 convs 32-32-64), as ``resnet50_mrlab``."""
+    return _imagenet("mrla_base_resnet50", "base", (3, 4, 6, 3), pretrained, kwargs)
+
+
+@register_model
+def mrla_light_resnet101(pretrained=False, **kwargs) -> MRLAResNet:
+    """MRLA-light ResNet-101 (7x7 stem), as the official ``resnet101_mrlal``."""
+    return _imagenet("mrla_light_resnet101", "light", (3, 4, 23, 3), pretrained, kwargs)
+
+
+@register_model
+def mrla_base_resnet101(pretrained=False, **kwargs) -> MRLAResNet:
+    """MRLA-base ResNet-101 with the official deep stem, as ``resnet101_mrlab``."""
+    return _imagenet("mrla_base_resnet101", "base", (3, 4, 23, 3), pretrained, kwargs)
+
+
+@register_model
+def mrla_light_resnet20(pretrained=False, **kwargs) -> MRLAResNet:
+    """MRLA-light CIFAR ResNet-20 (3x3 stem, no pool) for 28-32 px inputs."""
+    return _cifar("mrla_light_resnet20", "light", 20, pretrained, kwargs)
+
+
+@register_model
+def mrla_base_resnet20(pretrained=False, **kwargs) -> MRLAResNet:
+    """MRLA-base CIFAR ResNet-20 (3x3 stem, no pool) for 28-32 px inputs."""
+    return _cifar("mrla_base_resnet20", "base", 20, pretrained, kwargs)
+
+
+@register_model
+def mrla_light_resnet56(pretrained=False, **kwargs) -> MRLAResNet:
+    """MRLA-light CIFAR ResNet-56 (3x3 stem, no pool) for 28-32 px inputs."""
+    return _cifar("mrla_light_resnet56", "light", 56, pretrained, kwargs)
+
+
+@register_model
+def mrla_base_resnet56(pretrained=False, **kwargs) -> MRLAResNet:
+    """MRLA-base CIFAR ResNet-56 (3x3 stem, no pool) for 28-32 px inputs."""
+    return _cifar("mrla_base_resnet56", "base", 56, pretrained, kwargs)
