@@ -42,7 +42,5 @@ class MRLALight(nn.Module):
     def forward(self, x: torch.Tensor, o_prev: torch.Tensor) -> torch.Tensor:
         q, k = self.qkv.query_key(x)
         gate = torch.sigmoid(self.qkv.head_scores(q, k))  # [B, g]
-        v = self.qkv.Wv(x)
-        b, c, h, w = v.shape
-        gated = (v.view(b, self.heads, c // self.heads, h, w) * gate.view(b, self.heads, 1, 1, 1)).view(b, c, h, w)
-        return torch.addcmul(gated, self.lambda_t, o_prev)
+        gated_v = self.qkv.gated_value(x, gate)            # gate_h * Wv(x)_h
+        return torch.addcmul(gated_v, self.lambda_t, o_prev)

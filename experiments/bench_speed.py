@@ -1,0 +1,79 @@
+"""Forward+backward time of MRLA ResNets relative to timm's ResNet-50 on the CPU.
+
+Interleaved rounds (each model timed once per round, in turn) so that machine noise hits all
+models alike; medians over rounds. Train mode, SGD-free (only forward + backward).
+
+    .venv/bin/python experiments/bench_speed.py --threads 2 --batch 8 --size 224 --rounds 15
+
+Writes a JSON next to the printed table when --out is given.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+
+import timm
+import torch
+
+import mrla_nas  # noqa: F401  (registers the MRLA models)
+from mrla_nas.cost import measure
+
+
+def step_time(model, x) -> float:
+    t0 = time.perf_counter()
+    model(x).sum().backward()
+    elapsed = time.perf_counter() - t0
+    model.zero_grad(set_to_none=True)
+    return elapsed
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", nargs="+", default=["resnet50", "mrla_light_resnet50", "mrla_base_resnet50"])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--channels-last", action="store_true")
+    ap.add_argument("--out")
+    args = ap.parse_args()
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    fmt = torch.channels_last if args.channels_last else torch.contiguous_format
+    models = {n: timm.create_model(n).train().to(memory_format=fmt) for n in args.models}
+    x = torch.randn(args.batch, 3, args.size, args.size).to(memory_format=fmt)
+    for _ in range(args.warmup):
+        for m in models.values():
+            step_time(m, x)
+    times = {n: [] for n in models}
+    for _ in range(args.rounds):
+        for n, m in models.items():
+            times[n].append(step_time(m, x))
+
+    base = args.models[0]
+    base_med = statistics.median(times[base])
+    base_flops = measure(models[base], (1, 3, args.size, args.size)).flops
+    rows = []
+    for n in models:
+        med = statistics.median(times[n])
+        flops = measure(models[n], (1, 3, args.size, args.size)).flops
+        rows.append(dict(model=n, median_s=round(med, 4), time_ratio=round(med / base_med, 3),
+                         flops_ratio=round(flops / base_flops, 4),
+                         iqr_s=round(statistics.quantiles(times[n], n=4)[2] - statistics.quantiles(times[n], n=4)[0], 4)))
+    print(f"{'model':28s} {'median s':>9s} {'x time':>7s} {'x FLOPs':>8s} {'IQR s':>7s}")
+    for r in rows:
+        print(f"{r['model']:28s} {r['median_s']:9.4f} {r['time_ratio']:7.3f} {r['flops_ratio']:8.4f} {r['iqr_s']:7.4f}")
+    if args.out:
+        meta = dict(vars(args), torch=torch.__version__, timm=timm.__version__, machine=platform.machine(),
+                    processor=platform.processor(), cpu_count=torch.get_num_threads())
+        with open(args.out, "w") as f:
+            json.dump(dict(meta=meta, results=rows), f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

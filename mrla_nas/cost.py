@@ -1,0 +1,148 @@
+"""Parameters and FLOPs of a network, counted by fvcore in eval mode, under a stated convention.
+
+Conventions (1 FLOP = one multiply-add, fvcore's unit, in both):
+
+``"fvcore"``
+    fvcore's own handles (conv, linear, matmul/einsum, batch norm, adaptive average pooling) plus one
+    for MRLA-base's weighted sum over earlier blocks (``t`` multiply-adds per output element, what
+    fvcore counts for the official ``einsum``). Everything else (sigmoid, softmax, elementwise
+    add/mul, max-pool) costs 0, as fvcore leaves it. This reproduces the FLOPs the MRLA authors and
+    most papers report; use it to compare with published numbers.
+
+``"complete"``
+    The above, plus what the network really computes and fvcore skips, each op costed per element of
+    its output: add/sub/mul/div/addcmul/relu/sigmoid 1; softmax 3 (exp, sum, divide); max-pool
+    ``k*k`` (comparisons); mean over a tensor 1 per input element. Pure data movement (view,
+    stack, repeat, cat, ...) costs 0 but is listed, so no operator goes uncounted. Use it to rank
+    architectures by what they cost to run.
+"""
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass, field
+from typing import Dict, Sequence, Tuple
+
+import torch
+from torch import nn
+
+with warnings.catch_warnings():  # fvcore's import scripts a helper, which newer torch warns about
+    warnings.simplefilter("ignore", FutureWarning)
+    from fvcore.nn import FlopCountAnalysis
+    from fvcore.nn.jit_handles import elementwise_flop_counter, get_shape
+
+CONVENTIONS = ("fvcore", "complete")
+
+
+def _prod(shape) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+def _weighted_layer_sum(inputs, outputs) -> int:
+    # inputs: weights [B, C, t], values...; output [B, C, H, W]: t multiply-adds per output element
+    t = get_shape(inputs[0])[-1]
+    return t * _prod(get_shape(outputs[0]))
+
+
+def _constant_ints(value) -> list:
+    """The int list of a traced argument (a constant, or a prim::ListConstruct of constants)."""
+    ivalue = value.toIValue()
+    if ivalue is None:
+        ivalue = [v.toIValue() for v in value.node().inputs()]
+    return list(ivalue) if isinstance(ivalue, (list, tuple)) else [ivalue]
+
+
+def _max_pool(inputs, outputs) -> int:
+    kernel = _constant_ints(inputs[1])
+    k = _prod(kernel) if len(kernel) > 1 else kernel[0] ** 2
+    return k * _prod(get_shape(outputs[0]))
+
+
+_FVCORE_EXTRA = {"prim::PythonOp.WeightedLayerSum": _weighted_layer_sum}
+
+_ELEMENTWISE = ["aten::add", "aten::add_", "aten::sub", "aten::sub_", "aten::mul", "aten::mul_", "aten::div",
+                "aten::div_", "aten::addcmul", "aten::addcmul_", "aten::relu", "aten::relu_", "aten::sigmoid",
+                "aten::sigmoid_", "aten::gelu", "aten::silu", "aten::silu_", "aten::hardswish", "aten::exp",
+                "aten::rsub", "aten::neg"]
+_DATA_MOVEMENT = ["aten::repeat_interleave", "aten::stack", "aten::cat", "aten::expand_as", "aten::contiguous",
+                  "aten::dropout", "aten::dropout_", "aten::feature_dropout", "aten::clone", "aten::copy_",
+                  "aten::zeros_like", "aten::ones_like", "aten::empty_like", "aten::fill_", "aten::zero_",
+                  "aten::scatter_", "aten::index", "aten::gather", "aten::pad", "aten::constant_pad_nd"]
+
+_COMPLETE_EXTRA = {
+    **_FVCORE_EXTRA,
+    **{op: elementwise_flop_counter(0, 1) for op in _ELEMENTWISE},
+    **{op: (lambda inputs, outputs: 0) for op in _DATA_MOVEMENT},
+    "aten::softmax": elementwise_flop_counter(0, 3),
+    "aten::max_pool2d": _max_pool,
+    "aten::mean": elementwise_flop_counter(1, 0),
+    "aten::sum": elementwise_flop_counter(1, 0),
+}
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What :func:`measure` returns."""
+
+    params: int
+    flops: int
+    convention: str
+    input_shape: Tuple[int, ...]
+    by_operator: Dict[str, int] = field(default_factory=dict, compare=False)
+    uncounted: Dict[str, int] = field(default_factory=dict, compare=False)  # operator -> occurrences
+
+    @property
+    def gflops(self) -> float:
+        return self.flops / 1e9
+
+    @property
+    def mparams(self) -> float:
+        return self.params / 1e6
+
+
+def count_params(model: nn.Module) -> int:
+    """Every parameter, trainable or not (buffers such as BN running stats excluded)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def flop_analysis(model: nn.Module, inputs: Tuple[torch.Tensor, ...], convention: str = "fvcore") -> FlopCountAnalysis:
+    """An fvcore ``FlopCountAnalysis`` with mrla-nas's handles for ``convention``, warnings off."""
+    if convention not in CONVENTIONS:
+        raise ValueError(f"convention={convention!r}; allowed: {list(CONVENTIONS)}")
+    analysis = FlopCountAnalysis(model, inputs)
+    analysis.set_op_handle(**(_FVCORE_EXTRA if convention == "fvcore" else _COMPLETE_EXTRA))
+    return analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
+
+
+def measure(model: nn.Module, input_shape: Sequence[int] = (1, 3, 224, 224), convention: str = "fvcore") -> Cost:
+    """Params and FLOPs of ``model`` on one input of ``input_shape``, counted by fvcore in eval mode.
+
+    The model's train/eval mode is restored afterwards. FLOPs are for the whole batch given.
+
+    >>> import timm
+    >>> measure(timm.create_model("resnet50"), (1, 3, 224, 224)).flops
+    4111512576
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        device = next(model.parameters()).device
+        x = torch.zeros(tuple(input_shape), device=device)
+        analysis = flop_analysis(model, (x,), convention)
+        # Tracing prints TracerWarnings and fvcore logs skipped operators; the counts are what matter.
+        logger = logging.getLogger("fvcore")
+        level = logger.level
+        logger.setLevel(logging.ERROR)
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            total = analysis.total()
+            by_op = {k: int(v) for k, v in analysis.by_operator().items()}
+            uncounted = dict(analysis.unsupported_ops())
+        logger.setLevel(level)
+    finally:
+        model.train(was_training)
+    return Cost(params=count_params(model), flops=int(round(total)), convention=convention,
+                input_shape=tuple(input_shape), by_operator=by_op, uncounted=uncounted)
