@@ -1,0 +1,56 @@
+"""Params and FLOPs against the official counts (shared/MRLA.md's table: 224x224, fvcore)."""
+import pytest
+import timm
+import torch
+
+from mrla_nas.cost import measure
+
+# (model, kwargs, params, fvcore FLOPs) from the official implementation
+OFFICIAL = [
+    ("resnet50", {}, 25_557_032, 4_111_512_576),
+    ("mrla_light_resnet50", {}, 25_738_452, 4_177_935_616),
+    ("mrla_base_resnet50", {}, 25_742_580, 4_432_854_770),
+    ("mrla_base_resnet50", {"stem_type": "7x7"}, 25_723_348, 4_191_608_562),
+    ("resnet101", {}, 44_549_160, 7_833_969_664),
+    ("mrla_light_resnet101", {}, 44_939_646, 7_941_527_808),
+    ("mrla_base_resnet101", {}, 44_926_366, 8_247_870_174),
+]
+
+
+@pytest.mark.parametrize("name,kwargs,params,flops", OFFICIAL, ids=[f"{r[0]}{r[1] or ''}" for r in OFFICIAL])
+def test_params_exact_and_fvcore_flops_within_half_percent(name, kwargs, params, flops):
+    cost = measure(timm.create_model(name, **kwargs), (1, 3, 224, 224), convention="fvcore")
+    assert cost.params == params
+    assert abs(cost.flops - flops) / flops <= 0.005
+
+
+def test_complete_convention_counts_every_operator_and_more_than_fvcore():
+    model = timm.create_model("mrla_base_resnet20")
+    fv = measure(model, (1, 3, 32, 32), "fvcore")
+    full = measure(model, (1, 3, 32, 32), "complete")
+    assert full.uncounted == {}
+    assert fv.uncounted  # fvcore itself skips sigmoid/softmax/elementwise ops
+    assert full.flops > fv.flops
+    assert {"softmax", "PythonOp.WeightedLayerSum", "add", "relu"} <= set(full.by_operator)
+
+
+def test_weighted_layer_sum_is_counted_like_the_official_einsum():
+    # stage of 3 blocks: the 2nd block attends over 2 values, the 3rd over 3 -> (2 + 3) * C*H*W MACs
+    model = timm.create_model("mrla_base_resnet20")  # 3 stages of 3 blocks
+    cost = measure(model, (1, 3, 32, 32), "fvcore")
+    expected = sum((2 + 3) * c * h * h for c, h in [(16, 32), (32, 16), (64, 8)])
+    assert cost.by_operator["PythonOp.WeightedLayerSum"] == expected
+
+
+def test_measure_restores_mode_and_rejects_unknown_convention():
+    model = timm.create_model("mrla_light_resnet20").train()
+    measure(model, (1, 3, 32, 32))
+    assert model.training
+    with pytest.raises(ValueError, match="convention='thop'"):
+        measure(model, (1, 3, 32, 32), convention="thop")
+
+
+def test_measure_prints_nothing(capfd):
+    measure(timm.create_model("mrla_base_resnet20"), (1, 3, 32, 32), "fvcore")
+    out, err = capfd.readouterr()
+    assert "nsupported" not in out + err and out + err == ""

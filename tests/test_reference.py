@@ -1,0 +1,71 @@
+"""mrla-nas reproduces the tensors of the official MRLA implementation (tests/data/reference)."""
+import pytest
+import torch
+
+from conftest import load_reference, rel_err, unit_state_dict
+from mrla_nas.layers import MRLABase, MRLALight
+from mrla_nas.models import from_official_state_dict
+
+TOL = 1e-5
+
+
+def test_light_layer_matches_official():
+    ref = load_reference("mrla_light_layer")
+    unit = MRLALight(ref["channels"], heads=ref["heads"], kernel_size=ref["k_size"]).eval()
+    unit.load_state_dict(unit_state_dict(ref["state_dict"]))
+    with torch.no_grad():
+        out = unit(ref["x"], ref["o_prev"])
+    assert rel_err(out, ref["output"]) <= TOL
+
+
+def test_base_layers_match_official_including_memory():
+    ref = load_reference("mrla_base_layer")
+    memory = None
+    for sd, x, expected in zip(ref["state_dicts"], ref["xs"], ref["outputs"]):
+        unit = MRLABase(ref["channels"], heads=ref["heads"], kernel_size=ref["k_size"]).eval()
+        unit.load_state_dict(unit_state_dict(sd))
+        with torch.no_grad():
+            out, memory = unit(x, memory)
+        assert rel_err(out, expected) <= TOL
+    assert rel_err(memory.K, ref["final_K"]) <= TOL
+    assert rel_err(memory.V, ref["final_V"]) <= TOL
+
+
+@pytest.mark.parametrize("name,form,stem", [("mrla_light_resnet_w16_2222", "light", "7x7"),
+                                            ("mrla_base_resnet_w16_2222", "base", "deep")])
+def test_whole_networks_match_official_through_converter(name, form, stem):
+    ref = load_reference(name)
+    model = from_official_state_dict(ref["state_dict"]).eval()
+    assert [s["form"] for s in model.stage_specs] == [form] * 4
+    assert model.feature_info[1]["num_chs"] == ref["stage_channels"][0]
+    assert isinstance(model.conv1, torch.nn.Sequential) == (stem == "deep")
+    with torch.no_grad():
+        out = model(ref["input"])
+    assert rel_err(out, ref["output"]) <= TOL
+
+
+def test_converter_accepts_ddp_prefix_and_wrapper():
+    ref = load_reference("mrla_light_resnet_w16_2222")
+    wrapped = {"state_dict": {f"module.{k}": v for k, v in ref["state_dict"].items()}, "epoch": 3}
+    model = from_official_state_dict(wrapped, "light").eval()
+    with torch.no_grad():
+        assert rel_err(model(ref["input"]), ref["output"]) <= TOL
+
+
+def test_converter_new_num_classes_keeps_backbone():
+    ref = load_reference("mrla_base_resnet_w16_2222")
+    model = from_official_state_dict(ref["state_dict"], "base", num_classes=3)
+    assert model.fc.out_features == 3
+    assert torch.equal(model.layer2[0].mrla.qkv.Wv.weight, ref["state_dict"]["stages.1.0.mrla.mrla.Wv.weight"])
+
+
+def test_converter_errors_are_clear():
+    ref = load_reference("mrla_light_resnet_w16_2222")
+    with pytest.raises(ValueError, match="MRLA-light"):
+        from_official_state_dict(ref["state_dict"], "base")
+    broken = dict(ref["state_dict"])
+    broken["layer2.0.extra.weight"] = torch.zeros(1)
+    with pytest.raises(ValueError, match="unmapped.*layer2.0.extra.weight"):
+        from_official_state_dict(broken)
+    with pytest.raises(ValueError, match="stem"):
+        from_official_state_dict({"fc.weight": torch.zeros(10, 512)})
