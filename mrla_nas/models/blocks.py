@@ -9,7 +9,6 @@ the layer-attention branch, exactly where the official implementation puts it:
 """
 from __future__ import annotations
 
-import math
 from functools import partial
 from typing import Optional
 
@@ -18,19 +17,10 @@ from timm.layers import DropPath
 from timm.models.resnet import BasicBlock, Bottleneck
 from torch import nn
 
+from ..arch import FORMS, paper_heads
 from ..layers import MRLABase, MRLALight
 
-FORMS = ("none", "light", "base")
-DEFAULT_DIM_PER_HEAD = {"light": 32, "base": 16}
-
-
-def default_heads(form: str, channels: int) -> int:
-    """The paper's head count (32 channels per head for light, 16 for base), for any width.
-
-    Where the width is not a multiple of the paper's head size (the 16-channel stages of a CIFAR
-    ResNet), heads of ``gcd(C, d)`` channels are used instead, so every width gets a valid default.
-    """
-    return channels // math.gcd(channels, DEFAULT_DIM_PER_HEAD[form])
+default_heads = paper_heads  # 32 channels per head (light) / 16 (base); gcd(C, d) for other widths
 
 
 class _LayerAttentionMixin:

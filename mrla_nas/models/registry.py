@@ -1,8 +1,11 @@
 """The MRLA networks registered in timm (``timm.create_model("mrla_light_resnet50", ...)``)."""
 from __future__ import annotations
 
+import os
+
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 
+from ..arch import ArchConfig, load_arch
 from .mrla_resnet import MRLAResNet
 
 
@@ -28,6 +31,7 @@ default_cfgs = generate_default_cfgs({
     "mrla_base_resnet20": _small_cfg(),
     "mrla_light_resnet56": _small_cfg(),
     "mrla_base_resnet56": _small_cfg(),
+    "mrla_resnet": _cfg(),
 })
 
 
@@ -100,3 +104,35 @@ def mrla_light_resnet56(pretrained=False, **kwargs) -> MRLAResNet:
 def mrla_base_resnet56(pretrained=False, **kwargs) -> MRLAResNet:
     """MRLA-base CIFAR ResNet-56 (3x3 stem, no pool) for 28-32 px inputs."""
     return _cifar("mrla_base_resnet56", "base", 56, pretrained, kwargs)
+
+
+def as_arch(arch) -> ArchConfig:
+    """An ArchConfig from an ArchConfig, a dict, or a YAML/JSON file path."""
+    if isinstance(arch, ArchConfig):
+        return arch
+    if isinstance(arch, dict):
+        return ArchConfig.from_dict(arch)
+    if isinstance(arch, (str, os.PathLike)):
+        return load_arch(arch)
+    raise TypeError(f"arch: expected an ArchConfig, a dict or a file path, got {type(arch).__name__}")
+
+
+def build_model(arch, **overrides) -> MRLAResNet:
+    """The network of an ArchConfig (or dict, or YAML/JSON path); ``overrides`` replace model arguments.
+
+    >>> from mrla_nas import ArchConfig
+    >>> net = build_model({"block": "basic", "layers": [1, 1], "channels": [16, 32], "stem": "small",
+    ...                    "num_classes": 10, "stages": ["light", "base"]})
+    """
+    return MRLAResNet(**dict(as_arch(arch).model_kwargs(), **overrides))
+
+
+@register_model
+def mrla_resnet(pretrained=False, arch=None, **kwargs) -> MRLAResNet:
+    """Any MRLA ResNet from an ``arch=`` ArchConfig, dict or YAML path (what ``mrla-nas export`` writes).
+
+    Other keyword arguments (``num_classes``, ``in_chans``, ``drop_path_rate``, ...) override the config's.
+    """
+    if arch is None:
+        raise ValueError("mrla_resnet needs arch= (an ArchConfig, a dict or a YAML/JSON path)")
+    return _create("mrla_resnet", pretrained, **dict(as_arch(arch).model_kwargs(), **kwargs))

@@ -1,0 +1,219 @@
+"""``ArchConfig``: one network of the search, as plain data (no torch).
+
+An ArchConfig is the backbone (timm ResNet layout) plus one entry per stage (MRLA form, heads,
+reduction). It round-trips through YAML/JSON with plain Python types, and has a canonical key:
+configs that build the same network get the same key.
+
+>>> arch = ArchConfig.from_dict({"block": "basic", "layers": [3, 3, 3], "channels": [16, 32, 64],
+...                              "stem": "small", "stages": ["light", "none", {"form": "base"}]})
+>>> arch.summary()
+'basic[3,3,3] L-B'
+>>> ArchConfig.from_yaml(arch.to_yaml()) == arch
+True
+"""
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Dict, Optional, Tuple
+
+import yaml
+
+FORMS = ("none", "light", "base")
+BLOCKS = {"basic": 1, "bottleneck": 4}  # block type -> channel expansion
+STEMS = ("7x7", "deep", "small")
+DEFAULT_STEM_WIDTH = {"7x7": 64, "deep": 32, "small": 16}
+PAPER_DIM_PER_HEAD = {"light": 32, "base": 16}
+
+
+class ConfigError(ValueError):
+    """A config or space field with a bad value; the message names the field, the value and what is allowed."""
+
+
+def did_you_mean(word: str, allowed) -> str:
+    close = difflib.get_close_matches(str(word), [str(a) for a in allowed], n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def paper_heads(form: str, width: int) -> int:
+    """The paper's default head count for a stage of output width ``width``.
+
+    32 channels per head for light, 16 for base; ``gcd(width, d)`` channels for widths that are not
+    multiples of d (the 16-wide stages of a CIFAR ResNet).
+    """
+    return width // math.gcd(width, PAPER_DIM_PER_HEAD[form])
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """MRLA in one stage: ``form`` none/light/base, ``heads`` (None: the paper's), ``reduction``
+    (None: the paper's Conv1d Q/K projection; r: an SE-style C -> C/r -> C one)."""
+
+    form: str = "none"
+    heads: Optional[int] = None
+    reduction: Optional[int] = None
+
+    def short(self) -> str:
+        return {"none": "-", "light": "L", "base": "B"}[self.form]
+
+
+@dataclass(frozen=True)
+class ArchConfig:
+    block: str = "bottleneck"
+    layers: Tuple[int, ...] = (3, 4, 6, 3)
+    channels: Tuple[int, ...] = (64, 128, 256, 512)
+    stem: str = "7x7"
+    stem_width: Optional[int] = None
+    in_chans: int = 3
+    num_classes: int = 1000
+    drop_path_rate: float = 0.0
+    mrla_drop_path_rate: float = 0.0
+    stages: Tuple[StageConfig, ...] = field(default_factory=tuple)
+
+    # ---- construction and validation -------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any], where: str = "arch") -> "ArchConfig":
+        """Build and validate; errors name the field (``where`` is the path prefix)."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+        if "arch" in data and isinstance(data["arch"], dict):  # an exported file: arch + metrics
+            return cls.from_dict(data["arch"], f"{where}.arch")
+        allowed = {f for f in cls.__dataclass_fields__}
+        for k in data:
+            if k not in allowed:
+                raise ConfigError(f"{where}.{k}: unknown key{did_you_mean(k, allowed)}; allowed: {sorted(allowed)}")
+        d = dict(data)
+        for key in ("layers", "channels"):
+            if key in d:
+                v = d[key]
+                if not isinstance(v, (list, tuple)) or not v or not all(_is_pos_int(x) for x in v):
+                    raise ConfigError(f"{where}.{key}={v!r}: expected a non-empty list of positive integers")
+                d[key] = tuple(v)
+        n = len(d.get("layers", cls.layers))
+        stages = d.get("stages", ["none"] * n)
+        if isinstance(stages, (str, dict)):
+            stages = [stages] * n
+        if not isinstance(stages, (list, tuple)):
+            raise ConfigError(f"{where}.stages={stages!r}: expected a list with one entry per stage")
+        d["stages"] = tuple(_stage_from(s, f"{where}.stages[{i}]") for i, s in enumerate(stages))
+        arch = cls(**d)
+        arch.validate(where)
+        return arch
+
+    def validate(self, where: str = "arch") -> None:
+        if self.block not in BLOCKS:
+            raise ConfigError(f"{where}.block={self.block!r}: allowed: {list(BLOCKS)}{did_you_mean(self.block, BLOCKS)}")
+        if self.stem not in STEMS:
+            raise ConfigError(f"{where}.stem={self.stem!r}: allowed: {list(STEMS)}{did_you_mean(self.stem, STEMS)}")
+        if len(self.layers) != len(self.channels):
+            raise ConfigError(f"{where}.channels: {len(self.channels)} stages, but layers has {len(self.layers)}")
+        if len(self.stages) != len(self.layers):
+            raise ConfigError(f"{where}.stages: {len(self.stages)} entries for {len(self.layers)} stages")
+        for key in ("in_chans", "num_classes"):
+            if not _is_pos_int(getattr(self, key)):
+                raise ConfigError(f"{where}.{key}={getattr(self, key)!r}: expected a positive integer")
+        if self.stem_width is not None and not _is_pos_int(self.stem_width):
+            raise ConfigError(f"{where}.stem_width={self.stem_width!r}: expected a positive integer or null")
+        for key in ("drop_path_rate", "mrla_drop_path_rate"):
+            v = getattr(self, key)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v < 1:
+                raise ConfigError(f"{where}.{key}={v!r}: expected a number in [0, 1)")
+        for i, (s, width) in enumerate(zip(self.stages, self.widths())):
+            if s.form == "none":
+                continue
+            if s.heads is not None and width % s.heads:
+                raise ConfigError(f"{where}.stages[{i}].heads={s.heads}: must divide the stage width {width}")
+            if s.reduction is not None and width % s.reduction:
+                raise ConfigError(f"{where}.stages[{i}].reduction={s.reduction}: must divide the stage width {width}")
+
+    # ---- derived ---------------------------------------------------------------------------
+    def widths(self) -> Tuple[int, ...]:
+        """Output channels of each stage (the width MRLA runs at)."""
+        return tuple(c * BLOCKS[self.block] for c in self.channels)
+
+    def canonical(self) -> "ArchConfig":
+        """The same network with every default made explicit and every irrelevant field dropped."""
+        stages = []
+        for s, width in zip(self.stages, self.widths()):
+            if s.form == "none":
+                stages.append(StageConfig())
+            else:
+                stages.append(StageConfig(s.form, s.heads or paper_heads(s.form, width), s.reduction))
+        return replace(self, stem_width=self.stem_width or DEFAULT_STEM_WIDTH[self.stem],
+                       drop_path_rate=float(self.drop_path_rate), mrla_drop_path_rate=float(self.mrla_drop_path_rate),
+                       stages=tuple(stages))
+
+    def key(self) -> str:
+        """Canonical key: equal for configs that build the same network."""
+        blob = json.dumps(self.canonical().to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha1(blob.encode()).hexdigest()[:16]
+
+    def summary(self) -> str:
+        """A short human-readable label, e.g. ``bottleneck[3,4,6,3] LL-B``."""
+        return f"{self.block}[{','.join(map(str, self.layers))}] {''.join(s.short() for s in self.stages)}"
+
+    def model_kwargs(self) -> Dict[str, Any]:
+        """Arguments of :class:`mrla_nas.models.MRLAResNet` for this config."""
+        return dict(block=self.block, layers=self.layers, channels=self.channels, stem_type=self.stem,
+                    stem_width=self.stem_width, in_chans=self.in_chans, num_classes=self.num_classes,
+                    drop_path_rate=self.drop_path_rate, mrla_drop_path_rate=self.mrla_drop_path_rate,
+                    mrla=[dict(form=s.form, heads=s.heads, reduction=s.reduction) for s in self.stages])
+
+    # ---- serialisation ---------------------------------------------------------------------
+    def to_dict(self) -> Dict[str, Any]:
+        d = asdict(self)
+        d["layers"], d["channels"] = list(self.layers), list(self.channels)
+        d["stages"] = [asdict(s) for s in self.stages]
+        return d
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+    @classmethod
+    def from_yaml(cls, text: str) -> "ArchConfig":
+        return cls.from_dict(yaml.safe_load(text))
+
+    @classmethod
+    def from_json(cls, text: str) -> "ArchConfig":
+        return cls.from_dict(json.loads(text))
+
+
+def _is_pos_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x > 0
+
+
+def _stage_from(s, where: str) -> StageConfig:
+    if isinstance(s, StageConfig):
+        return s
+    if isinstance(s, str):
+        s = {"form": s}
+    if not isinstance(s, dict):
+        raise ConfigError(f"{where}={s!r}: expected a form name or a mapping with form/heads/reduction")
+    allowed = {"form", "heads", "reduction"}
+    for k in s:
+        if k not in allowed:
+            raise ConfigError(f"{where}.{k}: unknown key{did_you_mean(k, allowed)}; allowed: {sorted(allowed)}")
+    form = s.get("form", "none")
+    if form not in FORMS:
+        raise ConfigError(f"{where}.form={form!r}: allowed: {list(FORMS)}{did_you_mean(form, FORMS)}")
+    for k in ("heads", "reduction"):
+        if s.get(k) is not None and not _is_pos_int(s[k]):
+            raise ConfigError(f"{where}.{k}={s[k]!r}: expected a positive integer or null")
+    return StageConfig(form, s.get("heads"), s.get("reduction"))
+
+
+def load_arch(path) -> ArchConfig:
+    """Read an ArchConfig from a YAML or JSON file (an exported file with ``arch:`` works too)."""
+    with open(path) as f:
+        text = f.read()
+    try:
+        data = yaml.safe_load(text)  # YAML is a superset of JSON
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML/JSON ({str(e).splitlines()[0]})") from None
+    return ArchConfig.from_dict(data, where=str(path))
