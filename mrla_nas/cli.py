@@ -38,6 +38,30 @@ def _cmd_cost(args) -> None:
               f"{(c.flops - ref.flops) / 1e9:+9.3f} {c.flops / ref.flops:8.4f}")
 
 
+def _cmd_space(args) -> None:
+    from mrla_nas.space import load_space
+    from mrla_nas.space_summary import format_summary, summarize
+
+    space = load_space(args.space, check_paths=not args.no_path_check)
+    print(format_summary(space, summarize(space)))
+
+
+def _cmd_build(args) -> None:
+    from mrla_nas.arch import load_arch
+    from mrla_nas.cost import measure
+    from mrla_nas.models import build_model
+
+    arch = load_arch(args.file)
+    model = build_model(arch)
+    shape = (1, arch.in_chans, args.input_size, args.input_size)
+    cost = measure(model, shape, convention=args.convention)
+    print(f"{arch.summary()}  key {arch.key()}")
+    for i, (s, w) in enumerate(zip(arch.canonical().stages, arch.widths()), start=1):
+        extra = "" if s.form == "none" else f" heads={s.heads} reduction={s.reduction}"
+        print(f"  stage {i}: {arch.layers[i - 1]} x {arch.block}, width {w}, MRLA {s.form}{extra}")
+    print(f"  params {cost.params:,}  FLOPs {cost.flops:,} ({args.convention}, input {shape[1:]})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mrla-nas", description="Search where MRLA layer attention pays off.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -49,6 +73,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-classes", type=int, default=1000)
     p.add_argument("--convention", choices=["fvcore", "complete"], default="fvcore")
     p.set_defaults(func=_cmd_cost)
+
+    p = sub.add_parser("space", help="validate a YAML search space and summarise it")
+    p.add_argument("space", help="path to SPACE.yaml")
+    p.add_argument("--no-path-check", action="store_true", help="do not require the dataset folder to exist")
+    p.set_defaults(func=_cmd_space)
+
+    p = sub.add_parser("build", help="build the network of an architecture config and print its summary")
+    p.add_argument("file", help="an ArchConfig YAML/JSON (what `mrla-nas export` writes)")
+    p.add_argument("--input-size", type=int, default=32)
+    p.add_argument("--convention", choices=["fvcore", "complete"], default="fvcore")
+    p.set_defaults(func=_cmd_build)
     return parser
 
 
@@ -57,8 +92,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     try:
         args.func(args)
-    except (UsageError, ValueError) as e:
-        print(f"mrla-nas: error: {e}", file=sys.stderr)
+    except (UsageError, ValueError) as e:  # ConfigError is a ValueError
+        print(f"mrla-nas: error: {e}".splitlines()[0], file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"mrla-nas: error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
         return 2
     return 0
 

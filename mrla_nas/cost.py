@@ -18,6 +18,7 @@ Conventions (1 FLOP = one multiply-add, fvcore's unit, in both):
 """
 from __future__ import annotations
 
+import functools
 import logging
 import warnings
 from dataclasses import dataclass, field
@@ -146,3 +147,21 @@ def measure(model: nn.Module, input_shape: Sequence[int] = (1, 3, 224, 224), con
         model.train(was_training)
     return Cost(params=count_params(model), flops=int(round(total)), convention=convention,
                 input_shape=tuple(input_shape), by_operator=by_op, uncounted=uncounted)
+
+
+@functools.lru_cache(maxsize=4096)
+def _measure_canonical(arch, input_shape: Tuple[int, ...], convention: str) -> Cost:
+    from .models import build_model
+    return measure(build_model(arch), input_shape, convention)
+
+
+def measure_arch(arch, input_shape: Sequence[int], convention: str = "fvcore") -> Cost:
+    """:func:`measure` of an ArchConfig's network, cached by the config's canonical form.
+
+    >>> from mrla_nas import ArchConfig
+    >>> arch = ArchConfig.from_dict({"block": "basic", "layers": [1], "channels": [16], "stem": "small",
+    ...                              "num_classes": 10, "stages": ["light"]})
+    >>> measure_arch(arch, (1, 3, 32, 32)).params
+    5844
+    """
+    return _measure_canonical(arch.canonical(), tuple(input_shape), convention)

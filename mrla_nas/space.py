@@ -1,0 +1,498 @@
+"""``SearchSpace``: what may vary, read from YAML, validated before anything runs, sampled by Optuna.
+
+Schema (every section but ``name`` optional; see README "Search-space reference"):
+
+.. code-block:: yaml
+
+    name: fmnist_resnet20
+    seed: 0
+    backbone:            # each key: a fixed value, or {choices: [...]}
+      block: basic       # basic | bottleneck
+      layers: [3, 3, 3]
+      channels: [16, 32, 64]
+      stem: small        # 7x7 | deep | small
+      in_chans: 1
+      num_classes: 10
+    stages:              # one mapping for every stage, or a list with one mapping per stage
+      form: [none, light, base]
+      heads: [null]      # head counts; null = the paper's (32 / 16 channels per head)
+      reduction: [null, 4]
+    objectives: {accuracy: max, flops: min}
+    constraints: {max_flops: 60M}
+    proxy: {dataset: fashion-mnist, epochs: 2, ...}
+    search: {sampler: tpe, trials: 20, concurrency: 2, initial: [none, light]}
+
+>>> space = SearchSpace.from_yaml(open("search_spaces/tiny.yaml").read())  # doctest: +SKIP
+>>> arch = space.sample(optuna_trial)                                      # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import re
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Tuple
+
+import yaml
+
+from .arch import (BLOCKS, FORMS, STEMS, ArchConfig, ConfigError, StageConfig, did_you_mean, paper_heads)
+
+DATASETS = {
+    "fashion-mnist": "/usr/share/datasets/fashion-mnist",
+    "mnist": None,
+    "cifar10": None,
+    "imagefolder": None,
+}
+SAMPLERS = ("tpe", "nsga2", "random", "gp")
+SCHEDULERS = ("none", "asha")
+OPTIMIZERS = ("sgd", "adamw")
+AUGMENTATIONS = ("none", "flip", "crop_flip")
+CONVENTIONS = ("fvcore", "complete")
+REFERENCE_PLACEMENTS = ("none", "light", "base")
+
+_BACKBONE_DEFAULTS = dict(block="bottleneck", layers=[3, 4, 6, 3], channels=[64, 128, 256, 512], stem="7x7",
+                          stem_width=None, in_chans=3, num_classes=1000, drop_path_rate=0.0,
+                          mrla_drop_path_rate=0.0)
+_PROXY_DEFAULTS = dict(dataset="fashion-mnist", path=None, train_size=5000, val_size=1000, epochs=2,
+                       resolution=28, batch_size=128, optimizer="sgd", lr=0.1, momentum=0.9,
+                       weight_decay=5e-4, augmentation="none", threads=1)
+_SEARCH_DEFAULTS = dict(sampler="tpe", trials=20, concurrency=2, scheduler="none", initial=[])
+_TOP_KEYS = ("name", "seed", "backbone", "stages", "objectives", "constraints", "proxy", "search",
+             "flops_convention")
+_STAGE_KEYS = ("form", "heads", "channels_per_head", "reduction")
+
+
+# ---- small checkers: each raises ConfigError naming the path, the value and what is allowed ----
+def _fail(path: str, value: Any, allowed: str) -> None:
+    raise ConfigError(f"{path}={value!r}: {allowed}")
+
+
+def _check_keys(d: Dict, allowed, path: str) -> None:
+    if not isinstance(d, dict):
+        _fail(path, d, "expected a mapping")
+    for k in d:
+        if k not in allowed:
+            where = f"{path}.{k}" if path else str(k)
+            raise ConfigError(f"{where}: unknown key{did_you_mean(k, allowed)}; allowed: {', '.join(allowed)}")
+
+
+def _pos_int(v, path, allow_none=False):
+    if v is None and allow_none:
+        return v
+    if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+        _fail(path, v, "expected a positive integer" + (" or null" if allow_none else ""))
+    return v
+
+
+def _number(v, path, lo=None, hi=None, allow_none=False):
+    if v is None and allow_none:
+        return v
+    if isinstance(v, str):
+        v = _parse_amount(v, path)
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        _fail(path, v, "expected a number")
+    if (lo is not None and v < lo) or (hi is not None and v > hi):
+        _fail(path, v, f"expected a number in [{lo}, {hi}]")
+    return v
+
+
+def _parse_amount(text: str, path: str) -> float:
+    """'60M', '1.2G', '5e7' -> a number (YAML 1.1 reads 5e7 as a string)."""
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([kKmMgGtT]?)\s*", text)
+    if not m:
+        _fail(path, text, "expected a number such as 60000000, 6.0e+7 or 60M")
+    return float(m.group(1)) * {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}[m.group(2).lower()]
+
+
+def _one_of(v, allowed, path):
+    if v not in allowed:
+        raise ConfigError(f"{path}={v!r}: allowed: {', '.join(map(str, allowed))}{did_you_mean(v, allowed)}")
+    return v
+
+
+def _choices(v, path) -> List:
+    """A choice list: a non-empty list (a scalar means a single fixed choice)."""
+    if isinstance(v, dict):
+        _check_keys(v, ("choices",), path)
+        v = v.get("choices")
+        path = f"{path}.choices"
+        if not isinstance(v, list):
+            _fail(path, v, "expected a list of choices")
+    if not isinstance(v, list):
+        v = [v]
+    if not v:
+        _fail(path, v, "the choice list is empty; give at least one value")
+    return v
+
+
+@dataclass(frozen=True)
+class StageChoices:
+    forms: Tuple[str, ...]
+    heads: Tuple[Optional[int], ...]            # counts (None: the paper's default)
+    channels_per_head: Tuple[int, ...]          # alternative to heads
+    reductions: Tuple[Optional[int], ...]
+
+    def resolved_heads(self, form: str, width: int) -> List[int]:
+        """The distinct head counts this stage allows for ``form`` at ``width``."""
+        if self.channels_per_head:
+            vals = [width // d for d in self.channels_per_head]
+        else:
+            vals = [h or paper_heads(form, width) for h in self.heads]
+        return sorted(set(vals))
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    name: str
+    seed: int
+    backbone: Dict[str, Tuple]                  # key -> tuple of choices (one for a fixed value)
+    stages: Tuple[StageChoices, ...]
+    objectives: Dict[str, str]
+    constraints: Dict[str, Optional[float]]
+    proxy: Dict[str, Any]
+    search: Dict[str, Any]
+    flops_convention: str = "fvcore"
+
+    # ---- reading ---------------------------------------------------------------------------
+    @classmethod
+    def from_yaml(cls, text: str, source: str = "space", check_paths: bool = True) -> "SearchSpace":
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{source}: not valid YAML ({str(e).splitlines()[0]})") from None
+        return cls.from_dict(data, check_paths=check_paths)
+
+    @classmethod
+    def from_file(cls, path, check_paths: bool = True) -> "SearchSpace":
+        if not os.path.isfile(path):
+            raise ConfigError(f"space file {str(path)!r}: does not exist")
+        with open(path) as f:
+            return cls.from_yaml(f.read(), source=str(path), check_paths=check_paths)
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any], check_paths: bool = True) -> "SearchSpace":
+        """Validate and build. ``check_paths=False`` skips the dataset-folder check (to inspect a
+        space written for another machine)."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"space: expected a YAML mapping at the top level, got {type(data).__name__}")
+        _check_keys(data, _TOP_KEYS, "")
+        if "name" not in data:
+            raise ConfigError("name: missing; give the space a name (used for the run directory)")
+        name = data["name"]
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+            _fail("name", name, "expected letters, digits, '_', '-' or '.'")
+        seed = data.get("seed", 0)
+        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+            _fail("seed", seed, "expected a non-negative integer")
+
+        backbone = cls._read_backbone(data.get("backbone", {}))
+        n_stages = len(backbone["layers"][0])
+        stages = cls._read_stages(data.get("stages", {"form": ["none", "light"]}), n_stages)
+        objectives = cls._read_objectives(data.get("objectives", {"accuracy": "max", "flops": "min"}))
+        constraints = cls._read_constraints(data.get("constraints", {}))
+        proxy = cls._read_proxy(data.get("proxy", {}), check_paths)
+        search = cls._read_search(data.get("search", {}), n_stages)
+        convention = _one_of(data.get("flops_convention", "fvcore"), CONVENTIONS, "flops_convention")
+        space = cls(name, seed, backbone, stages, objectives, constraints, proxy, search, convention)
+        space._check_divisibility()
+        for i, ref in enumerate(search["initial"]):
+            space._check_contains(space.reference_config(ref, space.backbone_combos()[0]), f"search.initial[{i}]")
+        return space
+
+    @staticmethod
+    def _read_backbone(d) -> Dict[str, Tuple]:
+        _check_keys(d, tuple(_BACKBONE_DEFAULTS), "backbone")
+        out = {}
+        for key, default in _BACKBONE_DEFAULTS.items():
+            path = f"backbone.{key}"
+            raw = d.get(key, default)
+            if key in ("layers", "channels"):
+                # a list of ints is one fixed value; a list of lists (or {choices: }) are choices
+                if isinstance(raw, dict):
+                    vals = _choices(raw, path)
+                elif isinstance(raw, list) and raw and all(isinstance(x, list) for x in raw):
+                    vals = raw
+                else:
+                    vals = [raw]
+                for i, v in enumerate(vals):
+                    p = f"{path}[{i}]" if len(vals) > 1 else path
+                    if not isinstance(v, list) or not v:
+                        _fail(p, v, "expected a non-empty list of positive integers, one per stage")
+                    for j, x in enumerate(v):
+                        _pos_int(x, f"{p}[{j}]")
+                out[key] = tuple(tuple(v) for v in vals)
+                continue
+            vals = _choices(raw, path)
+            for i, v in enumerate(vals):
+                p = f"{path}[{i}]" if len(vals) > 1 else path
+                if key == "block":
+                    _one_of(v, tuple(BLOCKS), p)
+                elif key == "stem":
+                    _one_of(v, STEMS, p)
+                elif key == "stem_width":
+                    _pos_int(v, p, allow_none=True)
+                elif key in ("in_chans", "num_classes"):
+                    _pos_int(v, p)
+                else:
+                    _number(v, p, 0, 0.99)
+            out[key] = tuple(vals)
+        lengths = {len(v) for v in out["layers"] + out["channels"]}
+        if len(lengths) != 1:
+            _fail("backbone.channels", [list(c) for c in out["channels"]],
+                  f"every layers/channels choice must have the same number of stages (got {sorted(lengths)})")
+        return out
+
+    @staticmethod
+    def _read_stages(d, n_stages: int) -> Tuple[StageChoices, ...]:
+        if isinstance(d, dict):
+            entries, paths = [d] * n_stages, ["stages"] * n_stages
+        elif isinstance(d, list):
+            if len(d) != n_stages:
+                _fail("stages", f"<{len(d)} entries>", f"expected one entry per stage ({n_stages}), "
+                      "or a single mapping for the same choices in every stage")
+            entries, paths = d, [f"stages[{i}]" for i in range(n_stages)]
+        else:
+            _fail("stages", d, "expected a mapping (same choices in every stage) or a list, one per stage")
+        out = []
+        for s, path in zip(entries, paths):
+            _check_keys(s, _STAGE_KEYS, path)
+            if "heads" in s and "channels_per_head" in s:
+                raise ConfigError(f"{path}: give heads or channels_per_head, not both")
+            forms = _choices(s.get("form", ["none", "light"]), f"{path}.form")
+            for i, f in enumerate(forms):
+                _one_of(f, FORMS, f"{path}.form[{i}]")
+            heads = _choices(s.get("heads", [None]), f"{path}.heads")
+            for i, h in enumerate(heads):
+                _pos_int(h, f"{path}.heads[{i}]", allow_none=True)
+            cph = _choices(s["channels_per_head"], f"{path}.channels_per_head") if "channels_per_head" in s else []
+            for i, c in enumerate(cph):
+                _pos_int(c, f"{path}.channels_per_head[{i}]")
+            reds = _choices(s.get("reduction", [None]), f"{path}.reduction")
+            for i, r in enumerate(reds):
+                _pos_int(r, f"{path}.reduction[{i}]", allow_none=True)
+            out.append(StageChoices(tuple(dict.fromkeys(forms)), tuple(dict.fromkeys(heads)),
+                                    tuple(dict.fromkeys(cph)), tuple(dict.fromkeys(reds))))
+        return tuple(out)
+
+    @staticmethod
+    def _read_objectives(d) -> Dict[str, str]:
+        _check_keys(d, ("accuracy", "flops", "params"), "objectives")
+        for k, v in d.items():
+            _one_of(v, ("max",) if k == "accuracy" else ("min",), f"objectives.{k}")
+        if "accuracy" not in d or "flops" not in d:
+            raise ConfigError("objectives: accuracy (max) and flops (min) are required; params (min) is optional")
+        return dict(d)
+
+    @staticmethod
+    def _read_constraints(d) -> Dict[str, Optional[float]]:
+        _check_keys(d, ("max_flops", "max_params"), "constraints")
+        return {k: _number(d.get(k), f"constraints.{k}", lo=1, allow_none=True) for k in ("max_flops", "max_params")}
+
+    @staticmethod
+    def _read_proxy(d, check_paths: bool) -> Dict[str, Any]:
+        _check_keys(d, tuple(_PROXY_DEFAULTS), "proxy")
+        p = dict(_PROXY_DEFAULTS, **d)
+        _one_of(p["dataset"], tuple(DATASETS), "proxy.dataset")
+        for k in ("train_size", "val_size", "epochs", "resolution", "batch_size", "threads"):
+            _pos_int(p[k], f"proxy.{k}")
+        _one_of(p["optimizer"], OPTIMIZERS, "proxy.optimizer")
+        _one_of(p["augmentation"], AUGMENTATIONS, "proxy.augmentation")
+        p["lr"] = _number(p["lr"], "proxy.lr", lo=1e-8, hi=10)
+        p["momentum"] = _number(p["momentum"], "proxy.momentum", lo=0, hi=1)
+        p["weight_decay"] = _number(p["weight_decay"], "proxy.weight_decay", lo=0, hi=1)
+        if p["path"] is None:
+            p["path"] = DATASETS[p["dataset"]]
+            if p["path"] is None:
+                raise ConfigError(f"proxy.path: required for dataset {p['dataset']!r} (a local folder; "
+                                  "nothing is downloaded)")
+        if not isinstance(p["path"], str):
+            _fail("proxy.path", p["path"], "expected a folder path")
+        p["path"] = os.path.expanduser(p["path"])
+        if check_paths and not os.path.isdir(p["path"]):
+            hint = {"fashion-mnist": "install Debian's dataset-fashion-mnist (apt-get install -y "
+                                     "dataset-fashion-mnist) or point proxy.path at a folder of IDX files",
+                    "mnist": "point it at a folder with train-images-idx3-ubyte[.gz] and train-labels-idx1-ubyte[.gz]",
+                    "cifar10": "point it at the extracted cifar-10-batches-py folder (data_batch_1..5, test_batch)",
+                    "imagefolder": "point it at a folder with train/CLASS/*.jpg (and val/CLASS/*.jpg)"}[p["dataset"]]
+            _fail("proxy.path", p["path"], f"folder does not exist; {hint}")
+        return p
+
+    @staticmethod
+    def _read_search(d, n_stages: int) -> Dict[str, Any]:
+        _check_keys(d, tuple(_SEARCH_DEFAULTS), "search")
+        s = dict(_SEARCH_DEFAULTS, **d)
+        _one_of(s["sampler"], SAMPLERS, "search.sampler")
+        _one_of(s["scheduler"], SCHEDULERS, "search.scheduler")
+        _pos_int(s["trials"], "search.trials")
+        _pos_int(s["concurrency"], "search.concurrency")
+        if not isinstance(s["initial"], list):
+            _fail("search.initial", s["initial"], "expected a list of placements (none, light, base, "
+                  "or a list of forms, one per stage)")
+        for i, ref in enumerate(s["initial"]):
+            p = f"search.initial[{i}]"
+            if isinstance(ref, list):
+                if len(ref) != n_stages:
+                    _fail(p, ref, f"expected {n_stages} forms, one per stage")
+                for j, f in enumerate(ref):
+                    _one_of(f, FORMS, f"{p}[{j}]")
+            else:
+                _one_of(ref, REFERENCE_PLACEMENTS, p)
+        return s
+
+    # ---- structure -------------------------------------------------------------------------
+    def backbone_combos(self) -> List[Dict[str, Any]]:
+        keys = list(self.backbone)
+        return [dict(zip(keys, vals)) for vals in itertools.product(*(self.backbone[k] for k in keys))]
+
+    @staticmethod
+    def _widths(bb: Dict[str, Any]) -> Tuple[int, ...]:
+        return tuple(c * BLOCKS[bb["block"]] for c in bb["channels"])
+
+    def _check_divisibility(self) -> None:
+        for bb in self.backbone_combos():
+            for i, (st, width) in enumerate(zip(self.stages, self._widths(bb))):
+                base = "stages" if len(set(self.stages)) == 1 and len(self.stages) > 1 else f"stages[{i}]"
+                why = f"stage {i + 1} is {width} wide (backbone {bb['block']} channels {list(bb['channels'])})"
+                for j, h in enumerate(st.heads):
+                    if h is not None and width % h:
+                        raise ConfigError(f"{base}.heads[{j}]={h}: does not divide the stage width; {why}")
+                for j, d in enumerate(st.channels_per_head):
+                    if width % d:
+                        raise ConfigError(f"{base}.channels_per_head[{j}]={d}: does not divide the stage width; {why}")
+                for j, r in enumerate(st.reductions):
+                    if r is not None and width % r:
+                        raise ConfigError(f"{base}.reduction[{j}]={r}: does not divide the stage width; {why}")
+
+    def arch(self, bb: Dict[str, Any], stages: List[StageConfig]) -> ArchConfig:
+        return ArchConfig(block=bb["block"], layers=tuple(bb["layers"]), channels=tuple(bb["channels"]),
+                          stem=bb["stem"], stem_width=bb["stem_width"], in_chans=bb["in_chans"],
+                          num_classes=bb["num_classes"], drop_path_rate=bb["drop_path_rate"],
+                          mrla_drop_path_rate=bb["mrla_drop_path_rate"], stages=tuple(stages))
+
+    def reference_config(self, placement, bb: Dict[str, Any]) -> ArchConfig:
+        """'none' / 'light' / 'base' everywhere (the paper's heads and projection), or a list of forms."""
+        forms = placement if isinstance(placement, list) else [placement] * len(self.stages)
+        return self.arch(bb, [StageConfig(f) for f in forms])
+
+    def contains(self, arch: ArchConfig) -> bool:
+        try:
+            self._check_contains(arch, "arch")
+            return True
+        except ConfigError:
+            return False
+
+    def _check_contains(self, arch: ArchConfig, path: str) -> None:
+        bb = dict(block=arch.block, layers=tuple(arch.layers), channels=tuple(arch.channels), stem=arch.stem,
+                  stem_width=arch.stem_width, in_chans=arch.in_chans, num_classes=arch.num_classes,
+                  drop_path_rate=arch.drop_path_rate, mrla_drop_path_rate=arch.mrla_drop_path_rate)
+        for k, v in bb.items():
+            if v not in self.backbone[k]:
+                raise ConfigError(f"{path}: backbone.{k}={v!r} is not among the space's choices {list(self.backbone[k])}")
+        canon = arch.canonical()
+        for i, (s, st, width) in enumerate(zip(canon.stages, self.stages, arch.widths())):
+            if s.form not in st.forms:
+                raise ConfigError(f"{path}: stage {i + 1} form {s.form!r} is not allowed there ({list(st.forms)})")
+            if s.form == "none":
+                continue
+            if s.heads not in st.resolved_heads(s.form, width):
+                raise ConfigError(f"{path}: stage {i + 1} heads={s.heads} not allowed ({st.resolved_heads(s.form, width)})")
+            if s.reduction not in st.reductions:
+                raise ConfigError(f"{path}: stage {i + 1} reduction={s.reduction} not allowed ({list(st.reductions)})")
+
+    # ---- size ------------------------------------------------------------------------------
+    def size(self) -> int:
+        """Number of distinct networks (by canonical key), from the formula."""
+        total = 0
+        for bb in self.backbone_combos():
+            prod = 1
+            for st, width in zip(self.stages, self._widths(bb)):
+                n = 1 if "none" in st.forms else 0
+                n += sum(len(st.resolved_heads(f, width)) * len(st.reductions) for f in st.forms if f != "none")
+                prod *= n
+            total += prod
+        return total
+
+    def enumerate(self, limit: int = 1_000_000):
+        """Every distinct network of the space (canonical), in a fixed order."""
+        seen = set()
+        for bb in self.backbone_combos():
+            for stages in itertools.product(*self.stage_options(bb)):
+                arch = self.arch(bb, list(stages)).canonical()
+                k = arch.key()
+                if k not in seen:
+                    seen.add(k)
+                    if len(seen) > limit:
+                        raise ValueError(f"space has more than {limit} configs; use size() instead")
+                    yield arch
+
+    # ---- sampling --------------------------------------------------------------------------
+    def sample(self, trial) -> ArchConfig:
+        """Define-by-run sampling through an Optuna trial; heads and reduction exist only where a
+        stage has MRLA. Parameter names: ``backbone.KEY``, ``stageN.form``, ``stageN.heads``,
+        ``stageN.reduction`` (stable across runs)."""
+        bb = {}
+        for k, choices in self.backbone.items():
+            if len(choices) == 1:
+                bb[k] = choices[0]
+            elif k in ("layers", "channels"):
+                labels = [",".join(map(str, c)) for c in choices]
+                bb[k] = choices[labels.index(trial.suggest_categorical(f"backbone.{k}", labels))]
+            else:
+                bb[k] = trial.suggest_categorical(f"backbone.{k}", list(choices))
+        stages = []
+        for i, (st, width) in enumerate(zip(self.stages, self._widths(bb)), start=1):
+            form = st.forms[0] if len(st.forms) == 1 else trial.suggest_categorical(f"stage{i}.form", list(st.forms))
+            if form == "none":
+                stages.append(StageConfig())
+                continue
+            if st.channels_per_head:
+                d = _pick(trial, f"stage{i}.channels_per_head", st.channels_per_head)
+                heads = width // d
+            else:
+                heads = _pick(trial, f"stage{i}.heads", st.heads)
+            stages.append(StageConfig(form, heads, _pick(trial, f"stage{i}.reduction", st.reductions)))
+        return self.arch(bb, stages).canonical()
+
+    def initial_configs(self) -> List[ArchConfig]:
+        """The placements to evaluate first (search.initial), on the first backbone choice."""
+        bb = self.backbone_combos()[0]
+        return [self.reference_config(p, bb).canonical() for p in self.search["initial"]]
+
+    # ---- cost-aware checks (need torch) ----------------------------------------------------
+    def input_shape(self, bb: Optional[Dict[str, Any]] = None) -> Tuple[int, int, int, int]:
+        bb = bb or self.backbone_combos()[0]
+        r = self.proxy["resolution"]
+        return (1, bb["in_chans"], r, r)
+
+    def stage_options(self, bb: Dict[str, Any]) -> List[List[StageConfig]]:
+        """The distinct (canonical) choices of every stage for one backbone."""
+        out = []
+        for st, width in zip(self.stages, self._widths(bb)):
+            opts = [StageConfig()] if "none" in st.forms else []
+            opts += [StageConfig(f, h, r) for f in st.forms if f != "none"
+                     for h in st.resolved_heads(f, width) for r in st.reductions]
+            out.append(opts)
+        return out
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The space with its defaults resolved (what a run directory freezes)."""
+        def plain(v):
+            return [plain(x) for x in v] if isinstance(v, (list, tuple)) else v
+        bb = {k: (plain(v[0]) if len(v) == 1 else {"choices": plain(v)}) for k, v in self.backbone.items()}
+        stages = [dict(form=list(s.forms), reduction=list(s.reductions),
+                       **({"channels_per_head": list(s.channels_per_head)} if s.channels_per_head
+                          else {"heads": list(s.heads)})) for s in self.stages]
+        return dict(name=self.name, seed=self.seed, backbone=bb, stages=stages, objectives=dict(self.objectives),
+                    constraints=dict(self.constraints), proxy=dict(self.proxy),
+                    search=dict(self.search, initial=plain(self.search["initial"])),
+                    flops_convention=self.flops_convention)
+
+
+def _pick(trial, name: str, choices):
+    choices = list(choices)
+    return choices[0] if len(choices) == 1 else trial.suggest_categorical(name, choices)
+
+
+def load_space(path, check_paths: bool = True) -> SearchSpace:
+    """Read and validate a search-space YAML file (raises ConfigError naming the bad field)."""
+    return SearchSpace.from_file(path, check_paths=check_paths)
