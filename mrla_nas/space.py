@@ -35,7 +35,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import yaml
 
-from .arch import (BLOCKS, FORMS, STEMS, ArchConfig, ConfigError, StageConfig, did_you_mean, paper_heads)
+from .arch import (BLOCKS, DEFAULT_STEM_WIDTH, FORMS, STEMS, ArchConfig, ConfigError, StageConfig, did_you_mean, paper_heads)
 
 DATASETS = {
     "fashion-mnist": "/usr/share/datasets/fashion-mnist",
@@ -386,7 +386,11 @@ class SearchSpace:
                   stem_width=arch.stem_width, in_chans=arch.in_chans, num_classes=arch.num_classes,
                   drop_path_rate=arch.drop_path_rate, mrla_drop_path_rate=arch.mrla_drop_path_rate)
         for k, v in bb.items():
-            if v not in self.backbone[k]:
+            choices = self.backbone[k]
+            if k == "stem_width":  # null means the stem's default width
+                choices = [c or DEFAULT_STEM_WIDTH[arch.stem] for c in choices]
+                v = v or DEFAULT_STEM_WIDTH[arch.stem]
+            if v not in choices:
                 raise ConfigError(f"{path}: backbone.{k}={v!r} is not among the space's choices {list(self.backbone[k])}")
         canon = arch.canonical()
         for i, (s, st, width) in enumerate(zip(canon.stages, self.stages, arch.widths())):
