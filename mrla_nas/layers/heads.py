@@ -112,3 +112,17 @@ class LayerQueryKeyValue(nn.Module):
         """<Q_h, K_h> / sqrt(d) for every head: [B, C] x [B, C] -> [B, g]."""
         b = q.shape[0]
         return torch.einsum("bgd,bgd->bg", q.view(b, self.heads, -1), k.view(b, self.heads, -1)) * self.scale
+
+
+class MRLAUnit(nn.Module):
+    """Common constructor of both forms: heads (count, channels per head, or channel-wise) and Q/K/V."""
+
+    default_dim_per_head = 32
+
+    def __init__(self, channels: int, heads: Optional[int] = None, dim_per_head: Optional[int] = None,
+                 kernel_size: Optional[int] = None, reduction: Optional[int] = None, channel_wise: bool = False):
+        super().__init__()
+        if heads is None and dim_per_head is None and not channel_wise:
+            dim_per_head = self.default_dim_per_head
+        self.heads = resolve_heads(channels, heads, dim_per_head, channel_wise)
+        self.qkv = LayerQueryKeyValue(channels, self.heads, kernel_size, reduction)

@@ -4,9 +4,8 @@ from __future__ import annotations
 from typing import List, NamedTuple, Optional
 
 import torch
-from torch import nn
 
-from .heads import LayerQueryKeyValue, resolve_heads
+from .heads import MRLAUnit
 
 
 class LayerMemory(NamedTuple):
@@ -71,7 +70,7 @@ def weighted_layer_sum(weights: torch.Tensor, values: List[torch.Tensor]) -> tor
     return _WeightedLayerSum.apply(weights, *values)
 
 
-class MRLABase(nn.Module):
+class MRLABase(MRLAUnit):
     """``out = sum_t softmax_t(<Q_h, K_h,t>/sqrt(d)) V_h,t`` over the blocks of a stage so far.
 
     Call with ``memory=None`` in the first block of a stage; pass the returned memory on to the next
@@ -87,14 +86,7 @@ class MRLABase(nn.Module):
     torch.Size([2, 2, 64, 8, 8])
     """
 
-    def __init__(self, channels: int, heads: Optional[int] = None, dim_per_head: Optional[int] = None,
-                 kernel_size: Optional[int] = None, reduction: Optional[int] = None,
-                 channel_wise: bool = False):
-        super().__init__()
-        if heads is None and dim_per_head is None and not channel_wise:
-            dim_per_head = 16
-        self.heads = resolve_heads(channels, heads, dim_per_head, channel_wise)
-        self.qkv = LayerQueryKeyValue(channels, self.heads, kernel_size, reduction)
+    default_dim_per_head = 16
 
     def forward(self, x: torch.Tensor, memory: Optional[LayerMemory] = None):
         q, k = self.qkv.query_key(x)

@@ -6,10 +6,10 @@ from typing import Optional
 import torch
 from torch import nn
 
-from .heads import LayerQueryKeyValue, resolve_heads
+from .heads import MRLAUnit
 
 
-class MRLALight(nn.Module):
+class MRLALight(MRLAUnit):
     """``out = sigmoid(<Q_h, K_h>/sqrt(d)) * V_h  +  lambda * o_prev`` for [B, C, H, W] features.
 
     Each head h gets one gate per sample from its query/key channels and scales its own channels of
@@ -29,14 +29,12 @@ class MRLALight(nn.Module):
     torch.Size([2, 64, 8, 8])
     """
 
+    default_dim_per_head = 32
+
     def __init__(self, channels: int, heads: Optional[int] = None, dim_per_head: Optional[int] = None,
                  kernel_size: Optional[int] = None, reduction: Optional[int] = None,
                  channel_wise: bool = False):
-        super().__init__()
-        if heads is None and dim_per_head is None and not channel_wise:
-            dim_per_head = 32
-        self.heads = resolve_heads(channels, heads, dim_per_head, channel_wise)
-        self.qkv = LayerQueryKeyValue(channels, self.heads, kernel_size, reduction)
+        super().__init__(channels, heads, dim_per_head, kernel_size, reduction, channel_wise)
         self.lambda_t = nn.Parameter(torch.randn(channels, 1, 1))
 
     def forward(self, x: torch.Tensor, o_prev: torch.Tensor) -> torch.Tensor:

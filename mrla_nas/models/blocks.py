@@ -24,80 +24,61 @@ default_heads = paper_heads  # 32 channels per head (light) / 16 (base); gcd(C, 
 
 
 class _LayerAttentionMixin:
-    """Builds the MRLA branch and applies it; shared by the Bottleneck and BasicBlock variants."""
+    """The MRLA branch on top of a timm block; the block subclass supplies ``_residual`` and ``_out_act``."""
 
-    def _init_mrla(self, channels: int, norm_layer, form: str, heads: Optional[int], reduction: Optional[int],
-                   kernel_size: Optional[int], channel_wise: bool, mrla_drop_path: float) -> None:
-        if form not in ("light", "base"):
-            raise ValueError(f"MRLA form={form!r}; allowed: 'light', 'base' (use a plain block for 'none')")
-        unit = MRLALight if form == "light" else MRLABase
-        if heads is None and not channel_wise:
-            heads = default_heads(form, channels)
-        self.mrla_form = form
-        self.mrla = unit(channels, heads=None if channel_wise else heads, kernel_size=kernel_size,
-                         reduction=reduction, channel_wise=channel_wise)
-        self.bn_mrla = norm_layer(channels)
+    def __init__(self, inplanes: int, planes: int, *args, mrla_form: str = "light", mrla_heads: Optional[int] = None,
+                 mrla_reduction: Optional[int] = None, mrla_kernel_size: Optional[int] = None,
+                 mrla_channel_wise: bool = False, mrla_drop_path: float = 0.0, **kwargs):
+        super().__init__(inplanes, planes, *args, **kwargs)
+        if mrla_form not in ("light", "base"):
+            raise ValueError(f"MRLA form={mrla_form!r}; allowed: 'light', 'base' (use a plain block for 'none')")
+        channels = planes * self.expansion
+        heads = None if mrla_channel_wise else (mrla_heads or default_heads(mrla_form, channels))
+        unit = MRLALight if mrla_form == "light" else MRLABase
+        self.mrla_form = mrla_form
+        self.mrla = unit(channels, heads=heads, kernel_size=mrla_kernel_size, reduction=mrla_reduction,
+                         channel_wise=mrla_channel_wise)
+        self.bn_mrla = kwargs.get("norm_layer", nn.BatchNorm2d)(channels)
         self.mrla_drop_path = DropPath(mrla_drop_path) if mrla_drop_path > 0 else nn.Identity()
 
-    def _layer_attention(self, o: torch.Tensor, shortcut: torch.Tensor, memory):
+    def forward(self, x: torch.Tensor, memory=None):
+        shortcut = x
+        x = self._residual(x)
+        if self.se is not None:
+            x = self.se(x)
+        if self.drop_path is not None:
+            x = self.drop_path(x)
+        if self.downsample is not None:
+            shortcut = self.downsample(shortcut)
+        x += shortcut
+        o = self._out_act(x)
         if self.mrla_form == "light":
             return o + self.mrla_drop_path(self.bn_mrla(self.mrla(o, shortcut)))
         attn, memory = self.mrla(o, memory)
-        return o + self.mrla_drop_path(torch.relu(self.bn_mrla(attn))), memory
-
-
-_MRLA_ARGS = dict(mrla_form="light", mrla_heads=None, mrla_reduction=None, mrla_kernel_size=None,
-                  mrla_channel_wise=False, mrla_drop_path=0.0)
-
-
-def _split_mrla_kwargs(kwargs):
-    mrla = {k: kwargs.pop(k, v) for k, v in _MRLA_ARGS.items()}
-    return [mrla[k] for k in _MRLA_ARGS]
+        return o + self.mrla_drop_path(torch.relu_(self.bn_mrla(attn))), memory
 
 
 class MRLABottleneck(_LayerAttentionMixin, Bottleneck):
     """timm ``Bottleneck`` + MRLA (light or base) on its output."""
 
-    def __init__(self, inplanes: int, planes: int, *args, **kwargs):
-        mrla = _split_mrla_kwargs(kwargs)
-        super().__init__(inplanes, planes, *args, **kwargs)
-        self._init_mrla(planes * self.expansion, kwargs.get("norm_layer", nn.BatchNorm2d), *mrla)
-
-    def forward(self, x: torch.Tensor, memory=None):
-        shortcut = x
+    def _residual(self, x: torch.Tensor) -> torch.Tensor:
         x = self.act1(self.bn1(self.conv1(x)))
         x = self.aa(self.act2(self.drop_block(self.bn2(self.conv2(x)))))
-        x = self.bn3(self.conv3(x))
-        if self.se is not None:
-            x = self.se(x)
-        if self.drop_path is not None:
-            x = self.drop_path(x)
-        if self.downsample is not None:
-            shortcut = self.downsample(shortcut)
-        x += shortcut
-        return self._layer_attention(self.act3(x), shortcut, memory)
+        return self.bn3(self.conv3(x))
+
+    def _out_act(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act3(x)
 
 
 class MRLABasicBlock(_LayerAttentionMixin, BasicBlock):
     """timm ``BasicBlock`` + MRLA (light or base) on its output."""
 
-    def __init__(self, inplanes: int, planes: int, *args, **kwargs):
-        mrla = _split_mrla_kwargs(kwargs)
-        super().__init__(inplanes, planes, *args, **kwargs)
-        self._init_mrla(planes * self.expansion, kwargs.get("norm_layer", nn.BatchNorm2d), *mrla)
-
-    def forward(self, x: torch.Tensor, memory=None):
-        shortcut = x
+    def _residual(self, x: torch.Tensor) -> torch.Tensor:
         x = self.aa(self.act1(self.drop_block(self.bn1(self.conv1(x)))))
-        x = self.bn2(self.conv2(x))
-        if self.se is not None:
-            x = self.se(x)
-        if self.drop_path is not None:
-            x = self.drop_path(x)
-        if self.downsample is not None:
-            shortcut = self.downsample(shortcut)
-        x += shortcut
-        return self._layer_attention(self.act2(x), shortcut, memory)
+        return self.bn2(self.conv2(x))
+
+    def _out_act(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act2(x)
 
 
 BLOCKS = {"bottleneck": (Bottleneck, MRLABottleneck), "basic": (BasicBlock, MRLABasicBlock)}
