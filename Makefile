@@ -30,6 +30,7 @@ dataset:
 
 demo: setup
 	$(VENV)/bin/mrla-nas cost resnet50 mrla_light_resnet50 mrla_base_resnet50
+	$(VENV)/bin/mrla-nas space search_spaces/fmnist_resnet20.yaml
 
 test: setup
 	$(PY) -m pytest
