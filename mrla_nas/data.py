@@ -1,0 +1,156 @@
+"""Datasets from local files (never downloaded) and deterministic stratified proxy subsets.
+
+Formats: MNIST/Fashion-MNIST IDX files (``.gz`` or raw; Debian's ``dataset-fashion-mnist`` by
+default), CIFAR-10 python batches (``cifar-10-batches-py``), and ImageFolder trees
+(``ROOT/train/CLASS/*``). The search carves its training and validation subsets from the
+*training* split only; the test split is for the final training of an exported architecture.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+import pickle
+import struct
+from dataclasses import dataclass
+from typing import Tuple
+
+import numpy as np
+import torch
+
+from .arch import ConfigError
+
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+_IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+              "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+
+
+class DatasetMissing(ConfigError):
+    """A dataset folder or file is not where the space says; the message says how to fix it."""
+
+
+@dataclass
+class ArrayDataset:
+    """Images as uint8 [N, C, H, W] and int64 labels [N], in memory."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: int
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, index: np.ndarray) -> "ArrayDataset":
+        idx = torch.as_tensor(index, dtype=torch.long)
+        return ArrayDataset(self.images[idx], self.labels[idx], self.classes)
+
+
+def read_idx(path: str) -> np.ndarray:
+    """An IDX file (MNIST format), gzipped or not, as a numpy array."""
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
+    if zero != 0 or dtype_code != 0x08:
+        raise ValueError(f"{path}: not an unsigned-byte IDX file")
+    shape = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def _find(folder: str, stem: str, hint: str) -> str:
+    for name in (stem, stem + ".gz"):
+        path = os.path.join(folder, name)
+        if os.path.isfile(path):
+            return path
+    raise DatasetMissing(f"proxy.path={folder!r}: no {stem}[.gz] there; {hint}")
+
+
+def load_idx(folder: str, split: str = "train", hint: str = "") -> ArrayDataset:
+    hint = hint or ("install Debian's dataset-fashion-mnist (apt-get install -y dataset-fashion-mnist) "
+                    "or point proxy.path at a folder of MNIST-format IDX files")
+    images_name, labels_name = _IDX_FILES[split]
+    images = read_idx(_find(folder, images_name, hint))
+    labels = read_idx(_find(folder, labels_name, hint))
+    return ArrayDataset(torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64)),
+                        int(labels.max()) + 1)
+
+
+def load_cifar10(folder: str, split: str = "train") -> ArrayDataset:
+    names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
+    hint = "point proxy.path at the extracted cifar-10-batches-py folder (data_batch_1..5, test_batch)"
+    xs, ys = [], []
+    for name in names:
+        path = os.path.join(folder, name)
+        if not os.path.isfile(path):
+            raise DatasetMissing(f"proxy.path={folder!r}: no {name} there; {hint}")
+        with open(path, "rb") as f:
+            batch = pickle.load(f, encoding="bytes")  # the official CIFAR-10 python format
+        xs.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+        ys.append(np.asarray(batch[b"labels"], dtype=np.int64))
+    return ArrayDataset(torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys)), 10)
+
+
+def load_imagefolder(folder: str, split: str = "train", resolution: int = 224) -> ArrayDataset:
+    """An ImageFolder split (``ROOT/SPLIT/CLASS/*``), resized to ``resolution`` and held in memory."""
+    from torchvision.datasets import ImageFolder
+    from torchvision.transforms import v2
+
+    root = os.path.join(folder, split if split == "train" else "val")
+    if not os.path.isdir(root):
+        raise DatasetMissing(f"proxy.path={folder!r}: no {os.path.basename(root)}/ folder; expected "
+                             f"{folder}/train/CLASS/*.jpg (and val/CLASS/*.jpg)")
+    tf = v2.Compose([v2.PILToTensor(), v2.Resize(resolution, antialias=True), v2.CenterCrop(resolution)])
+    ds = ImageFolder(root, transform=tf)
+    images = torch.stack([ds[i][0] for i in range(len(ds))])
+    return ArrayDataset(images, torch.tensor(ds.targets, dtype=torch.long), len(ds.classes))
+
+
+def load_dataset(name: str, folder: str, split: str = "train", resolution: int = 224) -> ArrayDataset:
+    """One split of a local dataset by its space name (fashion-mnist, mnist, cifar10, imagefolder)."""
+    if not os.path.isdir(folder):
+        raise DatasetMissing(f"proxy.path={folder!r}: folder does not exist" + (
+            "; install Debian's dataset-fashion-mnist (apt-get install -y dataset-fashion-mnist)"
+            if name == "fashion-mnist" else ""))
+    if name in ("fashion-mnist", "mnist"):
+        return load_idx(folder, split)
+    if name == "cifar10":
+        return load_cifar10(folder, split)
+    if name == "imagefolder":
+        return load_imagefolder(folder, split, resolution)
+    raise ConfigError(f"proxy.dataset={name!r}: allowed: fashion-mnist, mnist, cifar10, imagefolder")
+
+
+def stratified_split(labels: torch.Tensor, train_size: int, val_size: int, seed: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Disjoint, class-stratified train/validation indices, the same for the same seed.
+
+    Each class gets its share of both subsets (largest-remainder rounding), drawn from a seeded
+    permutation of that class's examples.
+    """
+    y = np.asarray(labels)
+    n = len(y)
+    if train_size + val_size > n:
+        raise ConfigError(f"proxy.train_size + proxy.val_size = {train_size + val_size}: more than the "
+                          f"{n} training examples available")
+    classes, counts = np.unique(y, return_counts=True)
+    rng = np.random.RandomState(seed)
+
+    def shares(total):
+        exact = counts * total / n
+        out = np.floor(exact).astype(int)
+        for i in np.argsort(-(exact - out), kind="stable")[: total - out.sum()]:
+            out[i] += 1
+        return out
+
+    tr, va = shares(train_size), shares(val_size)
+    train_idx, val_idx = [], []
+    for c, ntr, nva in zip(classes, tr, va):
+        members = rng.permutation(np.flatnonzero(y == c))
+        train_idx.append(members[:ntr])
+        val_idx.append(members[ntr:ntr + nva])
+    return np.sort(np.concatenate(train_idx)), np.sort(np.concatenate(val_idx))
+
+
+def proxy_datasets(proxy: dict, seed: int) -> Tuple[ArrayDataset, ArrayDataset]:
+    """The search's training and validation subsets, both from the training split."""
+    full = load_dataset(proxy["dataset"], proxy["path"], "train", proxy.get("resolution", 224))
+    tr, va = stratified_split(full.labels, proxy["train_size"], proxy["val_size"], seed)
+    return full.subset(tr), full.subset(va)
