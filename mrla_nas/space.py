@@ -307,7 +307,7 @@ class SearchSpace:
                                   "nothing is downloaded)")
         if not isinstance(p["path"], str):
             _fail("proxy.path", p["path"], "expected a folder path")
-        p["path"] = os.path.expanduser(p["path"])
+        p["path"] = os.path.abspath(os.path.expanduser(p["path"]))  # relative: to the working directory
         if check_paths and not os.path.isdir(p["path"]):
             hint = {"fashion-mnist": "install Debian's dataset-fashion-mnist (apt-get install -y "
                                      "dataset-fashion-mnist) or point proxy.path at a folder of IDX files",
@@ -456,6 +456,29 @@ class SearchSpace:
                 heads = _pick(trial, f"stage{i}.heads", st.heads)
             stages.append(StageConfig(form, heads, _pick(trial, f"stage{i}.reduction", st.reductions)))
         return self.arch(bb, stages).canonical()
+
+    def params_for(self, arch: ArchConfig) -> Dict[str, Any]:
+        """The Optuna parameters under which :meth:`sample` yields ``arch`` (to enqueue it)."""
+        self._check_contains(arch, "arch")
+        params: Dict[str, Any] = {}
+        for k, choices in self.backbone.items():
+            if len(choices) > 1:
+                v = getattr(arch, "stem" if k == "stem" else k)
+                params[f"backbone.{k}"] = ",".join(map(str, v)) if k in ("layers", "channels") else v
+        canon = arch.canonical()
+        for i, (s, st, width) in enumerate(zip(canon.stages, self.stages, arch.widths()), start=1):
+            if len(st.forms) > 1:
+                params[f"stage{i}.form"] = s.form
+            if s.form == "none":
+                continue
+            if st.channels_per_head:
+                if len(st.channels_per_head) > 1:
+                    params[f"stage{i}.channels_per_head"] = width // s.heads
+            elif len(st.heads) > 1:
+                params[f"stage{i}.heads"] = next(h for h in st.heads if (h or paper_heads(s.form, width)) == s.heads)
+            if len(st.reductions) > 1:
+                params[f"stage{i}.reduction"] = s.reduction
+        return params
 
     def initial_configs(self) -> List[ArchConfig]:
         """The placements to evaluate first (search.initial), on the first backbone choice."""

@@ -1,0 +1,63 @@
+"""Search progress: trials done/total, running, failed, front size, hypervolume.
+
+One updating line on a terminal; plain lines (one per finished trial) where output is a file or a
+CI log.
+"""
+from __future__ import annotations
+
+import sys
+import time
+
+from ray.tune import Callback
+
+from .pareto import pareto
+
+
+class ProgressCallback(Callback):
+    def __init__(self, run_dir, target: int, space, enabled: bool = True, stream=None):
+        self.run_dir, self.target, self.space, self.enabled = run_dir, target, space, enabled
+        self.stream = stream or sys.stdout
+        self.tty = self.stream.isatty()
+        self.running = 0
+        self.t0 = time.time()
+        self.last = ""
+
+    def _line(self) -> str:
+        from .run_dir import trials_table
+
+        df = trials_table(self.run_dir)
+        if df.empty:
+            return f"trials 0/{self.target}"
+        done = int(df["status"].isin(["complete", "stopped", "infeasible", "failed"]).sum())
+        failed = int((df["status"] == "failed").sum())
+        infeasible = int((df["status"] == "infeasible").sum())
+        front, hv, _, _ = pareto(df, max_flops=self.space.constraints["max_flops"])
+        return (f"trials {done}/{self.target}  running {self.running}  failed {failed}  over budget {infeasible}  "
+                f"front {len(front)}  hypervolume {hv:.4g}  [{time.time() - self.t0:.0f}s]")
+
+    def _show(self) -> None:
+        if not self.enabled:
+            return
+        line = self._line()
+        if self.tty:
+            self.stream.write("\r" + line.ljust(len(self.last)))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+        self.last = line
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.running += 1
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.running = max(0, self.running - 1)
+        self._show()
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.running = max(0, self.running - 1)
+        self._show()
+
+    def finish(self) -> None:
+        if self.enabled and self.tty and self.last:
+            self.stream.write("\n")
+            self.stream.flush()

@@ -1,0 +1,149 @@
+"""Proxy training of one ArchConfig: a few epochs on a stratified subset, validation every epoch.
+
+Deterministic under a seed (weights, batch order, augmentation); one torch thread by default
+(two trials share a 2-core machine better than one 2-thread trial). Knows nothing of Ray or Optuna:
+the caller passes ``report`` to receive each epoch's metrics.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, List, Optional
+
+import torch
+import torch.nn.functional as F
+
+from .arch import ArchConfig, ConfigError
+from .data import ArrayDataset, proxy_datasets
+
+
+class TrialDiverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass
+class EpochReport:
+    epoch: int
+    val_accuracy: float
+    val_loss: float
+    train_loss: float
+    seconds: float
+
+
+@dataclass
+class ProxyResult:
+    history: List[EpochReport] = field(default_factory=list)
+
+    @property
+    def accuracy(self) -> float:
+        return self.history[-1].val_accuracy
+
+    def to_dict(self):
+        return {"history": [asdict(h) for h in self.history]}
+
+
+class _Normalizer:
+    """uint8 images -> float, resized to the proxy resolution, normalised with the train subset's stats."""
+
+    def __init__(self, train: ArrayDataset, resolution: int):
+        x = train.images.float() / 255
+        self.mean = x.mean((0, 2, 3), keepdim=True)
+        self.std = x.std((0, 2, 3), keepdim=True).clamp_min(1e-3)
+        self.resolution = resolution
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        x = (images.float() / 255 - self.mean) / self.std
+        if x.shape[-1] != self.resolution or x.shape[-2] != self.resolution:
+            x = F.interpolate(x, size=(self.resolution, self.resolution), mode="bilinear", antialias=True,
+                              align_corners=False)
+        return x
+
+
+def _augment(x: torch.Tensor, kind: str, gen: torch.Generator) -> torch.Tensor:
+    if kind == "none":
+        return x
+    if kind == "crop_flip":  # pad 4 and take a random crop of the original size, per batch
+        h, w = x.shape[-2:]
+        pad = max(1, h // 8)
+        x = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+        i, j = (int(v) for v in torch.randint(0, 2 * pad + 1, (2,), generator=gen))
+        x = x[..., i:i + h, j:j + w]
+    flip = torch.rand(x.shape[0], generator=gen) < 0.5
+    return torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+
+
+def _optimizer(model, proxy):
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if p.ndim <= 1 or name.endswith("lambda_t") else decay).append(p)
+    groups = [{"params": decay, "weight_decay": proxy["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}]
+    if proxy["optimizer"] == "adamw":
+        return torch.optim.AdamW(groups, lr=proxy["lr"])
+    return torch.optim.SGD(groups, lr=proxy["lr"], momentum=proxy["momentum"], nesterov=proxy["momentum"] > 0)
+
+
+@torch.no_grad()
+def evaluate(model, data: ArrayDataset, norm: _Normalizer, batch_size: int):
+    model.eval()
+    correct, loss = 0, 0.0
+    for s in range(0, len(data), batch_size):
+        x, y = norm(data.images[s:s + batch_size]), data.labels[s:s + batch_size]
+        logits = model(x)
+        loss += F.cross_entropy(logits, y, reduction="sum").item()
+        correct += (logits.argmax(1) == y).sum().item()
+    return correct / len(data), loss / len(data)
+
+
+def train_proxy(arch: ArchConfig, proxy: dict, seed: int = 0, data=None,
+                report: Optional[Callable[[EpochReport], None]] = None) -> ProxyResult:
+    """Train ``arch`` with the space's proxy recipe; ``report`` is called after every epoch.
+
+    Args:
+        proxy: the space's ``proxy`` section (dataset, sizes, epochs, resolution, optimizer, ...).
+        data: (train, val) ArrayDatasets, to skip loading (the search loads them once per worker).
+
+    Raises TrialDiverged on a NaN/inf loss.
+    """
+    from .models import build_model
+
+    torch.set_num_threads(proxy.get("threads", 1))
+    train, val = data if data is not None else proxy_datasets(proxy, seed)
+    if train.images.shape[1] != arch.in_chans:
+        raise ConfigError(f"backbone.in_chans={arch.in_chans}: the dataset has {train.images.shape[1]} channels")
+    if train.classes > arch.num_classes:
+        raise ConfigError(f"backbone.num_classes={arch.num_classes}: the dataset has {train.classes} classes")
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    model = build_model(arch)
+    norm = _Normalizer(train, proxy["resolution"])
+    opt = _optimizer(model, proxy)
+    bs = proxy["batch_size"]
+    steps_per_epoch = math.ceil(len(train) / bs)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=proxy["epochs"] * steps_per_epoch)
+    result = ProxyResult()
+    for epoch in range(1, proxy["epochs"] + 1):
+        t0 = time.perf_counter()
+        model.train()
+        order = torch.randperm(len(train), generator=gen)
+        total = 0.0
+        for s in range(0, len(train), bs):
+            idx = order[s:s + bs]
+            if len(idx) < 2:  # BatchNorm needs two samples in training
+                continue
+            x = _augment(norm(train.images[idx]), proxy.get("augmentation", "none"), gen)
+            loss = F.cross_entropy(model(x), train.labels[idx])
+            if not torch.isfinite(loss):
+                raise TrialDiverged(f"loss became {loss.item()} at epoch {epoch}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.item() * len(idx)
+        acc, vloss = evaluate(model, val, norm, max(bs, 256))
+        rep = EpochReport(epoch, acc, vloss, total / len(train), time.perf_counter() - t0)
+        result.history.append(rep)
+        if report is not None:
+            report(rep)
+    result.model = model
+    return result

@@ -1,0 +1,273 @@
+"""The search: Ray Tune runs proxy trainings of architectures that Optuna proposes, scored on
+accuracy (max) against fvcore FLOPs (min); resumable from the run directory.
+
+Early stopping and two objectives: with ``search.scheduler: asha`` Ray's ASHA stops trials on
+accuracy alone, so every trial records its fidelity (epochs done / epochs asked) and the Pareto
+front is built from full-fidelity trials only (``mrla_nas.pareto.front_candidates``).
+
+Resume: the Optuna study lives in ``study.journal``; ``resume=True`` continues it to the requested
+number of finished trials. A trial that was running when the search was killed is marked
+``interrupted`` and its config queued again, so no finished trial is lost or run twice. Each
+session is its own Ray Tune experiment under ``tune/part-K`` (Ray cannot enlarge a restored
+experiment's sample count, and the study, not Ray, holds the state that matters).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import optuna
+import yaml
+from ray.tune.search.optuna import OptunaSearch
+
+from .arch import ArchConfig, ConfigError
+from .run_dir import (STUDY_NAME, check_run_dir, freeze_space, open_study, read_records, record_path,
+                      write_json_atomic, write_manifest, write_trials_csv)
+from .space import SearchSpace, load_space
+
+_TRIAL_CACHE: Dict[Any, Any] = {}  # per worker process: proxy datasets, reused across trials
+
+
+def _constraints(trial: optuna.trial.FrozenTrial):
+    return trial.user_attrs.get("constraints", [0.0])
+
+
+def make_sampler(space: SearchSpace) -> optuna.samplers.BaseSampler:
+    name, seed = space.search["sampler"], space.seed
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, constraints_func=_constraints, n_startup_trials=6)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, constraints_func=_constraints,
+                                             population_size=max(4, min(20, space.search["trials"] // 3)))
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed, constraints_func=_constraints, n_startup_trials=6)
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+class _DefineByRun:
+    """Optuna define-by-run sampling plus the FLOPs/params measurement (a class: Ray pickles it)."""
+
+    def __init__(self, space: SearchSpace):
+        self.space = space
+
+    def __call__(self, trial) -> Dict[str, Any]:
+        from .cost import measure_arch
+
+        space = self.space
+        arch = space.sample(trial)
+        cost = measure_arch(arch, space.input_shape(), space.flops_convention)
+        c = space.constraints
+        violation = [cost.flops - c["max_flops"] if c["max_flops"] else -1.0,
+                     cost.params - c["max_params"] if c["max_params"] else -1.0]
+        trial.set_user_attr("constraints", violation)
+        trial.set_user_attr("arch", arch.to_dict())
+        trial.set_user_attr("flops", cost.flops)
+        trial.set_user_attr("params", cost.params)
+        return {"arch": arch.to_dict(), "flops": cost.flops, "params": cost.params,
+                "feasible": max(violation) <= 0, "trial_number": trial.number}
+
+
+class ConstrainedOptunaSearch(OptunaSearch):
+    """Ray's OptunaSearch, telling Optuna ``PRUNED`` (with the constraint violation the sampler reads)
+    for configs over budget, which are never trained, instead of inventing an accuracy for them."""
+
+    def on_trial_complete(self, trial_id, result=None, error=False):
+        if result and result.get("infeasible") and trial_id in self._ot_trials:
+            self._ot_study.tell(self._ot_trials[trial_id], state=optuna.trial.TrialState.PRUNED)
+            self._completed_trials.add(trial_id)
+            return
+        super().on_trial_complete(trial_id, result, error)
+
+
+def _make_searcher(space: SearchSpace, study: optuna.Study) -> ConstrainedOptunaSearch:
+    metrics, modes = ["accuracy", "flops"], ["max", "min"]
+    if "params" in space.objectives:
+        metrics.append("params")
+        modes.append("min")
+    return ConstrainedOptunaSearch(space=_DefineByRun(space), metric=metrics, mode=modes,
+                                   sampler=study.sampler, study_name=STUDY_NAME, storage=study._storage)
+
+
+def _trainable(config: Dict[str, Any], ctx: Dict[str, Any]) -> None:
+    """One trial, in a Ray worker: FLOPs already measured; train within budget, record everything."""
+    from ray import tune
+
+    from .data import proxy_datasets
+    from .proxy import train_proxy
+
+    number = config["trial_number"]
+    path = record_path(Path(ctx["run_dir"]), number)
+    arch = ArchConfig.from_dict(config["arch"])
+    rec = {"trial_id": number, "arch": config["arch"], "key": arch.key(), "params": config["params"],
+           "flops": config["flops"], "status": "running", "history": [], "fidelity": 0.0, "error": None}
+    t0 = time.perf_counter()
+    if not config["feasible"]:
+        rec.update(status="infeasible", wall_s=0.0)
+        write_json_atomic(path, rec)
+        tune.report({"infeasible": 1, "flops": config["flops"], "params": config["params"]})
+        return
+    proxy, epochs = ctx["proxy"], ctx["proxy"]["epochs"]
+    same = [r for r in read_records(Path(ctx["run_dir"])).values()
+            if r["key"] == rec["key"] and r["status"] == "complete" and r["trial_id"] != number]
+    if same:  # the sampler proposed a network already trained: same seed, same result, so reuse it
+        rec.update(status="complete", history=same[0]["history"], fidelity=same[0]["fidelity"],
+                   duplicate_of=same[0]["trial_id"], wall_s=time.perf_counter() - t0, train_s=0.0)
+        write_json_atomic(path, rec)
+        last = rec["history"][-1]
+        tune.report({"accuracy": last["val_accuracy"], "flops": config["flops"], "params": config["params"],
+                     "epoch": last["epoch"], "fidelity": rec["fidelity"]})
+        return
+    try:
+        key = (proxy["dataset"], proxy["path"], proxy["train_size"], proxy["val_size"], ctx["seed"])
+        if key not in _TRIAL_CACHE:
+            _TRIAL_CACHE.clear()
+            _TRIAL_CACHE[key] = proxy_datasets(proxy, ctx["seed"])
+        data = _TRIAL_CACHE[key]
+        t_train = time.perf_counter()
+
+        def report(ep) -> None:
+            rec["history"].append(ep.__dict__.copy())
+            rec["fidelity"] = ep.epoch / epochs
+            rec["train_s"] = time.perf_counter() - t_train
+            rec["wall_s"] = time.perf_counter() - t0
+            write_json_atomic(path, rec)
+            tune.report({"accuracy": ep.val_accuracy, "flops": config["flops"], "params": config["params"],
+                         "epoch": ep.epoch, "val_loss": ep.val_loss, "fidelity": rec["fidelity"]})
+
+        train_proxy(arch, proxy, seed=ctx["seed"], data=data, report=report)
+        rec["status"] = "complete"
+    except Exception as e:  # recorded with its reason; Ray marks the trial errored, the search goes on
+        rec.update(status="failed", error=f"{type(e).__name__}: {e}".splitlines()[0][:500])
+        raise
+    finally:
+        rec["wall_s"] = time.perf_counter() - t0
+        write_json_atomic(path, rec)
+
+
+@dataclass
+class SearchResult:
+    run_dir: Path
+    trials: "Any"  # pandas DataFrame (trials.csv)
+
+
+def _recover_interrupted(study: optuna.Study, run_dir: Path) -> int:
+    """Trials left RUNNING by a killed session: mark them FAIL (interrupted) and queue their configs again."""
+    n = 0
+    records = read_records(run_dir)
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        study._storage.set_trial_user_attr(t._trial_id, "interrupted", True)
+        study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+        rec = records.get(t.number)
+        if rec is not None:
+            rec.update(status="interrupted", error="the search was stopped while this trial ran; queued again")
+            write_json_atomic(record_path(run_dir, t.number), rec)
+        study.enqueue_trial(t.params, skip_if_exists=False)
+        n += 1
+    return n
+
+
+def _finished(study: optuna.Study) -> int:
+    done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    fails = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))
+             if not t.user_attrs.get("interrupted")]
+    return len(study.get_trials(deepcopy=False, states=done)) + len(fails)
+
+
+def _init_ray(space: SearchSpace, address: Optional[str]) -> bool:
+    import ray
+
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS")
+    common = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
+                  configure_logging=True)
+    if address:
+        ray.init(address=address, **common)
+    else:
+        threads = space.proxy["threads"]
+        ray.init(num_cpus=space.search["concurrency"] * threads, **common)
+    return True
+
+
+def search(space_path, name: Optional[str] = None, runs_dir="runs", trials: Optional[int] = None,
+           resume: bool = False, address: Optional[str] = None, progress: bool = True) -> SearchResult:
+    """Run (or resume) a search; returns the run directory and the trials table.
+
+    >>> result = search("search_spaces/tiny.yaml", name="try", trials=4)   # doctest: +SKIP
+    >>> result.trials[["trial_id", "summary", "accuracy", "flops"]]       # doctest: +SKIP
+    """
+    from ray import tune
+
+    from .progress import ProgressCallback
+    from .space_summary import check_budget
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space = load_space(space_path)
+    run_dir = Path(runs_dir) / (name or space.name)
+    if resume:
+        check_run_dir(run_dir)
+        frozen = SearchSpace.from_dict(yaml.safe_load((run_dir / "space.yaml").read_text()))
+        if dict(frozen.to_dict(), search=None) != dict(space.to_dict(), search=None):
+            raise ConfigError(f"{space_path}: differs from the run's frozen space ({run_dir}/space.yaml) beyond "
+                              "the search section; resume with the same space or start a new --name")
+    elif (run_dir / "study.journal").exists():
+        raise ConfigError(f"run directory {str(run_dir)!r} exists; pass --resume to continue it or --name for a new run")
+    check_budget(space)
+    target = trials or space.search["trials"]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        freeze_space(run_dir, space)
+
+    study = open_study(run_dir, make_sampler(space))
+    interrupted = _recover_interrupted(study, run_dir) if resume else 0
+    if not study.trials:
+        for arch in space.initial_configs():
+            study.enqueue_trial(space.params_for(arch))
+    remaining = target - _finished(study)
+    session = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "target_trials": target,
+               "resumed": resume, "interrupted_requeued": interrupted, "address": address or os.environ.get("RAY_ADDRESS")}
+    write_manifest(run_dir, space, session)
+    if remaining <= 0:
+        return SearchResult(run_dir, write_trials_csv(run_dir))
+
+    started_ray = _init_ray(space, address)
+    try:
+        part = 1 + len(list((run_dir / "tune").glob("part-*"))) if (run_dir / "tune").exists() else 1
+        scheduler = None
+        if space.search["scheduler"] == "asha":
+            scheduler = tune.schedulers.ASHAScheduler(metric="accuracy", mode="max", time_attr="epoch",
+                                                      max_t=space.proxy["epochs"], grace_period=1,
+                                                      reduction_factor=2)
+        ctx = {"run_dir": str(run_dir.resolve()), "proxy": space.proxy, "seed": space.seed}
+        trainable = tune.with_resources(tune.with_parameters(_trainable, ctx=ctx), {"cpu": space.proxy["threads"]})
+        callback = ProgressCallback(run_dir, target, space, enabled=progress)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Ray's notices about define-by-run timing and deprecations
+            tuner = tune.Tuner(
+                trainable,
+                tune_config=tune.TuneConfig(search_alg=_make_searcher(space, study), num_samples=remaining,
+                                            max_concurrent_trials=space.search["concurrency"],
+                                            scheduler=scheduler, reuse_actors=True),
+                run_config=tune.RunConfig(name=f"part-{part}", storage_path=str((run_dir / "tune").resolve()),
+                                          verbose=0, callbacks=[callback], log_to_file=True,
+                                          failure_config=tune.FailureConfig(max_failures=0, fail_fast=False)),
+            )
+            tune_logger = logging.getLogger("ray.tune")
+            level = tune_logger.level
+            tune_logger.setLevel(logging.CRITICAL)  # trial errors are recorded in trials.csv instead
+            try:
+                tuner.fit()
+            finally:
+                tune_logger.setLevel(level)
+        callback.finish()
+    finally:
+        if started_ray:
+            import ray
+            ray.shutdown()
+    return SearchResult(run_dir, write_trials_csv(run_dir))
