@@ -62,6 +62,50 @@ def _cmd_build(args) -> None:
     print(f"  params {cost.params:,}  FLOPs {cost.flops:,} ({args.convention}, input {shape[1:]})")
 
 
+def _cmd_search(args) -> None:
+    from mrla_nas.results import front_table, load_run
+    from mrla_nas.search import search
+
+    result = search(args.space, name=args.name, runs_dir=args.runs_dir, trials=args.trials, resume=args.resume,
+                    address=args.address, progress=not args.quiet)
+    print(f"run directory: {result.run_dir}")
+    print(front_table(load_run(result.run_dir)))
+
+
+def _cmd_pareto(args) -> None:
+    from mrla_nas.results import front_table, load_run, plot_runs
+
+    runs = [load_run(r) for r in args.runs]
+    for run in runs:
+        if len(runs) > 1:
+            print(f"== {run.path}")
+        print(front_table(run))
+        run.front.to_csv(run.path / "pareto.csv", index=False)
+    if args.csv:
+        import pandas as pd
+        pd.concat([r.front.assign(run=str(r.path)) for r in runs]).to_csv(args.csv, index=False)
+    png = plot_runs(runs, runs[0].path / "pareto.png")
+    print(f"wrote {runs[0].path / 'pareto.csv'} and {png}")
+
+
+def _cmd_export(args) -> None:
+    from mrla_nas.results import export, load_run, select
+
+    run = load_run(args.run)
+    row = select(run, trial=args.trial, max_flops=args.max_flops, min_accuracy=args.min_accuracy)
+    out = export(run, row, args.output or run.path / "best.yaml")
+    print(f"trial {int(row['trial_id'])} ({row['summary']}): accuracy {row['accuracy']:.4f}, "
+          f"{int(row['flops']):,} FLOPs, {int(row['params']):,} params -> {out}")
+
+
+def _amount(text: str) -> float:
+    from mrla_nas.space import _parse_amount
+    try:
+        return _parse_amount(text, "--max-flops")
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mrla-nas", description="Search where MRLA layer attention pays off.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -78,6 +122,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("space", help="path to SPACE.yaml")
     p.add_argument("--no-path-check", action="store_true", help="do not require the dataset folder to exist")
     p.set_defaults(func=_cmd_space)
+
+    p = sub.add_parser("search", help="search a space: Ray Tune proxy trainings proposed by Optuna")
+    p.add_argument("space", help="path to SPACE.yaml")
+    p.add_argument("--name", help="run name (default: the space's name)")
+    p.add_argument("--runs-dir", default="runs", help="where run directories go (default: ./runs)")
+    p.add_argument("--trials", type=int, help="total number of trials (overrides search.trials)")
+    p.add_argument("--resume", action="store_true", help="continue the run directory of the same name")
+    p.add_argument("--address", help="an existing Ray cluster (default: RAY_ADDRESS, else a local Ray)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=_cmd_search)
+
+    p = sub.add_parser("pareto", help="the Pareto front of one or more runs: table, hypervolume, plot")
+    p.add_argument("runs", nargs="+", help="run directories (several: overlaid in the plot)")
+    p.add_argument("--csv", help="also write the front(s) to this CSV file")
+    p.set_defaults(func=_cmd_pareto)
+
+    p = sub.add_parser("export", help="write the chosen architecture config of a run")
+    p.add_argument("run")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--trial", type=int, help="this trial id")
+    which.add_argument("--knee", action="store_true", help="the knee of the front (default)")
+    which.add_argument("--max-flops", type=_amount, help="the most accurate front trial within this many FLOPs")
+    which.add_argument("--min-accuracy", type=float, help="the cheapest front trial reaching this accuracy")
+    p.add_argument("-o", "--output", help="output YAML (default: RUN/best.yaml)")
+    p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("build", help="build the network of an architecture config and print its summary")
     p.add_argument("file", help="an ArchConfig YAML/JSON (what `mrla-nas export` writes)")

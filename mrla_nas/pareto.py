@@ -69,11 +69,13 @@ def knee_index(values: np.ndarray, modes: Sequence[str]) -> int:
 
 def front_candidates(trials: pd.DataFrame) -> pd.DataFrame:
     """Rows allowed on the front: completed, feasible, trained to full fidelity (early-stopped trials
-    keep a partial accuracy that must not compete with fully trained ones)."""
+    keep a partial accuracy that must not compete with fully trained ones), one row per network
+    (the first trial of a canonical key; a re-proposed network reuses its result)."""
     if trials.empty:
         return trials
     ok = (trials["status"] == "complete") & (trials["fidelity"] >= 1.0) & trials["accuracy"].notna()
-    return trials[ok]
+    cand = trials[ok]
+    return cand.drop_duplicates("key", keep="first") if "key" in cand else cand
 
 
 def reference_point(trials: pd.DataFrame, max_flops: Optional[float] = None) -> Tuple[float, float]:

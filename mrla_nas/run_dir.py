@@ -87,6 +87,7 @@ def open_study(run_dir: Path, sampler: Optional["optuna.samplers.BaseSampler"] =
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # not "Using an existing study" on every read
     storage = JournalStorage(JournalFileBackend(str(Path(run_dir) / "study.journal")))
     return optuna.create_study(study_name=STUDY_NAME, storage=storage, sampler=sampler,
                                directions=list(directions), load_if_exists=True)

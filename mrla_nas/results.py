@@ -1,0 +1,162 @@
+"""Reading a finished (or running) search: trials, Pareto front, plot, and the exported config."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence, Tuple
+
+import pandas as pd
+import yaml
+
+from .arch import ArchConfig, ConfigError
+from .pareto import pareto
+from .run_dir import check_run_dir, trials_table
+from .space import REFERENCE_PLACEMENTS, SearchSpace
+
+REFERENCE_LABELS = {"none": "no MRLA", "light": "light everywhere", "base": "base everywhere"}
+
+
+@dataclass
+class Run:
+    """A run directory read back: ``trials`` (DataFrame), ``front`` (DataFrame, sorted by FLOPs),
+    ``hypervolume`` with its ``reference`` point (accuracy, FLOPs), and the ``knee`` trial id."""
+
+    path: Path
+    space: SearchSpace
+    trials: pd.DataFrame
+    front: pd.DataFrame
+    hypervolume: float
+    reference: Tuple[float, float]
+    knee: Optional[int]
+
+    def reference_rows(self) -> dict:
+        """Trials that measured a reference placement (no MRLA, light everywhere, base everywhere)."""
+        bb = self.space.backbone_combos()[0]
+        out = {}
+        if self.trials.empty:
+            return out
+        for p in REFERENCE_PLACEMENTS:
+            key = self.space.reference_config(p, bb).key()
+            rows = self.trials[(self.trials["key"] == key) & self.trials["accuracy"].notna()]
+            if len(rows):
+                out[p] = rows.iloc[0]
+        return out
+
+
+def load_run(path) -> Run:
+    """Trials and Pareto front of a run directory, for notebooks.
+
+    >>> run = load_run("runs/demo")                       # doctest: +SKIP
+    >>> run.front[["trial_id", "summary", "accuracy", "flops"]]   # doctest: +SKIP
+    """
+    path = Path(path)
+    check_run_dir(path)
+    space = SearchSpace.from_dict(yaml.safe_load((path / "space.yaml").read_text()), check_paths=False)
+    df = trials_table(path)
+    front, hv, ref, knee = pareto(df, space.objectives, space.constraints["max_flops"])
+    knee_id = int(df.loc[knee, "trial_id"]) if knee is not None else None
+    return Run(path, space, df, front, hv, ref, knee_id)
+
+
+def front_table(run: Run) -> str:
+    if run.front.empty:
+        return "no trial has finished at full fidelity yet: the front is empty"
+    lines = [f"{'':2s}{'trial':>5s}  {'arch':22s} {'stage choices':34s} {'accuracy':>8s} {'FLOPs':>14s} {'params':>10s}"]
+    for _, r in run.front.iterrows():
+        stages = " ".join(
+            f"{r[f'stage{i}_form'][0].upper() if r[f'stage{i}_form'] != 'none' else '-'}"
+            + (f"(h{r[f'stage{i}_heads']},r{r[f'stage{i}_reduction']})"
+               if r[f"stage{i}_form"] != "none" and not pd.isna(r[f"stage{i}_reduction"]) else
+               (f"(h{r[f'stage{i}_heads']})" if r[f"stage{i}_form"] != "none" else ""))
+            for i in range(1, len(run.space.stages) + 1))
+        mark = "*" if int(r["trial_id"]) == run.knee else " "
+        lines.append(f"{mark:2s}{int(r['trial_id']):5d}  {r['summary']:22s} {stages:34s} {r['accuracy']:8.4f} "
+                     f"{int(r['flops']):14,d} {int(r['params']):10,d}")
+    lines.append(f"front: {len(run.front)} of {int((run.trials['status'] == 'complete').sum())} complete trials; "
+                 f"hypervolume {run.hypervolume:.6g} (reference point: accuracy {run.reference[0]:g}, "
+                 f"FLOPs {run.reference[1]:,.0f}; {run.space.flops_convention} FLOPs); * = knee")
+    return "\n".join(lines)
+
+
+def plot_runs(runs: Sequence[Run], out_path) -> Path:
+    """All trials faded, each run's front highlighted, reference placements labelled."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    for i, run in enumerate(runs):
+        color = f"C{i}"
+        done = run.trials[run.trials["accuracy"].notna()] if not run.trials.empty else run.trials
+        if len(done):
+            ax.scatter(done["flops"].astype(float) / 1e6, done["accuracy"], s=14, alpha=0.25, color=color)
+        if len(run.front):
+            ax.plot(run.front["flops"].astype(float) / 1e6, run.front["accuracy"], "-o", color=color, ms=5,
+                    label=f"{run.path.name}: front (HV {run.hypervolume:.4g})")
+            if run.knee is not None:
+                k = run.front[run.front["trial_id"] == run.knee].iloc[0]
+                ax.scatter([float(k["flops"]) / 1e6], [k["accuracy"]], s=120, facecolors="none", edgecolors=color)
+        for p, row in run.reference_rows().items():
+            ax.annotate(REFERENCE_LABELS[p], (float(row["flops"]) / 1e6, row["accuracy"]), fontsize=8,
+                        xytext=(4, -10), textcoords="offset points")
+    ax.set_xlabel(f"MFLOPs ({runs[0].space.flops_convention}, 1 multiply-add = 1 FLOP)")
+    ax.set_ylabel("proxy validation accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title("accuracy against FLOPs: all trials faded, Pareto front highlighted, knee circled", fontsize=9)
+    fig.tight_layout()
+    out_path = Path(out_path)
+    fig.savefig(out_path)
+    plt.close(fig)
+    return out_path
+
+
+def select(run: Run, trial: Optional[int] = None, knee: bool = False, max_flops: Optional[float] = None,
+           min_accuracy: Optional[float] = None) -> pd.Series:
+    """The trial to export: an id, the knee, the most accurate front trial within ``max_flops``, or
+    the cheapest front trial reaching ``min_accuracy`` (default: the knee)."""
+    if run.trials.empty:
+        raise ConfigError(f"run={str(run.path)!r}: no trials yet")
+    if trial is not None:
+        rows = run.trials[run.trials["trial_id"] == trial]
+        if rows.empty:
+            raise ConfigError(f"--trial={trial}: no such trial in {run.path} (ids 0..{int(run.trials['trial_id'].max())})")
+        row = rows.iloc[0]
+        if pd.isna(row["accuracy"]):
+            raise ConfigError(f"--trial={trial}: it has no accuracy (status {row['status']})")
+        return row
+    if run.front.empty:
+        raise ConfigError(f"run={str(run.path)!r}: no feasible trial finished at full fidelity; nothing to export")
+    front = run.front
+    if max_flops is not None:
+        ok = front[front["flops"] <= max_flops]
+        if ok.empty:
+            raise ConfigError(f"--max-flops={max_flops:g}: no front trial is that cheap "
+                              f"(cheapest: {int(front['flops'].min()):,})")
+        return ok.sort_values(["accuracy", "flops"], ascending=[False, True]).iloc[0]
+    if min_accuracy is not None:
+        ok = front[front["accuracy"] >= min_accuracy]
+        if ok.empty:
+            raise ConfigError(f"--min-accuracy={min_accuracy:g}: no front trial reaches it "
+                              f"(best: {front['accuracy'].max():.4f})")
+        return ok.sort_values(["flops", "accuracy"], ascending=[True, False]).iloc[0]
+    return front[front["trial_id"] == run.knee].iloc[0]
+
+
+def export(run: Run, row: pd.Series, out_path) -> Path:
+    """Write the chosen ArchConfig with its measured metrics and provenance (``mrla_nas.load_arch`` reads it)."""
+    from .run_dir import read_records
+
+    rec = read_records(run.path)[int(row["trial_id"])]
+    arch = ArchConfig.from_dict(rec["arch"])
+    doc = {"arch": arch.to_dict(),
+           "metrics": {"accuracy": float(row["accuracy"]), "flops": int(row["flops"]), "params": int(row["params"]),
+                       "flops_convention": run.space.flops_convention,
+                       "input_shape": list(run.space.input_shape()), "fidelity": float(row["fidelity"])},
+           "provenance": {"run": str(run.path.resolve()), "trial": int(row["trial_id"]), "key": arch.key(),
+                          "seed": run.space.seed, "space": run.space.name,
+                          "proxy": {k: run.space.proxy[k] for k in ("dataset", "train_size", "val_size", "epochs",
+                                                                      "resolution")}}}
+    out_path = Path(out_path)
+    out_path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return out_path
