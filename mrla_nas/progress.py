@@ -14,13 +14,14 @@ from .pareto import pareto
 
 
 class ProgressCallback(Callback):
-    def __init__(self, run_dir, target: int, space, enabled: bool = True, stream=None):
+    def __init__(self, run_dir, target: int, space, enabled: bool = True, stream=None, on_first_trial=None):
         self.run_dir, self.target, self.space, self.enabled = run_dir, target, space, enabled
         self.stream = stream or sys.stdout
         self.tty = self.stream.isatty()
         self.running = 0
         self.t0 = time.time()
         self.last = ""
+        self.on_first_trial = on_first_trial  # e.g. record Ray's worker processes once they exist
 
     def _line(self) -> str:
         from .run_dir import trials_table
@@ -48,6 +49,9 @@ class ProgressCallback(Callback):
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self.running += 1
+        if self.on_first_trial is not None:
+            self.on_first_trial(self.run_dir)
+            self.on_first_trial = None
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self.running = max(0, self.running - 1)

@@ -13,6 +13,7 @@ experiment's sample count, and the study, not Ray, holds the state that matters)
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -24,7 +25,8 @@ from typing import Any, Dict, Optional
 
 import optuna
 import yaml
-from ray.tune.search.optuna import OptunaSearch
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Ray's own console tables: progress.py reports instead
+from ray.tune.search.optuna import OptunaSearch  # noqa: E402
 
 from .arch import ArchConfig, ConfigError
 from .run_dir import (STUDY_NAME, check_run_dir, freeze_space, open_study, read_records, record_path,
@@ -34,19 +36,14 @@ from .space import SearchSpace, load_space
 _TRIAL_CACHE: Dict[Any, Any] = {}  # per worker process: proxy datasets, reused across trials
 
 
-def _constraints(trial: optuna.trial.FrozenTrial):
-    return trial.user_attrs.get("constraints", [0.0])
-
-
 def make_sampler(space: SearchSpace) -> optuna.samplers.BaseSampler:
     name, seed = space.search["sampler"], space.seed
     if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, constraints_func=_constraints, n_startup_trials=6)
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=6)
     if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, constraints_func=_constraints,
-                                             population_size=max(4, min(20, space.search["trials"] // 3)))
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(20, space.search["trials"] // 3)))
     if name == "gp":
-        return optuna.samplers.GPSampler(seed=seed, constraints_func=_constraints, n_startup_trials=6)
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=6)
     return optuna.samplers.RandomSampler(seed=seed)
 
 
@@ -65,7 +62,8 @@ class _DefineByRun:
         c = space.constraints
         violation = [cost.flops - c["max_flops"] if c["max_flops"] else -1.0,
                      cost.params - c["max_params"] if c["max_params"] else -1.0]
-        trial.set_user_attr("constraints", violation)
+        trial.set_constraint("flops", violation[0])  # <= 0: feasible; samplers rank infeasible trials last
+        trial.set_constraint("params", violation[1])
         trial.set_user_attr("arch", arch.to_dict())
         trial.set_user_attr("flops", cost.flops)
         trial.set_user_attr("params", cost.params)
@@ -179,6 +177,44 @@ def _finished(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=done)) + len(fails)
 
 
+def record_ray_processes(run_dir: Path) -> None:
+    """Remember the local Ray processes this session started (pid, start time), so that a later
+    session can end the ones a SIGKILL of this driver leaves orphaned (Ray's agents outlive it)."""
+    import psutil
+
+    path = Path(run_dir) / "ray-processes.json"
+    known = json.loads(path.read_text()) if path.exists() else []
+    seen = {(p["pid"], p["created"]) for p in known}
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            item = {"pid": proc.pid, "created": proc.create_time(), "name": proc.name()}
+        except psutil.Error:
+            continue
+        if (item["pid"], item["created"]) not in seen:
+            known.append(item)
+    write_json_atomic(path, known)
+
+
+def reap_stale_ray(run_dir: Path) -> int:
+    """End Ray processes recorded by an earlier session of this run that are still alive."""
+    import psutil
+
+    path = Path(run_dir) / "ray-processes.json"
+    if not path.exists():
+        return 0
+    n = 0
+    for item in json.loads(path.read_text()):
+        try:
+            proc = psutil.Process(item["pid"])
+            if abs(proc.create_time() - item["created"]) < 1e-3:  # the same process, not a reused pid
+                proc.kill()
+                n += 1
+        except psutil.Error:
+            pass
+    path.unlink()
+    return n
+
+
 def _init_ray(space: SearchSpace, address: Optional[str]) -> bool:
     import ray
 
@@ -219,6 +255,9 @@ def search(space_path, name: Optional[str] = None, runs_dir="runs", trials: Opti
     elif (run_dir / "study.journal").exists():
         raise ConfigError(f"run directory {str(run_dir)!r} exists; pass --resume to continue it or --name for a new run")
     check_budget(space)
+    if space.proxy["dataset"] != "imagefolder":  # fail here, once, not in every trial (an ImageFolder
+        from .data import proxy_datasets        # tree is only read by the workers: it can be large)
+        proxy_datasets(space.proxy, space.seed)
     target = trials or space.search["trials"]
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
@@ -226,17 +265,20 @@ def search(space_path, name: Optional[str] = None, runs_dir="runs", trials: Opti
 
     study = open_study(run_dir, make_sampler(space))
     interrupted = _recover_interrupted(study, run_dir) if resume else 0
+    reaped = reap_stale_ray(run_dir) if resume else 0
     if not study.trials:
         for arch in space.initial_configs():
             study.enqueue_trial(space.params_for(arch))
     remaining = target - _finished(study)
     session = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "target_trials": target,
-               "resumed": resume, "interrupted_requeued": interrupted, "address": address or os.environ.get("RAY_ADDRESS")}
+               "resumed": resume, "interrupted_requeued": interrupted, "stale_ray_processes_ended": reaped, "address": address or os.environ.get("RAY_ADDRESS")}
     write_manifest(run_dir, space, session)
     if remaining <= 0:
         return SearchResult(run_dir, write_trials_csv(run_dir))
 
     started_ray = _init_ray(space, address)
+    if started_ray and not (address or os.environ.get("RAY_ADDRESS")):
+        record_ray_processes(run_dir)
     try:
         part = 1 + len(list((run_dir / "tune").glob("part-*"))) if (run_dir / "tune").exists() else 1
         scheduler = None
@@ -246,7 +288,8 @@ def search(space_path, name: Optional[str] = None, runs_dir="runs", trials: Opti
                                                       reduction_factor=2)
         ctx = {"run_dir": str(run_dir.resolve()), "proxy": space.proxy, "seed": space.seed}
         trainable = tune.with_resources(tune.with_parameters(_trainable, ctx=ctx), {"cpu": space.proxy["threads"]})
-        callback = ProgressCallback(run_dir, target, space, enabled=progress)
+        callback = ProgressCallback(run_dir, target, space, enabled=progress,
+                                    on_first_trial=record_ray_processes if started_ray else None)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Ray's notices about define-by-run timing and deprecations
             tuner = tune.Tuner(
