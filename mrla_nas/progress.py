@@ -14,10 +14,8 @@ from .pareto import pareto
 
 
 class ProgressCallback(Callback):
-    def __init__(self, run_dir, target: int, space, enabled: bool = True, stream=None, on_first_trial=None):
+    def __init__(self, run_dir, target: int, space, enabled: bool = True, on_first_trial=None):
         self.run_dir, self.target, self.space, self.enabled = run_dir, target, space, enabled
-        self.stream = stream or sys.stdout
-        self.tty = self.stream.isatty()
         self.running = 0
         self.t0 = time.time()
         self.last = ""
@@ -36,15 +34,16 @@ class ProgressCallback(Callback):
         return (f"trials {done}/{self.target}  running {self.running}  failed {failed}  over budget {infeasible}  "
                 f"front {len(front)}  hypervolume {hv:.4g}  [{time.time() - self.t0:.0f}s]")
 
+    # sys.stdout is looked up at each write, not stored: Ray pickles its callbacks
     def _show(self) -> None:
         if not self.enabled:
             return
         line = self._line()
-        if self.tty:
-            self.stream.write("\r" + line.ljust(len(self.last)))
+        if sys.stdout.isatty():
+            sys.stdout.write("\r" + line.ljust(len(self.last)))
         else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
+            sys.stdout.write(line + "\n")
+        sys.stdout.flush()
         self.last = line
 
     def on_trial_start(self, iteration, trials, trial, **info):
@@ -62,6 +61,6 @@ class ProgressCallback(Callback):
         self._show()
 
     def finish(self) -> None:
-        if self.enabled and self.tty and self.last:
-            self.stream.write("\n")
-            self.stream.flush()
+        if self.enabled and sys.stdout.isatty() and self.last:
+            sys.stdout.write("\n")
+            sys.stdout.flush()

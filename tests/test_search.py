@@ -1,0 +1,148 @@
+"""End-to-end searches on the committed Fashion-MNIST slice (slow: each starts a local Ray)."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import psutil
+import pytest
+import timm
+import yaml
+
+from conftest import DATA
+from mrla_nas import build_model, load_arch
+from mrla_nas.cli import main
+from mrla_nas.cost import count_params, measure
+from mrla_nas.run_dir import read_records
+from mrla_nas.search import search
+
+pytestmark = pytest.mark.slow
+SPACES = Path(__file__).parent.parent / "search_spaces"
+
+
+def _space(tmp_path, name="space.yaml", **changes) -> Path:
+    data = yaml.safe_load((SPACES / "tiny.yaml").read_text())
+    data["proxy"]["path"] = str(DATA / "fmnist_slice")
+    for dotted, value in changes.items():
+        node = data
+        *parents, last = dotted.split("__")
+        for k in parents:
+            node = node[k]
+        node[last] = value
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_tiny_search_end_to_end_then_pareto_export_and_rebuild(tmp_path, capsys):
+    result = search(_space(tmp_path), runs_dir=tmp_path / "runs", trials=5, progress=False)
+    run = result.run_dir
+    df = result.trials
+    assert len(df) == 5 and set(df["status"]) == {"complete"}
+    assert (df["fidelity"] == 1.0).all() and df["accuracy"].between(0, 1).all()
+    for name in ("space.yaml", "study.journal", "trials.csv", "manifest.json"):
+        assert (run / name).exists(), name
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["seed"] == 0 and manifest["flops_convention"] == "fvcore" and "torch" in manifest["versions"]
+    assert list(df["trial_id"][:2]) == [0, 1] and df["summary"][0].endswith("--")  # initial: none, light
+    assert df["summary"][1].endswith("LL")
+
+    assert main(["pareto", str(run)]) == 0
+    assert (run / "pareto.png").stat().st_size > 10_000 and (run / "pareto.csv").exists()
+    out_file = tmp_path / "chosen.yaml"
+    assert main(["export", str(run), "--knee", "-o", str(out_file)]) == 0
+    doc = yaml.safe_load(out_file.read_text())
+    assert doc["provenance"]["trial"] in set(df["trial_id"]) and doc["provenance"]["seed"] == 0
+    arch = load_arch(out_file)
+    for model in (build_model(arch), timm.create_model("mrla_resnet", arch=str(out_file))):
+        assert count_params(model) == doc["metrics"]["params"]
+        assert measure(model, doc["metrics"]["input_shape"]).flops == doc["metrics"]["flops"]
+    assert main(["build", str(out_file), "--input-size", "14"]) == 0
+    assert "params" in capsys.readouterr().out
+
+
+def test_infeasible_configs_are_recorded_never_trained(tmp_path):
+    result = search(_space(tmp_path, constraints={"max_flops": 600_000}), runs_dir=tmp_path / "runs",
+                    trials=6, progress=False)
+    df = result.trials
+    over = df[df["flops"] > 600_000]
+    assert len(over) >= 1  # "light everywhere" is an initial config and costs 617k
+    assert set(over["status"]) == {"infeasible"} and over["accuracy"].isna().all()
+    records = read_records(result.run_dir)
+    assert all(records[i]["history"] == [] for i in over["trial_id"])
+    assert set(df[df["flops"] <= 600_000]["status"]) == {"complete"}
+
+
+def test_a_failing_trial_does_not_stop_the_search(tmp_path):
+    # num_classes 5 cannot hold Fashion-MNIST's 10 labels: those trials fail, the others train
+    space = _space(tmp_path, backbone__num_classes={"choices": [10, 5]}, search__initial=[])
+    result = search(space, runs_dir=tmp_path / "runs", trials=8, progress=False)
+    df = result.trials
+    assert len(df) == 8
+    failed = df[df["status"] == "failed"]
+    assert len(failed) >= 1 and failed["error"].str.contains("num_classes=5").all()
+    assert (df["status"] == "complete").sum() >= 1
+
+
+def test_same_seed_same_trials(tmp_path):
+    space = _space(tmp_path, search__concurrency=1)
+    a = search(space, name="a", runs_dir=tmp_path / "runs", trials=5, progress=False).trials
+    b = search(space, name="b", runs_dir=tmp_path / "runs", trials=5, progress=False).trials
+    assert a["key"].tolist() == b["key"].tolist()
+    assert a["accuracy"].tolist() == b["accuracy"].tolist()
+
+
+def test_existing_run_needs_resume(tmp_path, capsys):
+    space = _space(tmp_path)
+    search(space, runs_dir=tmp_path / "runs", trials=2, progress=False)
+    assert main(["search", str(space), "--runs-dir", str(tmp_path / "runs")]) == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+def _alive(pids):
+    out = []
+    for item in pids:
+        try:
+            if abs(psutil.Process(item["pid"]).create_time() - item["created"]) < 1e-3:
+                out.append(item)
+        except psutil.Error:
+            pass
+    return out
+
+
+def test_resume_after_sigkill_loses_and_repeats_nothing(tmp_path):
+    space = _space(tmp_path, proxy__epochs=3, proxy__train_size=900)
+    runs = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "mrla_nas.cli", "search", str(space), "--runs-dir", str(runs), "--trials", "10",
+           "--quiet"]
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run = runs / "tiny"
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        done = [r for r in read_records(run).values() if r["status"] == "complete"] if (run / "trials").exists() else []
+        if len(done) >= 2:
+            break
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = {i: r for i, r in read_records(run).items() if r["status"] == "complete"}
+    assert 2 <= len(before) < 10, "the search finished before it could be killed"
+    orphans = json.loads((run / "ray-processes.json").read_text())
+
+    assert main(["search", str(space), "--runs-dir", str(runs), "--trials", "10", "--resume", "--quiet"]) == 0
+    after = read_records(run)
+    for i, rec in before.items():  # nothing completed is lost or trained again
+        assert after[i]["status"] == "complete" and after[i]["history"] == rec["history"]
+        assert after[i]["wall_s"] == rec["wall_s"]
+    df = pd.read_csv(run / "trials.csv")
+    finished = df[df["status"].isin(["complete", "infeasible", "failed"])]
+    assert len(finished) == 10
+    for _, row in df[df["status"] == "interrupted"].iterrows():  # queued again and finished
+        assert ((df["key"] == row["key"]) & (df["status"] == "complete") & (df["trial_id"] > row["trial_id"])).any()
+    assert _alive(orphans) == []  # Ray processes orphaned by the kill were ended
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert len(manifest["sessions"]) == 2 and manifest["sessions"][1]["resumed"]
