@@ -28,9 +28,16 @@ dataset:
 	{ $$SUDO apt-get update -q >/dev/null 2>&1 && $$SUDO apt-get install -y -q dataset-fashion-mnist >/dev/null; } || \
 	{ echo "error: could not install dataset-fashion-mnist with apt-get; install it by hand or point the space's dataset.path at local IDX files" >&2; exit 1; }
 
+DEMO_SPACE := search_spaces/fmnist_resnet20.yaml
+
+# The default search end to end (a second `make demo` resumes the finished run: nothing is redone).
 demo: setup
 	$(VENV)/bin/mrla-nas cost resnet50 mrla_light_resnet50 mrla_base_resnet50
-	$(VENV)/bin/mrla-nas space search_spaces/fmnist_resnet20.yaml
+	$(VENV)/bin/mrla-nas space $(DEMO_SPACE)
+	if [ -f runs/demo/study.journal ]; then RESUME=--resume; fi; \
+	$(VENV)/bin/mrla-nas search $(DEMO_SPACE) --name demo $$RESUME
+	$(VENV)/bin/mrla-nas pareto runs/demo
+	$(VENV)/bin/mrla-nas export runs/demo --knee
 
 test: setup
 	$(PY) -m pytest
