@@ -98,6 +98,15 @@ def _cmd_export(args) -> None:
           f"{int(row['flops']):,} FLOPs, {int(row['params']):,} params -> {out}")
 
 
+def _cmd_train(args) -> None:
+    from mrla_nas.train import train
+
+    train(args.file, out_dir=args.out, dataset=args.dataset, path=args.path, epochs=args.epochs,
+          batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer, weight_decay=args.weight_decay,
+          augmentation=args.augmentation, resolution=args.resolution, train_size=args.train_size,
+          seed=args.seed, threads=args.threads)
+
+
 def _amount(text: str) -> float:
     from mrla_nas.space import _parse_amount
     try:
@@ -147,6 +156,23 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--min-accuracy", type=float, help="the cheapest front trial reaching this accuracy")
     p.add_argument("-o", "--output", help="output YAML (default: RUN/best.yaml)")
     p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("train", help="fully train an exported architecture (resumable); reports test accuracy")
+    p.add_argument("file", help="an exported ArchConfig (best.yaml)")
+    p.add_argument("--dataset", choices=["fashion-mnist", "mnist", "cifar10", "imagefolder"])
+    p.add_argument("--path", help="dataset folder (default: the one the search used)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--optimizer", choices=["sgd", "adamw"])
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--augmentation", choices=["none", "flip", "crop_flip"])
+    p.add_argument("--resolution", type=int)
+    p.add_argument("--train-size", type=int, help="a stratified subset of the training split")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--threads", type=int)
+    p.add_argument("--out", help="output folder (default: FILE-train/); an existing checkpoint there is resumed")
+    p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("build", help="build the network of an architecture config and print its summary")
     p.add_argument("file", help="an ArchConfig YAML/JSON (what `mrla-nas export` writes)")

@@ -95,6 +95,67 @@ def evaluate(model, data: ArrayDataset, norm: _Normalizer, batch_size: int):
     return correct / len(data), loss / len(data)
 
 
+class Trainer:
+    """One network, one recipe: epochs of SGD/AdamW with a cosine schedule, deterministic under a seed.
+
+    Shared by the proxy training of the search and by ``mrla-nas train``; its state (model,
+    optimizer, schedule, RNG, epoch) round-trips through ``torch.load(weights_only=True)``.
+    """
+
+    def __init__(self, arch: ArchConfig, recipe: dict, train: ArrayDataset, seed: int = 0):
+        from .models import build_model
+
+        if train.images.shape[1] != arch.in_chans:
+            raise ConfigError(f"backbone.in_chans={arch.in_chans}: the dataset has {train.images.shape[1]} channels")
+        if train.classes > arch.num_classes:
+            raise ConfigError(f"backbone.num_classes={arch.num_classes}: the dataset has {train.classes} classes")
+        torch.manual_seed(seed)
+        self.recipe, self.train = recipe, train
+        self.gen = torch.Generator().manual_seed(seed)
+        self.model = build_model(arch)
+        self.norm = _Normalizer(train, recipe["resolution"])
+        self.opt = _optimizer(self.model, recipe)
+        steps = recipe["epochs"] * math.ceil(len(train) / recipe["batch_size"])
+        self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=steps)
+        self.epoch = 0
+
+    def train_epoch(self) -> float:
+        """One epoch; returns the mean training loss. Raises TrialDiverged on NaN/inf."""
+        self.epoch += 1
+        model, bs = self.model, self.recipe["batch_size"]
+        model.train()
+        order = torch.randperm(len(self.train), generator=self.gen)
+        total = 0.0
+        for s in range(0, len(self.train), bs):
+            idx = order[s:s + bs]
+            if len(idx) < 2:  # BatchNorm needs two samples in training
+                continue
+            x = _augment(self.norm(self.train.images[idx]), self.recipe.get("augmentation", "none"), self.gen)
+            loss = F.cross_entropy(model(x), self.train.labels[idx])
+            if not torch.isfinite(loss):
+                raise TrialDiverged(f"loss became {loss.item()} at epoch {self.epoch}")
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            self.sched.step()
+            total += loss.item() * len(idx)
+        return total / len(self.train)
+
+    def evaluate(self, data: ArrayDataset):
+        return evaluate(self.model, data, self.norm, max(self.recipe["batch_size"], 256))
+
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+                "scheduler": self.sched.state_dict(), "generator": self.gen.get_state(), "epoch": self.epoch}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.sched.load_state_dict(state["scheduler"])
+        self.gen.set_state(state["generator"])
+        self.epoch = int(state["epoch"])
+
+
 def train_proxy(arch: ArchConfig, proxy: dict, seed: int = 0, data=None,
                 report: Optional[Callable[[EpochReport], None]] = None) -> ProxyResult:
     """Train ``arch`` with the space's proxy recipe; ``report`` is called after every epoch.
@@ -105,45 +166,17 @@ def train_proxy(arch: ArchConfig, proxy: dict, seed: int = 0, data=None,
 
     Raises TrialDiverged on a NaN/inf loss.
     """
-    from .models import build_model
-
     torch.set_num_threads(proxy.get("threads", 1))
     train, val = data if data is not None else proxy_datasets(proxy, seed)
-    if train.images.shape[1] != arch.in_chans:
-        raise ConfigError(f"backbone.in_chans={arch.in_chans}: the dataset has {train.images.shape[1]} channels")
-    if train.classes > arch.num_classes:
-        raise ConfigError(f"backbone.num_classes={arch.num_classes}: the dataset has {train.classes} classes")
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
-    model = build_model(arch)
-    norm = _Normalizer(train, proxy["resolution"])
-    opt = _optimizer(model, proxy)
-    bs = proxy["batch_size"]
-    steps_per_epoch = math.ceil(len(train) / bs)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=proxy["epochs"] * steps_per_epoch)
+    trainer = Trainer(arch, proxy, train, seed)
     result = ProxyResult()
-    for epoch in range(1, proxy["epochs"] + 1):
+    for _ in range(proxy["epochs"]):
         t0 = time.perf_counter()
-        model.train()
-        order = torch.randperm(len(train), generator=gen)
-        total = 0.0
-        for s in range(0, len(train), bs):
-            idx = order[s:s + bs]
-            if len(idx) < 2:  # BatchNorm needs two samples in training
-                continue
-            x = _augment(norm(train.images[idx]), proxy.get("augmentation", "none"), gen)
-            loss = F.cross_entropy(model(x), train.labels[idx])
-            if not torch.isfinite(loss):
-                raise TrialDiverged(f"loss became {loss.item()} at epoch {epoch}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += loss.item() * len(idx)
-        acc, vloss = evaluate(model, val, norm, max(bs, 256))
-        rep = EpochReport(epoch, acc, vloss, total / len(train), time.perf_counter() - t0)
+        train_loss = trainer.train_epoch()
+        acc, vloss = trainer.evaluate(val)
+        rep = EpochReport(trainer.epoch, acc, vloss, train_loss, time.perf_counter() - t0)
         result.history.append(rep)
         if report is not None:
             report(rep)
-    result.model = model
+    result.model = trainer.model
     return result

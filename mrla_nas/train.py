@@ -1,0 +1,86 @@
+"""Full training of an exported architecture (``mrla-nas train FILE``), resumable, with the final
+test-split accuracy. Uses the search's data pipeline and trainer (``mrla_nas.proxy.Trainer``).
+
+Checkpoints (``OUT/checkpoint.pt``, written atomically after every epoch) hold only tensors and
+plain types, so ``torch.load(path, weights_only=True)`` reads them; ``OUT/model.pt`` is the final
+state_dict and ``OUT/result.json`` the history and test accuracy.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import torch
+import yaml
+
+from .arch import ArchConfig, ConfigError, load_arch
+from .data import load_dataset, stratified_split
+from .proxy import Trainer
+
+DEFAULTS = dict(dataset="fashion-mnist", path=None, epochs=10, batch_size=128, optimizer="sgd", lr=0.1,
+                momentum=0.9, weight_decay=5e-4, augmentation="none", resolution=None, train_size=None,
+                seed=0, threads=None)
+
+
+def recipe_for(arch_file, **overrides) -> Dict[str, Any]:
+    """The training recipe: given values, else the search's proxy settings recorded in the export,
+    else DEFAULTS."""
+    doc = yaml.safe_load(Path(arch_file).read_text()) or {}
+    proxy = (doc.get("provenance") or {}).get("proxy", {}) if isinstance(doc, dict) else {}
+    recipe = dict(DEFAULTS)
+    for k in ("dataset", "resolution"):
+        if k in proxy:
+            recipe[k] = proxy[k]
+    run = (doc.get("provenance") or {}).get("run") if isinstance(doc, dict) else None
+    if run and (Path(run) / "space.yaml").exists():  # the dataset folder the search used
+        recipe["path"] = yaml.safe_load((Path(run) / "space.yaml").read_text())["proxy"]["path"]
+    recipe.update({k: v for k, v in overrides.items() if v is not None})
+    if recipe["path"] is None:
+        if recipe["dataset"] != "fashion-mnist":
+            raise ConfigError(f"--path: required for dataset {recipe['dataset']!r}")
+        recipe["path"] = "/usr/share/datasets/fashion-mnist"
+    return recipe
+
+
+def train(arch_file, out_dir: Optional[os.PathLike] = None, log=print, **overrides) -> Dict[str, Any]:
+    arch: ArchConfig = load_arch(arch_file)
+    recipe = recipe_for(arch_file, **overrides)
+    torch.set_num_threads(recipe["threads"] or torch.get_num_threads())
+    out = Path(out_dir or Path(arch_file).with_suffix("").as_posix() + "-train")
+    out.mkdir(parents=True, exist_ok=True)
+    train_set = load_dataset(recipe["dataset"], recipe["path"], "train", recipe["resolution"] or 224)
+    test_set = load_dataset(recipe["dataset"], recipe["path"], "test", recipe["resolution"] or 224)
+    if recipe["train_size"]:
+        idx, _ = stratified_split(train_set.labels, recipe["train_size"], 0, recipe["seed"])
+        train_set = train_set.subset(idx)
+    recipe["resolution"] = recipe["resolution"] or int(train_set.images.shape[-1])
+    trainer = Trainer(arch, recipe, train_set, recipe["seed"])
+
+    ckpt_path = out / "checkpoint.pt"
+    history = []
+    if ckpt_path.exists():
+        state = torch.load(ckpt_path, weights_only=True)
+        if state["arch_key"] != arch.key():
+            raise ConfigError(f"{ckpt_path}: a checkpoint of another architecture; use another --out")
+        trainer.load_state_dict(state["trainer"])
+        history = json.loads(state["history"])
+        log(f"resuming from epoch {trainer.epoch} ({ckpt_path})")
+    while trainer.epoch < recipe["epochs"]:
+        t0 = time.perf_counter()
+        loss = trainer.train_epoch()
+        history.append({"epoch": trainer.epoch, "train_loss": loss, "seconds": time.perf_counter() - t0})
+        tmp = out / ".checkpoint.pt.tmp"
+        torch.save({"trainer": trainer.state_dict(), "arch_key": arch.key(), "history": json.dumps(history),
+                    "recipe": json.dumps(recipe)}, tmp)
+        os.replace(tmp, ckpt_path)
+        log(f"epoch {trainer.epoch}/{recipe['epochs']}  train loss {loss:.4f}  ({history[-1]['seconds']:.1f}s)")
+    acc, loss = trainer.evaluate(test_set)
+    torch.save(trainer.model.state_dict(), out / "model.pt")
+    result = {"arch": arch.to_dict(), "key": arch.key(), "recipe": recipe, "history": history,
+              "test_accuracy": acc, "test_loss": loss, "test_size": len(test_set)}
+    (out / "result.json").write_text(json.dumps(result, indent=1))
+    log(f"test accuracy {acc:.4f} on {len(test_set)} test images ({recipe['dataset']}); wrote {out}")
+    return result

@@ -1,0 +1,112 @@
+"""Reading runs back: load_run, export selection and its errors, full training of an export."""
+import json
+
+import optuna
+import pytest
+import torch
+import yaml
+
+from conftest import DATA
+from mrla_nas import ArchConfig, load_arch
+from mrla_nas.cli import main
+from mrla_nas.results import load_run
+from mrla_nas.run_dir import freeze_space, open_study, record_path, write_json_atomic
+from mrla_nas.space import load_space
+
+SPACE = DATA.parent.parent / "search_spaces" / "tiny.yaml"
+
+
+def _fake_run(tmp_path, trials):
+    """A run directory in the real on-disk format (journal + records), without running Ray.
+    ``trials``: (forms, status, accuracy, flops, fidelity)."""
+    space = load_space(SPACE)
+    run = tmp_path / "run"
+    run.mkdir(parents=True)
+    freeze_space(run, space)
+    study = open_study(run)
+    bb = space.backbone_combos()[0]
+    for number, (forms, status, acc, flops, fidelity) in enumerate(trials):
+        arch = space.reference_config(forms, bb).canonical()
+        state = optuna.trial.TrialState.COMPLETE if status in ("complete", "stopped") else (
+            optuna.trial.TrialState.PRUNED if status == "infeasible" else optuna.trial.TrialState.FAIL)
+        study.add_trial(optuna.trial.create_trial(
+            state=state, values=[acc, flops] if state == optuna.trial.TrialState.COMPLETE else None,
+            params={}, distributions={}, user_attrs={"arch": arch.to_dict(), "flops": flops, "params": 100}))
+        history = [{"epoch": 1, "val_accuracy": acc, "val_loss": 1.0, "train_loss": 1.0, "seconds": 0.1}] if acc else []
+        write_json_atomic(record_path(run, number), {
+            "trial_id": number, "arch": arch.to_dict(), "key": arch.key(), "params": 100, "flops": flops,
+            "status": "running" if status == "stopped" else status, "history": history, "fidelity": fidelity,
+            "error": None})
+    return run
+
+
+def test_load_run_front_knee_and_reference_rows(tmp_path):
+    run = _fake_run(tmp_path, [(["none", "none"], "complete", 0.80, 100, 1.0),
+                               (["light", "light"], "complete", 0.85, 120, 1.0),
+                               (["base", "base"], "stopped", 0.99, 90, 0.5),
+                               (["light", "none"], "complete", 0.70, 130, 1.0)])
+    r = load_run(run)
+    assert r.front["trial_id"].tolist() == [0, 1]
+    assert r.knee in (0, 1) and r.trials.loc[2, "status"] == "stopped"
+    assert set(r.reference_rows()) == {"none", "light", "base"}
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["--trial", "7"], "--trial=7: no such trial"),
+    (["--max-flops", "50"], "--max-flops=50: no front trial is that cheap"),
+    (["--min-accuracy", "0.95"], "--min-accuracy=0.95: no front trial reaches it"),
+])
+def test_export_errors_are_one_line_exit_2(tmp_path, capsys, args, expected):
+    run = _fake_run(tmp_path, [(["none", "none"], "complete", 0.80, 100, 1.0)])
+    assert main(["export", str(run), *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and expected in err[0]
+
+
+def test_export_of_empty_and_infeasible_runs(tmp_path, capsys):
+    empty = _fake_run(tmp_path / "e", [])
+    assert main(["export", str(empty)]) == 2
+    infeasible = _fake_run(tmp_path / "i", [(["base", "base"], "infeasible", None, 10**9, 0.0)])
+    assert main(["export", str(infeasible)]) == 2
+    assert main(["export", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3
+    assert "no trials yet" in err[0] and "no feasible trial" in err[1] and "not a mrla-nas run directory" in err[2]
+
+
+def test_export_selection_and_file(tmp_path):
+    run = _fake_run(tmp_path, [(["none", "none"], "complete", 0.80, 100, 1.0),
+                               (["light", "light"], "complete", 0.85, 120, 1.0)])
+    out = tmp_path / "x.yaml"
+    assert main(["export", str(run), "--max-flops", "110", "-o", str(out)]) == 0
+    doc = yaml.safe_load(out.read_text())
+    assert doc["provenance"]["trial"] == 0 and doc["metrics"]["accuracy"] == 0.80
+    assert main(["export", str(run), "--min-accuracy", "0.84", "-o", str(out)]) == 0
+    assert yaml.safe_load(out.read_text())["provenance"]["trial"] == 1
+    assert load_arch(out).summary().endswith("LL")
+
+
+def test_build_rejects_a_file_that_is_not_an_arch_config(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: tiny\nbackbone: {block: basic}\n")
+    assert main(["build", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown key" in err[0]
+
+
+def test_train_exported_architecture_resumes_and_reports_test_accuracy(tmp_path, capsys):
+    arch = ArchConfig.from_dict({"block": "basic", "layers": [1, 1], "channels": [8, 16], "stem": "small",
+                                 "in_chans": 1, "num_classes": 10, "stages": ["light", "base"]})
+    f = tmp_path / "best.yaml"
+    f.write_text(yaml.safe_dump({"arch": arch.to_dict()}))
+    common = ["train", str(f), "--path", str(DATA / "fmnist_slice"), "--train-size", "400", "--resolution", "14",
+              "--out", str(tmp_path / "out")]
+    assert main(common + ["--epochs", "1"]) == 0
+    ckpt = torch.load(tmp_path / "out" / "checkpoint.pt", weights_only=True)
+    assert ckpt["trainer"]["epoch"] == 1
+    assert main(common + ["--epochs", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "resuming from epoch 1" in out and "epoch 2/2" in out and "epoch 1/2" not in out
+    result = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert result["test_size"] == 300 and 0 <= result["test_accuracy"] <= 1
+    assert torch.load(tmp_path / "out" / "model.pt", weights_only=True)
