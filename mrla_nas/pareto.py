@@ -87,7 +87,11 @@ def reference_point(trials: pd.DataFrame, max_flops: Optional[float] = None) -> 
 
 def pareto(trials: pd.DataFrame, objectives: Dict[str, str] = DEFAULT_OBJECTIVES,
            max_flops: Optional[float] = None):
-    """(front rows sorted by FLOPs, hypervolume, reference point, knee row label or None)."""
+    """(front rows sorted by FLOPs, hypervolume, reference point, knee row label or None).
+
+    The hypervolume is normalised by the reference box (accuracy 0..1 x FLOPs 0..reference): the
+    fraction of that box the front dominates, in [0, 1], comparable across runs of a space.
+    """
     cand = front_candidates(trials)
     keys = [k for k in ("accuracy", "flops") if k in objectives]
     modes = [objectives[k] for k in keys]
@@ -96,6 +100,6 @@ def pareto(trials: pd.DataFrame, objectives: Dict[str, str] = DEFAULT_OBJECTIVES
     mask = non_dominated(cand[keys].to_numpy(float), modes)
     front = cand[mask].sort_values("flops")
     ref = reference_point(trials, max_flops)
-    hv = hypervolume_2d(front[keys].to_numpy(float), modes, ref)
+    hv = hypervolume_2d(front[keys].to_numpy(float), modes, ref) / (1.0 * ref[1])
     knee = front.index[knee_index(front[keys].to_numpy(float), modes)]
     return front, hv, ref, knee

@@ -32,7 +32,7 @@ class ProgressCallback(Callback):
         infeasible = int((df["status"] == "infeasible").sum())
         front, hv, _, _ = pareto(df, max_flops=self.space.constraints["max_flops"])
         return (f"trials {done}/{self.target}  running {self.running}  failed {failed}  over budget {infeasible}  "
-                f"front {len(front)}  hypervolume {hv:.4g}  [{time.time() - self.t0:.0f}s]")
+                f"front {len(front)}  hypervolume {hv:.4f}  [{time.time() - self.t0:.0f}s]")
 
     # sys.stdout is looked up at each write, not stored: Ray pickles its callbacks
     def _show(self) -> None:

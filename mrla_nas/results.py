@@ -73,8 +73,9 @@ def front_table(run: Run) -> str:
         lines.append(f"{mark:2s}{int(r['trial_id']):5d}  {r['summary']:22s} {stages:34s} {r['accuracy']:8.4f} "
                      f"{int(r['flops']):14,d} {int(r['params']):10,d}")
     lines.append(f"front: {len(run.front)} of {int((run.trials['status'] == 'complete').sum())} complete trials; "
-                 f"hypervolume {run.hypervolume:.6g} (reference point: accuracy {run.reference[0]:g}, "
-                 f"FLOPs {run.reference[1]:,.0f}; {run.space.flops_convention} FLOPs); * = knee")
+                 f"hypervolume {run.hypervolume:.4f} (fraction of the box accuracy {run.reference[0]:g}..1 x "
+                 f"FLOPs 0..{run.reference[1]:,.0f} ({run.space.flops_convention}) that the front dominates); "
+                 f"* = knee")
     return "\n".join(lines)
 
 
@@ -92,7 +93,7 @@ def plot_runs(runs: Sequence[Run], out_path) -> Path:
             ax.scatter(done["flops"].astype(float) / 1e6, done["accuracy"], s=14, alpha=0.25, color=color)
         if len(run.front):
             ax.plot(run.front["flops"].astype(float) / 1e6, run.front["accuracy"], "-o", color=color, ms=5,
-                    label=f"{run.path.name}: front (HV {run.hypervolume:.4g})")
+                    label=f"{run.path.name}: front (HV {run.hypervolume:.4f})")
             if run.knee is not None:
                 k = run.front[run.front["trial_id"] == run.knee].iloc[0]
                 ax.scatter([float(k["flops"]) / 1e6], [k["accuracy"]], s=120, facecolors="none", edgecolors=color)
