@@ -105,8 +105,11 @@ def _trainable(config: Dict[str, Any], ctx: Dict[str, Any]) -> None:
     number = config["trial_number"]
     path = record_path(Path(ctx["run_dir"]), number)
     arch = ArchConfig.from_dict(config["arch"])
+    import ray
+
     rec = {"trial_id": number, "arch": config["arch"], "key": arch.key(), "params": config["params"],
-           "flops": config["flops"], "status": "running", "history": [], "fidelity": 0.0, "error": None}
+           "flops": config["flops"], "status": "running", "history": [], "fidelity": 0.0, "error": None,
+           "node": ray.get_runtime_context().get_node_id()}
     t0 = time.perf_counter()
     if not config["feasible"]:
         rec.update(status="infeasible", wall_s=0.0)

@@ -146,3 +146,33 @@ def test_resume_after_sigkill_loses_and_repeats_nothing(tmp_path):
     assert _alive(orphans) == []  # Ray processes orphaned by the kill were ended
     manifest = json.loads((run / "manifest.json").read_text())
     assert len(manifest["sessions"]) == 2 and manifest["sessions"][1]["resumed"]
+
+
+def _free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_search_on_an_existing_two_node_cluster(tmp_path, monkeypatch):
+    ray_cli = str(Path(sys.executable).parent / "ray")
+    port = _free_port()
+    env = dict(os.environ, RAY_AUTH_MODE="disabled")  # a local test cluster: no token
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    common = ["--num-cpus=1", "--disable-usage-stats"]
+    try:
+        subprocess.run([ray_cli, "start", "--head", f"--port={port}", "--include-dashboard=false", *common],
+                       env=env, check=True, capture_output=True)
+        subprocess.run([ray_cli, "start", f"--address=127.0.0.1:{port}", *common], env=env, check=True,
+                       capture_output=True)
+        result = search(_space(tmp_path), runs_dir=tmp_path / "runs", trials=6, address=f"127.0.0.1:{port}",
+                        progress=False)
+    finally:
+        subprocess.run([ray_cli, "stop", "--force"], env=env, capture_output=True)
+    df = result.trials
+    assert len(df) == 6 and set(df["status"]) == {"complete"}
+    nodes = {r["node"] for r in read_records(result.run_dir).values() if r.get("train_s")}
+    assert len(nodes) == 2  # two concurrent trials, one CPU per node: both nodes trained
+    manifest = json.loads((result.run_dir / "manifest.json").read_text())
+    assert manifest["sessions"][0]["address"] == f"127.0.0.1:{port}"
