@@ -33,6 +33,7 @@ def main() -> None:
     from mrla_nas.search import search
 
     runs_dir = Path(args.runs_dir or tempfile.mkdtemp(prefix="mrla-samplers-"))
+    runs_dir.mkdir(parents=True, exist_ok=True)
     base = yaml.safe_load(Path(args.space).read_text())
     results = {}
     for sampler in args.samplers:

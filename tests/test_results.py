@@ -110,3 +110,17 @@ def test_train_exported_architecture_resumes_and_reports_test_accuracy(tmp_path,
     result = json.loads((tmp_path / "out" / "result.json").read_text())
     assert result["test_size"] == 300 and 0 <= result["test_accuracy"] <= 1
     assert torch.load(tmp_path / "out" / "model.pt", weights_only=True)
+
+
+def test_pareto_overlays_several_runs(tmp_path, capsys):
+    a = _fake_run(tmp_path / "a", [(["none", "none"], "complete", 0.80, 100, 1.0),
+                                   (["light", "light"], "complete", 0.85, 120, 1.0)])
+    b = _fake_run(tmp_path / "b", [(["base", "base"], "complete", 0.83, 110, 1.0)])
+    out_csv = tmp_path / "fronts.csv"
+    assert main(["pareto", str(a), str(b), "--csv", str(out_csv)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("hypervolume") == 2 and "* = knee" in out
+    import pandas as pd
+    fronts = pd.read_csv(out_csv)
+    assert set(fronts["run"]) == {str(a), str(b)} and len(fronts) == 3
+    assert (a / "pareto.png").stat().st_size > 10_000
