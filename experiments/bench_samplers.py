@@ -31,10 +31,12 @@ def main() -> None:
 
     from mrla_nas.pareto import pareto
     from mrla_nas.search import search
+    from mrla_nas.space import load_space
 
     runs_dir = Path(args.runs_dir or tempfile.mkdtemp(prefix="mrla-samplers-"))
     runs_dir.mkdir(parents=True, exist_ok=True)
     base = yaml.safe_load(Path(args.space).read_text())
+    max_flops = load_space(args.space).constraints["max_flops"]
     results = {}
     for sampler in args.samplers:
         for seed in args.seeds:
@@ -42,11 +44,13 @@ def main() -> None:
             path = runs_dir / f"{sampler}-{seed}.yaml"
             path.write_text(yaml.safe_dump(space))
             t0 = time.perf_counter()
-            res = search(path, name=f"{sampler}-{seed}", runs_dir=runs_dir, trials=args.trials, progress=False)
+            done = (runs_dir / f"{sampler}-{seed}" / "study.journal").exists()  # rerun: resume, redo nothing
+            res = search(path, name=f"{sampler}-{seed}", runs_dir=runs_dir, trials=args.trials, progress=False,
+                         resume=done)
             df = res.trials.sort_values("trial_id")
-            curve = [pareto(df.iloc[: i + 1], max_flops=base["constraints"]["max_flops"])[1] for i in range(len(df))]
+            curve = [pareto(df.iloc[: i + 1], max_flops=max_flops)[1] for i in range(len(df))]
             results[f"{sampler}/{seed}"] = {"hypervolume": curve, "wall_s": round(time.perf_counter() - t0, 1),
-                                            "front_size": len(pareto(df, max_flops=base["constraints"]["max_flops"])[0])}
+                                            "front_size": len(pareto(df, max_flops=max_flops)[0])}
             print(sampler, seed, f"HV {curve[-1]:.4g}", f"{results[f'{sampler}/{seed}']['wall_s']}s", flush=True)
     summary = {s: {"final_hv_mean": statistics.mean(results[f"{s}/{k}"]["hypervolume"][-1] for k in args.seeds),
                    "final_hv_stdev": statistics.pstdev(results[f"{s}/{k}"]["hypervolume"][-1] for k in args.seeds)}

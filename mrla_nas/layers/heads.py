@@ -94,17 +94,22 @@ class LayerQueryKeyValue(nn.Module):
         y = torch.nn.functional.adaptive_avg_pool2d(x, 1).flatten(1)
         return self.Wq(y), self.Wk(y)
 
-    def gated_value(self, x: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
-        """``gate_h * Wv(x)_h`` for per-sample, per-head gates [B, g], in one convolution.
+    def value(self, x: torch.Tensor, gate: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``Wv(x)``, or ``gate_h * Wv(x)_h`` for per-sample, per-head gates [B, g], in one convolution.
 
-        Scaling a depthwise conv's output per (sample, channel) equals convolving with per-(sample,
-        channel) scaled kernels, so the batch is folded into the groups (B*C groups of one channel):
-        one pass over the feature map instead of a conv and a multiply, and the depthwise kernel
-        runs faster on CPU in this layout (experiments/results/speed.md).
+        The batch is folded into the groups (B*C groups of one channel, each with its sample's kernel):
+        oneDNN's depthwise kernel runs faster on CPU in that layout than with C groups over a batch
+        (experiments/results/speed.md), and a per-(sample, channel) gate on the output becomes a
+        scaled kernel, so gating costs no pass over the feature map.
         """
         b, c, h, w = x.shape
-        scale = gate.repeat_interleave(c // self.heads, dim=1)                  # [B, C]
-        weight = (self.Wv.weight.unsqueeze(0) * scale.view(b, c, 1, 1, 1)).view(b * c, 1, 3, 3)
+        weight = self.Wv.weight.unsqueeze(0)                                    # [1, C, 1, 3, 3]
+        if gate is not None:
+            scale = gate.repeat_interleave(c // self.heads, dim=1)              # [B, C]
+            weight = weight * scale.view(b, c, 1, 1, 1)
+        else:
+            weight = weight.expand(b, -1, -1, -1, -1)
+        weight = weight.reshape(b * c, 1, *self.Wv.weight.shape[-2:])
         out = F.conv2d(x.reshape(1, b * c, h, w), weight, padding=1, groups=b * c)
         return out.view(b, c, h, w)
 

@@ -90,7 +90,7 @@ class MRLABase(MRLAUnit):
 
     def forward(self, x: torch.Tensor, memory: Optional[LayerMemory] = None):
         q, k = self.qkv.query_key(x)
-        v = self.qkv.Wv(x)
+        v = self.qkv.value(x)
         if memory is None:
             # A softmax over one block is 1: the output is v itself (Wq/Wk get no gradient here,
             # exactly as in the official code).

@@ -40,5 +40,5 @@ class MRLALight(MRLAUnit):
     def forward(self, x: torch.Tensor, o_prev: torch.Tensor) -> torch.Tensor:
         q, k = self.qkv.query_key(x)
         gate = torch.sigmoid(self.qkv.head_scores(q, k))  # [B, g]
-        gated_v = self.qkv.gated_value(x, gate)            # gate_h * Wv(x)_h
+        gated_v = self.qkv.value(x, gate)            # gate_h * Wv(x)_h
         return torch.addcmul(gated_v, self.lambda_t, o_prev)
