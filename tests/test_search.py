@@ -155,24 +155,27 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def test_search_on_an_existing_two_node_cluster(tmp_path, monkeypatch):
+def test_search_on_an_existing_two_node_cluster(tmp_path):
     ray_cli = str(Path(sys.executable).parent / "ray")
     port = _free_port()
     env = dict(os.environ, RAY_AUTH_MODE="disabled")  # a local test cluster: no token
-    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     common = ["--num-cpus=1", "--disable-usage-stats"]
     try:
         subprocess.run([ray_cli, "start", "--head", f"--port={port}", "--include-dashboard=false", *common],
                        env=env, check=True, capture_output=True)
         subprocess.run([ray_cli, "start", f"--address=127.0.0.1:{port}", *common], env=env, check=True,
                        capture_output=True)
-        result = search(_space(tmp_path), runs_dir=tmp_path / "runs", trials=6, address=f"127.0.0.1:{port}",
-                        progress=False)
+        # as a user would: a separate driver process (this one already ran local Ray sessions)
+        cli = [sys.executable, "-m", "mrla_nas.cli", "search", str(_space(tmp_path)), "--runs-dir",
+               str(tmp_path / "runs"), "--trials", "6", "--address", f"127.0.0.1:{port}", "--quiet"]
+        done = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
     finally:
         subprocess.run([ray_cli, "stop", "--force"], env=env, capture_output=True)
-    df = result.trials
+    run = tmp_path / "runs" / "tiny"
+    df = pd.read_csv(run / "trials.csv")
     assert len(df) == 6 and set(df["status"]) == {"complete"}
-    nodes = {r["node"] for r in read_records(result.run_dir).values() if r.get("train_s")}
+    nodes = {r["node"] for r in read_records(run).values() if r.get("train_s")}
     assert len(nodes) == 2  # two concurrent trials, one CPU per node: both nodes trained
-    manifest = json.loads((result.run_dir / "manifest.json").read_text())
+    manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["sessions"][0]["address"] == f"127.0.0.1:{port}"
