@@ -18,12 +18,15 @@ import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 import pandas as pd
 import yaml
 
 from .arch import ArchConfig, ConfigError
+
+if TYPE_CHECKING:  # optuna is imported where it is used: pareto/export need not load it
+    import optuna
 
 STUDY_NAME = "mrla-nas"
 

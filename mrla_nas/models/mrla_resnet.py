@@ -8,9 +8,8 @@ from timm.layers import DropPath, create_classifier, get_act_layer, get_norm_lay
 from timm.models.resnet import ResNet, make_blocks
 from torch import nn
 
+from ..arch import STEMS
 from .blocks import FORMS, MRLABasicBlock, MRLABottleneck, stage_block_fn
-
-STEMS = ("7x7", "deep", "small")
 StageSpec = Dict[str, Any]  # {"form": "none"|"light"|"base", "heads": int|None, "reduction": int|None, ...}
 
 
