@@ -119,7 +119,8 @@ def trials_table(run_dir: Path) -> pd.DataFrame:
         elif status is None:
             status = "running"
         elif status == "running" and t.state == optuna.trial.TrialState.COMPLETE:
-            status = "stopped"  # the scheduler ended it early
+            # the scheduler ended it: early (stopped) or right after its last epoch (complete)
+            status = "complete" if rec.get("fidelity", 0.0) >= 1.0 else "stopped"
         arch_dict = rec.get("arch") or t.user_attrs.get("arch")
         row = {"trial_id": t.number, "status": status}
         if arch_dict:

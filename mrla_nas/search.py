@@ -96,6 +96,7 @@ def _make_searcher(space: SearchSpace, study: optuna.Study) -> ConstrainedOptuna
 
 def _trainable(config: Dict[str, Any], ctx: Dict[str, Any]) -> None:
     """One trial, in a Ray worker: FLOPs already measured; train within budget, record everything."""
+    import ray
     from ray import tune
 
     from .data import proxy_datasets
@@ -104,8 +105,6 @@ def _trainable(config: Dict[str, Any], ctx: Dict[str, Any]) -> None:
     number = config["trial_number"]
     path = record_path(Path(ctx["run_dir"]), number)
     arch = ArchConfig.from_dict(config["arch"])
-    import ray
-
     rec = {"trial_id": number, "arch": config["arch"], "key": arch.key(), "params": config["params"],
            "flops": config["flops"], "status": "running", "history": [], "fidelity": 0.0, "error": None,
            "node": ray.get_runtime_context().get_node_id()}
@@ -139,6 +138,8 @@ def _trainable(config: Dict[str, Any], ctx: Dict[str, Any]) -> None:
             rec["fidelity"] = ep.epoch / epochs
             rec["train_s"] = time.perf_counter() - t_train
             rec["wall_s"] = time.perf_counter() - t0
+            if ep.epoch == epochs:  # complete before the last report: a scheduler may end the trial there
+                rec["status"] = "complete"
             write_json_atomic(path, rec)
             tune.report({"accuracy": ep.val_accuracy, "flops": config["flops"], "params": config["params"],
                          "epoch": ep.epoch, "val_loss": ep.val_loss, "fidelity": rec["fidelity"]})

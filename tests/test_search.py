@@ -179,3 +179,17 @@ def test_search_on_an_existing_two_node_cluster(tmp_path):
     assert len(nodes) == 2  # two concurrent trials, one CPU per node: both nodes trained
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["sessions"][0]["address"] == f"127.0.0.1:{port}"
+
+
+def test_asha_stops_trials_early_and_keeps_them_off_the_front(tmp_path):
+    from mrla_nas.results import load_run
+
+    space = _space(tmp_path, search__scheduler="asha", proxy__epochs=4, proxy__train_size=600,
+                   search__initial=[])
+    result = search(space, runs_dir=tmp_path / "runs", trials=10, progress=False)
+    df = result.trials
+    stopped = df[df["status"] == "stopped"]
+    assert len(stopped) >= 1 and (stopped["fidelity"] < 1).all()
+    run = load_run(result.run_dir)
+    assert len(run.front) >= 1 and (run.front["fidelity"] == 1.0).all()
+    assert not set(run.front["trial_id"]) & set(stopped["trial_id"])
