@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Callable, List, Optional
 
 import torch
@@ -35,12 +35,11 @@ class EpochReport:
 class ProxyResult:
     history: List[EpochReport] = field(default_factory=list)
 
+    model: Optional[torch.nn.Module] = None
+
     @property
     def accuracy(self) -> float:
         return self.history[-1].val_accuracy
-
-    def to_dict(self):
-        return {"history": [asdict(h) for h in self.history]}
 
 
 class _Normalizer:
