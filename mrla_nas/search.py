@@ -283,7 +283,8 @@ def search(space_path, name: Optional[str] = None, runs_dir="runs", trials: Opti
         return SearchResult(run_dir, write_trials_csv(run_dir))
 
     started_ray = _init_ray(space, address)
-    if started_ray and not (address or os.environ.get("RAY_ADDRESS")):
+    local_ray = started_ray and not (address or os.environ.get("RAY_ADDRESS"))
+    if local_ray:  # a cluster's processes are not ours to record or end
         record_ray_processes(run_dir)
     try:
         part = 1 + len(list((run_dir / "tune").glob("part-*"))) if (run_dir / "tune").exists() else 1
@@ -295,7 +296,7 @@ def search(space_path, name: Optional[str] = None, runs_dir="runs", trials: Opti
         ctx = {"run_dir": str(run_dir.resolve()), "proxy": space.proxy, "seed": space.seed}
         trainable = tune.with_resources(tune.with_parameters(_trainable, ctx=ctx), {"cpu": space.proxy["threads"]})
         callback = ProgressCallback(run_dir, target, space, enabled=progress,
-                                    on_first_trial=record_ray_processes if started_ray else None)
+                                    on_first_trial=record_ray_processes if local_ray else None)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Ray's notices about define-by-run timing and deprecations
             tuner = tune.Tuner(

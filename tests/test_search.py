@@ -170,13 +170,19 @@ def test_search_on_an_existing_two_node_cluster(tmp_path):
                str(tmp_path / "runs"), "--trials", "6", "--address", f"127.0.0.1:{port}", "--quiet"]
         done = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr[-2000:]
+        probe = ("import json, ray; ray.init(address='127.0.0.1:%d', log_to_driver=False); "
+                 "print(json.dumps([n['NodeID'] for n in ray.nodes() if n['Alive']]))" % port)
+        listed = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
+        cluster_nodes = set(json.loads(listed.stdout.strip().splitlines()[-1]))
     finally:
         subprocess.run([ray_cli, "stop", "--force"], env=env, capture_output=True)
     run = tmp_path / "runs" / "tiny"
     df = pd.read_csv(run / "trials.csv")
     assert len(df) == 6 and set(df["status"]) == {"complete"}
-    nodes = {r["node"] for r in read_records(run).values() if r.get("train_s")}
-    assert len(nodes) == 2  # two concurrent trials, one CPU per node: both nodes trained
+    assert len(cluster_nodes) == 2
+    nodes = {r["node"] for r in read_records(run).values()}
+    assert nodes and nodes <= cluster_nodes  # trained on the cluster's nodes
+    assert not (run / "ray-processes.json").exists()  # and no local Ray was started
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["sessions"][0]["address"] == f"127.0.0.1:{port}"
 
