@@ -160,14 +160,28 @@ class SearchResult:
     trials: "Any"  # pandas DataFrame (trials.csv)
 
 
-def _recover_interrupted(study: optuna.Study, run_dir: Path) -> int:
-    """Trials left RUNNING by a killed session: mark them FAIL (interrupted) and queue their configs again."""
+def _recover_interrupted(study: optuna.Study, run_dir: Path, space: SearchSpace) -> int:
+    """Trials left RUNNING by a killed session.
+
+    A trial whose record is finished (the kill fell between the worker's last write and Optuna's
+    tell) is told now, with its recorded result; any other is marked FAIL (interrupted) and its
+    config queued again. Returns the number queued again.
+    """
     n = 0
     records = read_records(run_dir)
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        rec = records.get(t.number)
+        if rec is not None and rec.get("status") == "complete" and rec.get("history"):
+            values = [rec["history"][-1]["val_accuracy"], rec["flops"]]
+            if "params" in space.objectives:
+                values.append(rec["params"])
+            study.tell(t.number, values)
+            continue
+        if rec is not None and rec.get("status") == "infeasible":
+            study.tell(t.number, state=optuna.trial.TrialState.PRUNED)
+            continue
         study._storage.set_trial_user_attr(t._trial_id, "interrupted", True)
         study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
-        rec = records.get(t.number)
         if rec is not None:
             rec.update(status="interrupted", error="the search was stopped while this trial ran; queued again")
             write_json_atomic(record_path(run_dir, t.number), rec)
@@ -270,7 +284,7 @@ def search(space_path, name: Optional[str] = None, runs_dir="runs", trials: Opti
         freeze_space(run_dir, space)
 
     study = open_study(run_dir, make_sampler(space))
-    interrupted = _recover_interrupted(study, run_dir) if resume else 0
+    interrupted = _recover_interrupted(study, run_dir, space) if resume else 0
     reaped = reap_stale_ray(run_dir) if resume else 0
     if not study.trials:
         for arch in space.initial_configs():
