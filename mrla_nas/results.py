@@ -58,17 +58,22 @@ def load_run(path) -> Run:
     return Run(path, space, df, front, hv, ref, knee_id)
 
 
+def _stage_label(row: pd.Series, i: int) -> str:
+    """``-`` for no MRLA, else ``L``/``B`` with heads and, if set, the reduction: ``L(h2,r4)``."""
+    form = row[f"stage{i}_form"]
+    if form == "none":
+        return "-"
+    reduction = row[f"stage{i}_reduction"]
+    extra = "" if pd.isna(reduction) else f",r{reduction}"
+    return f"{form[0].upper()}(h{row[f'stage{i}_heads']}{extra})"
+
+
 def front_table(run: Run) -> str:
     if run.front.empty:
         return "no trial has finished at full fidelity yet: the front is empty"
     lines = [f"{'':2s}{'trial':>5s}  {'arch':22s} {'stage choices':34s} {'accuracy':>8s} {'FLOPs':>14s} {'params':>10s}"]
     for _, r in run.front.iterrows():
-        stages = " ".join(
-            f"{r[f'stage{i}_form'][0].upper() if r[f'stage{i}_form'] != 'none' else '-'}"
-            + (f"(h{r[f'stage{i}_heads']},r{r[f'stage{i}_reduction']})"
-               if r[f"stage{i}_form"] != "none" and not pd.isna(r[f"stage{i}_reduction"]) else
-               (f"(h{r[f'stage{i}_heads']})" if r[f"stage{i}_form"] != "none" else ""))
-            for i in range(1, len(run.space.stages) + 1))
+        stages = " ".join(_stage_label(r, i) for i in range(1, len(run.space.stages) + 1))
         mark = "*" if int(r["trial_id"]) == run.knee else " "
         lines.append(f"{mark:2s}{int(r['trial_id']):5d}  {r['summary']:22s} {stages:34s} {r['accuracy']:8.4f} "
                      f"{int(r['flops']):14,d} {int(r['params']):10,d}")
