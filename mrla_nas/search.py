@@ -181,6 +181,12 @@ def _recover_interrupted(study: optuna.Study, run_dir: Path, space: SearchSpace)
             study.tell(t.number, state=optuna.trial.TrialState.PRUNED)
             continue
         study._storage.set_trial_user_attr(t._trial_id, "interrupted", True)
+        if "arch" not in t.user_attrs:  # killed between sampling and the cost measurement
+            try:
+                arch = space.sample(optuna.trial.FixedTrial(t.params))
+                study._storage.set_trial_user_attr(t._trial_id, "arch", arch.to_dict())
+            except ValueError:  # killed while sampling: no full config to name; Optuna fills the rest
+                pass
         study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
         if rec is not None:
             rec.update(status="interrupted", error="the search was stopped while this trial ran; queued again")

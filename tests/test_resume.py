@@ -1,0 +1,68 @@
+"""Resume bookkeeping for each moment a SIGKILL can fall within a trial (fast: no Ray started)."""
+from pathlib import Path
+
+import optuna
+import yaml
+
+from conftest import DATA
+from mrla_nas.run_dir import freeze_space, open_study, record_path, trials_table, write_json_atomic
+from mrla_nas.search import _recover_interrupted, make_sampler
+from mrla_nas.space import SearchSpace
+
+SPACES = Path(__file__).parent.parent / "search_spaces"
+
+
+def _run(tmp_path):
+    data = yaml.safe_load((SPACES / "tiny.yaml").read_text())
+    data["proxy"]["path"] = str(DATA / "fmnist_slice")
+    space = SearchSpace.from_dict(data)
+    run = tmp_path / "run"
+    (run / "trials").mkdir(parents=True)
+    freeze_space(run, space)
+    return space, run, open_study(run, make_sampler(space))
+
+
+def _started(study, space):
+    """A RUNNING trial whose config has been sampled, as the define-by-run leaves it."""
+    trial = study.ask()
+    return trial, space.sample(trial)
+
+
+def test_each_kill_window_is_recovered(tmp_path):
+    space, run, study = _run(tmp_path)
+    t_sampled, arch_sampled = _started(study, space)       # killed while its FLOPs were measured
+    t_running, arch_running = _started(study, space)       # killed while it trained
+    t_running.set_user_attr("arch", arch_running.to_dict())
+    write_json_atomic(record_path(run, t_running.number),
+                      {"trial_id": t_running.number, "arch": arch_running.to_dict(), "key": arch_running.key(),
+                       "status": "running", "history": [{"epoch": 1, "val_accuracy": 0.3}], "params": 1, "flops": 2})
+    t_done, arch_done = _started(study, space)             # killed after its record, before Optuna's tell
+    write_json_atomic(record_path(run, t_done.number),
+                      {"trial_id": t_done.number, "arch": arch_done.to_dict(), "key": arch_done.key(),
+                       "status": "complete", "history": [{"epoch": 1, "val_accuracy": 0.5}], "params": 10,
+                       "flops": 20, "fidelity": 1.0})
+    t_empty = study.ask()                                   # killed before anything was sampled
+
+    assert _recover_interrupted(study, run, space) == 3
+
+    states = {t.number: t.state for t in study.get_trials()}
+    assert states[t_done.number] == optuna.trial.TrialState.COMPLETE
+    assert study.trials[t_done.number].values == [0.5, 20]
+    for t in (t_sampled, t_running, t_empty):
+        assert states[t.number] == optuna.trial.TrialState.FAIL and study.trials[t.number].user_attrs["interrupted"]
+    queued = [t.system_attrs["fixed_params"] for t in study.get_trials(states=(optuna.trial.TrialState.WAITING,))]
+    assert space.params_for(arch_sampled) in queued and space.params_for(arch_running) in queued
+
+    df = trials_table(run).set_index("trial_id")
+    assert df.loc[t_sampled.number, "status"] == "interrupted"
+    assert df.loc[t_sampled.number, "key"] == arch_sampled.key()  # named, so a reader can find its re-run
+    assert df.loc[t_running.number, "key"] == arch_running.key()
+    assert df.loc[t_done.number, "status"] == "complete"
+
+
+def test_recovery_twice_changes_nothing(tmp_path):
+    space, run, study = _run(tmp_path)
+    _started(study, space)
+    assert _recover_interrupted(study, run, space) == 1
+    assert _recover_interrupted(study, run, space) == 0
+    assert len(study.get_trials(states=(optuna.trial.TrialState.WAITING,))) == 1
