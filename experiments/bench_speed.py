@@ -30,6 +30,19 @@ def step_time(model, x) -> float:
     return elapsed
 
 
+def make_model(name: str) -> torch.nn.Module:
+    """``NAME`` or ``NAME:plain`` (MRLA-light on the plain PyTorch path instead of the fused kernel)."""
+    base, _, variant = name.partition(":")
+    model = timm.create_model(base)
+    if variant == "plain":
+        for m in model.modules():
+            if hasattr(m, "mrla_fused"):
+                m.mrla_fused = False
+    elif variant:
+        raise SystemExit(f"model variant {variant!r}; allowed: 'plain'")
+    return model
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+", default=["resnet50", "mrla_light_resnet50", "mrla_base_resnet50"])
@@ -45,7 +58,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format
-    models = {n: timm.create_model(n).train().to(memory_format=fmt) for n in args.models}
+    models = {n: make_model(n).train().to(memory_format=fmt) for n in args.models}
     x = torch.randn(args.batch, 3, args.size, args.size).to(memory_format=fmt)
     for _ in range(args.warmup):
         for m in models.values():

@@ -103,15 +103,20 @@ class LayerQueryKeyValue(nn.Module):
         scaled kernel, so gating costs no pass over the feature map.
         """
         b, c, h, w = x.shape
+        weight = self.value_kernels(b, gate)
+        out = F.conv2d(x.reshape(1, b * c, h, w), weight, padding=1, groups=b * c)
+        return out.view(b, c, h, w)
+
+    def value_kernels(self, batch: int, gate: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Wv's 3x3 kernel for every (sample, channel), scaled by its head's gate: [B*C, 1, 3, 3]."""
+        c = self.channels
         weight = self.Wv.weight.unsqueeze(0)                                    # [1, C, 1, 3, 3]
         if gate is not None:
             scale = gate.repeat_interleave(c // self.heads, dim=1)              # [B, C]
-            weight = weight * scale.view(b, c, 1, 1, 1)
+            weight = weight * scale.view(batch, c, 1, 1, 1)
         else:
-            weight = weight.expand(b, -1, -1, -1, -1)
-        weight = weight.reshape(b * c, 1, *self.Wv.weight.shape[-2:])
-        out = F.conv2d(x.reshape(1, b * c, h, w), weight, padding=1, groups=b * c)
-        return out.view(b, c, h, w)
+            weight = weight.expand(batch, -1, -1, -1, -1)
+        return weight.reshape(batch * c, 1, *self.Wv.weight.shape[-2:])
 
     def head_scores(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         """<Q_h, K_h> / sqrt(d) for every head: [B, C] x [B, C] -> [B, g]."""

@@ -37,8 +37,16 @@ class MRLALight(MRLAUnit):
         super().__init__(channels, heads, dim_per_head, kernel_size, reduction, channel_wise)
         self.lambda_t = nn.Parameter(torch.randn(channels, 1, 1))
 
-    def forward(self, x: torch.Tensor, o_prev: torch.Tensor) -> torch.Tensor:
+    def gate(self, x: torch.Tensor) -> torch.Tensor:
+        """sigmoid(<Q_h, K_h>/sqrt(d)) per sample and head: [B, g]."""
         q, k = self.qkv.query_key(x)
-        gate = torch.sigmoid(self.qkv.head_scores(q, k))  # [B, g]
-        gated_v = self.qkv.value(x, gate)            # gate_h * Wv(x)_h
+        return torch.sigmoid(self.qkv.head_scores(q, k))
+
+    def forward(self, x: torch.Tensor, o_prev: torch.Tensor) -> torch.Tensor:
+        gated_v = self.qkv.value(x, self.gate(x))   # gate_h * Wv(x)_h
         return torch.addcmul(gated_v, self.lambda_t, o_prev)
+
+    def gated_kernels(self, x: torch.Tensor) -> torch.Tensor:
+        """The per-(sample, channel) kernels ``gate_h * Wv`` of :meth:`forward`, as [B*C, 9] (for the
+        fused block branch, mrla_nas/layers/fused_light.py)."""
+        return self.qkv.value_kernels(x.shape[0], self.gate(x)).reshape(x.shape[0] * x.shape[1], -1)

@@ -19,6 +19,7 @@ from torch import nn
 
 from ..arch import FORMS, paper_heads
 from ..layers import MRLABase, MRLALight
+from ..layers.fused_light import fused_light_available, fused_light_branch
 
 default_heads = paper_heads  # 32 channels per head (light) / 16 (base); gcd(C, d) for other widths
 
@@ -40,6 +41,7 @@ class _LayerAttentionMixin:
                          channel_wise=mrla_channel_wise)
         self.bn_mrla = kwargs.get("norm_layer", nn.BatchNorm2d)(channels)
         self.mrla_drop_path = DropPath(mrla_drop_path) if mrla_drop_path > 0 else nn.Identity()
+        self.mrla_fused = True  # MRLA-light: the fused CPU kernel where it applies (False: always plain PyTorch)
 
     def forward(self, x: torch.Tensor, memory=None):
         shortcut = x
@@ -53,6 +55,8 @@ class _LayerAttentionMixin:
         x += shortcut
         o = self._out_act(x)
         if self.mrla_form == "light":
+            if self.mrla_fused and fused_light_available(o, self.bn_mrla, self.mrla_drop_path):
+                return fused_light_branch(o, shortcut, self.mrla.gated_kernels(o), self.mrla.lambda_t, self.bn_mrla)
             return o + self.mrla_drop_path(self.bn_mrla(self.mrla(o, shortcut)))
         attn, memory = self.mrla(o, memory)
         return o + self.mrla_drop_path(torch.relu_(self.bn_mrla(attn))), memory

@@ -1,0 +1,63 @@
+"""Optional C++ kernels, compiled on first use with torch's JIT extension builder.
+
+Compilation needs a C++ compiler and ninja (a dependency of mrla-nas); the result is cached under
+``TORCH_EXTENSIONS_DIR`` (default ``~/.cache/torch_extensions``), so only the first process pays the
+~30 s. Where it cannot be built, or with ``MRLA_NAS_FUSED=0``, the layers use their plain PyTorch
+path, which computes the same function.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import warnings
+from pathlib import Path
+from types import ModuleType
+from typing import Optional
+
+_SOURCES = Path(__file__).parent
+
+
+def _arch_flag(capability: str) -> list:
+    # The cached build is named after the CPU capability, so a machine with a different one builds
+    # its own instead of loading instructions it lacks.
+    return {"AVX512": ["-march=x86-64-v4"], "AVX2": ["-march=x86-64-v3"]}.get(capability, [])
+
+
+def _put_ninja_on_path() -> None:
+    # torch runs `ninja` from PATH; the pip-installed one sits in the venv's bin, which is not on
+    # PATH when the venv's python is called without activating it.
+    try:
+        import ninja
+    except ImportError:
+        return
+    if ninja.BIN_DIR not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = os.environ.get("PATH", "") + os.pathsep + ninja.BIN_DIR
+
+
+@functools.lru_cache(maxsize=None)
+def light_branch() -> Optional[ModuleType]:
+    """The fused MRLA-light branch kernels (``light_branch.cpp``), or None where unavailable."""
+    if os.environ.get("MRLA_NAS_FUSED", "1") == "0":
+        return None
+    import torch
+
+    # importing cpp_extension on a CPU-only torch logs "No CUDA runtime is found": not our concern
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    from torch.utils import cpp_extension
+
+    _put_ninja_on_path()
+    capability = torch.backends.cpu.get_cpu_capability()
+    try:
+        return cpp_extension.load(
+            name=f"mrla_nas_light_branch_{capability.lower()}",
+            sources=[str(_SOURCES / "light_branch.cpp")],
+            extra_cflags=["-O3", "-fopenmp", *_arch_flag(capability)],
+            extra_ldflags=["-fopenmp"],
+            verbose=False,
+        )
+    except Exception as e:  # no compiler, no ninja, read-only cache...: the PyTorch path still works
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        warnings.warn(f"mrla-nas: fused MRLA-light kernel unavailable ({first}); using the PyTorch path, "
+                      "which is slower", RuntimeWarning, stacklevel=2)
+        return None

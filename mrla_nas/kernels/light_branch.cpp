@@ -1,0 +1,240 @@
+// MRLA-light's branch of a ResNet block, fused:  out = o + BN(dw3x3(o; K) + lambda * s)
+//
+// PyTorch runs this branch as ~10 separate passes over the feature map each way, and oneDNN's NCHW
+// depthwise kernel (backward in particular) is slow on CPU. Here every (sample, channel) plane is
+// processed once per pass while it sits in cache: the forward reads o and s once and writes y
+// (with BatchNorm's per-plane sums); the backward reads g, y, o, s once and writes the gradients
+// of o and s, the per-plane kernel gradient and lambda's partial sums. Per-channel BatchNorm
+// constants are tiny and computed in Python (mrla_nas/layers/fused_light.py).
+//
+// K is one 3x3 kernel per (sample, channel): the depthwise weight already scaled by its head's gate.
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+#include <vector>
+
+namespace {
+
+// A plane is processed as one flat run of H*W values (long vector loops even for 7x7 planes). It is
+// first copied into a scratch buffer with a zero row above and below, so vertical neighbours need
+// no test; horizontal neighbours that would wrap into the next row are masked by `left`/`right`
+// (0 in the first/last column, 1 elsewhere).
+struct PlaneGeometry {
+  int64_t H, W, HW, pad;  // pad = W + 1: offset of element 0 in the padded buffer
+  std::vector<float> left, right;
+  PlaneGeometry(int64_t H_, int64_t W_) : H(H_), W(W_), HW(H_ * W_), pad(W_ + 1), left(HW), right(HW) {
+    for (int64_t n = 0; n < HW; ++n) {
+      left[n] = (n % W) != 0;
+      right[n] = (n % W) != W - 1;
+    }
+  }
+  int64_t padded_size() const { return HW + 2 * pad; }
+};
+
+template <typename T>
+inline void load_padded(T* __restrict dst, const T* __restrict src, const PlaneGeometry& g) {
+  std::fill(dst, dst + g.pad, T(0));
+  std::copy(src, src + g.HW, dst + g.pad);
+  std::fill(dst + g.pad + g.HW, dst + g.padded_size(), T(0));
+}
+
+// out[n] (=|+=) sum_{i,j} k[3i+j] * x[n + (i-1)W + (j-1)], x zero outside the plane.
+template <typename T, bool Accumulate>
+inline void conv_plane(T* __restrict out, const T* __restrict xp, const T* k, const PlaneGeometry& g) {
+  const T* __restrict x = xp + g.pad;
+  const float* __restrict L = g.left.data();
+  const float* __restrict R = g.right.data();
+  const int64_t W = g.W;
+  const T k00 = k[0], k01 = k[1], k02 = k[2], k10 = k[3], k11 = k[4], k12 = k[5], k20 = k[6], k21 = k[7], k22 = k[8];
+#pragma omp simd
+  for (int64_t n = 0; n < g.HW; ++n) {
+    const T l = k00 * x[n - W - 1] + k10 * x[n - 1] + k20 * x[n + W - 1];
+    const T c = k01 * x[n - W] + k11 * x[n] + k21 * x[n + W];
+    const T r = k02 * x[n - W + 1] + k12 * x[n + 1] + k22 * x[n + W + 1];
+    const T v = c + T(L[n]) * l + T(R[n]) * r;
+    if (Accumulate) out[n] += v; else out[n] = v;
+  }
+}
+
+template <typename T>
+void forward_kernel(const T* o, const T* s, const T* K, const T* lam, T* y, double* sum, double* sumsq,
+                    int64_t B, int64_t C, int64_t H, int64_t W) {
+  const PlaneGeometry geo(H, W);
+  const int64_t HW = geo.HW;
+  at::parallel_for(0, B * C, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> xp(geo.padded_size());
+    for (int64_t p = begin; p < end; ++p) {
+      const T* sp = s + p * HW; T* yp = y + p * HW;
+      const T l = lam[p % C];
+      load_padded(xp.data(), o + p * HW, geo);
+      conv_plane<T, false>(yp, xp.data(), K + p * 9, geo);
+      T a = 0, b = 0;
+#pragma omp simd reduction(+ : a, b)
+      for (int64_t n = 0; n < HW; ++n) {
+        const T v = yp[n] + l * sp[n];
+        yp[n] = v;
+        a += v; b += v * v;
+      }
+      sum[p] = a; sumsq[p] = b;
+    }
+  });
+}
+
+template <typename T>
+void residual_affine_kernel(const T* o, const T* y, const T* scale, const T* shift, T* out,
+                            int64_t B, int64_t C, int64_t HW) {
+  at::parallel_for(0, B * C, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p) {
+      const T a = scale[p % C], c = shift[p % C];
+      const T* __restrict op = o + p * HW; const T* __restrict yp = y + p * HW; T* __restrict dst = out + p * HW;
+#pragma omp simd
+      for (int64_t i = 0; i < HW; ++i) dst[i] = op[i] + a * yp[i] + c;
+    }
+  });
+}
+
+template <typename T>
+void grad_stats_kernel(const T* g, const T* y, double* sum_g, double* sum_gy, int64_t N, int64_t HW) {
+  at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p) {
+      const T* __restrict gp = g + p * HW; const T* __restrict yp = y + p * HW;
+      T a = 0, b = 0;
+#pragma omp simd reduction(+ : a, b)
+      for (int64_t i = 0; i < HW; ++i) { a += gp[i]; b += gp[i] * yp[i]; }
+      sum_g[p] = a; sum_gy[p] = b;
+    }
+  });
+}
+
+template <typename T>
+void backward_kernel(const T* g, const T* y, const T* o, const T* s, const T* K, const T* lam,
+                     const T* A, const T* Bc, const T* Cc, T* go, T* gs, T* gK, double* glam,
+                     int64_t B, int64_t C, int64_t H, int64_t W) {
+  const PlaneGeometry geo(H, W);
+  const int64_t HW = geo.HW;
+  at::parallel_for(0, B * C, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> gyp(geo.padded_size(), T(0)), xp(geo.padded_size());
+    T* __restrict gy = gyp.data() + geo.pad;
+    const float* __restrict L = geo.left.data();
+    const float* __restrict R = geo.right.data();
+    for (int64_t p = begin; p < end; ++p) {
+      const int64_t c = p % C;
+      const T a = A[c], b = Bc[c], cc = Cc[c], l = lam[c];
+      const T* __restrict gp = g + p * HW; const T* __restrict yp = y + p * HW; const T* __restrict sp = s + p * HW;
+      T* __restrict gsp = gs + p * HW;
+      // gradient of the BatchNorm input (gy), of s, and lambda's partial sum
+      T dl = 0;
+#pragma omp simd reduction(+ : dl)
+      for (int64_t n = 0; n < HW; ++n) {
+        const T v = a * gp[n] + b * yp[n] + cc;
+        gy[n] = v;
+        gsp[n] = l * v;
+        dl += v * sp[n];
+      }
+      glam[p] = dl;
+      // gradient of o: the residual path plus the depthwise conv transposed (the kernel flipped)
+      const T* k = K + p * 9;
+      const T flipped[9] = {k[8], k[7], k[6], k[5], k[4], k[3], k[2], k[1], k[0]};
+      T* __restrict gop = go + p * HW;
+      std::copy(gp, gp + HW, gop);
+      conv_plane<T, true>(gop, gyp.data(), flipped, geo);
+      // kernel gradient: dK[i][j] = sum_n gy[n] * o[n + (i-1)W + (j-1)] (no wrap across rows)
+      load_padded(xp.data(), o + p * HW, geo);
+      const T* __restrict x = xp.data() + geo.pad;
+      // explicit lanes: gcc keeps these 9 accumulators in vector registers, unlike an omp simd
+      // reduction over 9 variables (2x slower, measured)
+      constexpr int V = 16;
+      T acc[9][V] = {};
+      int64_t n = 0;
+      for (; n + V <= HW; n += V) {
+        for (int j = 0; j < V; ++j) {
+          const int64_t m = n + j;
+          const T v = gy[m], vl = v * T(L[m]), vr = v * T(R[m]);
+          acc[0][j] += vl * x[m - W - 1]; acc[1][j] += v * x[m - W]; acc[2][j] += vr * x[m - W + 1];
+          acc[3][j] += vl * x[m - 1];     acc[4][j] += v * x[m];     acc[5][j] += vr * x[m + 1];
+          acc[6][j] += vl * x[m + W - 1]; acc[7][j] += v * x[m + W]; acc[8][j] += vr * x[m + W + 1];
+        }
+      }
+      T tail[9] = {};
+      for (; n < HW; ++n) {
+        const T v = gy[n], vl = v * T(L[n]), vr = v * T(R[n]);
+        tail[0] += vl * x[n - W - 1]; tail[1] += v * x[n - W]; tail[2] += vr * x[n - W + 1];
+        tail[3] += vl * x[n - 1];     tail[4] += v * x[n];     tail[5] += vr * x[n + 1];
+        tail[6] += vl * x[n + W - 1]; tail[7] += v * x[n + W]; tail[8] += vr * x[n + W + 1];
+      }
+      T* dk = gK + p * 9;
+      for (int q = 0; q < 9; ++q) {
+        T t = tail[q];
+        for (int j = 0; j < V; ++j) t += acc[q][j];
+        dk[q] = t;
+      }
+    }
+  });
+}
+
+void check(const torch::Tensor& t, const char* name) {
+  TORCH_CHECK(t.device().is_cpu() && t.is_contiguous(), name, " must be a contiguous CPU tensor");
+}
+
+}  // namespace
+
+std::vector<torch::Tensor> forward(torch::Tensor o, torch::Tensor s, torch::Tensor K, torch::Tensor lam) {
+  check(o, "o"); check(s, "s"); check(K, "K"); check(lam, "lambda");
+  const int64_t B = o.size(0), C = o.size(1), H = o.size(2), W = o.size(3);
+  TORCH_CHECK(s.sizes() == o.sizes() && K.numel() == B * C * 9 && lam.numel() == C, "shape mismatch");
+  auto y = torch::empty_like(o);
+  auto opts = o.options().dtype(torch::kFloat64);
+  auto sum = torch::empty({B, C}, opts), sumsq = torch::empty({B, C}, opts);
+  AT_DISPATCH_FLOATING_TYPES(o.scalar_type(), "mrla_light_forward", [&] {
+    forward_kernel<scalar_t>(o.data_ptr<scalar_t>(), s.data_ptr<scalar_t>(), K.data_ptr<scalar_t>(),
+                             lam.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(), sum.data_ptr<double>(),
+                             sumsq.data_ptr<double>(), B, C, H, W);
+  });
+  return {y, sum, sumsq};
+}
+
+torch::Tensor residual_affine(torch::Tensor o, torch::Tensor y, torch::Tensor scale, torch::Tensor shift) {
+  check(o, "o"); check(y, "y"); check(scale, "scale"); check(shift, "shift");
+  auto out = torch::empty_like(o);
+  AT_DISPATCH_FLOATING_TYPES(o.scalar_type(), "mrla_light_residual_affine", [&] {
+    residual_affine_kernel<scalar_t>(o.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(), scale.data_ptr<scalar_t>(),
+                                     shift.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), o.size(0), o.size(1),
+                                     o.size(2) * o.size(3));
+  });
+  return out;
+}
+
+std::vector<torch::Tensor> grad_stats(torch::Tensor g, torch::Tensor y) {
+  check(g, "grad"); check(y, "y");
+  const int64_t B = y.size(0), C = y.size(1);
+  auto opts = y.options().dtype(torch::kFloat64);
+  auto sum_g = torch::empty({B, C}, opts), sum_gy = torch::empty({B, C}, opts);
+  AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "mrla_light_grad_stats", [&] {
+    grad_stats_kernel<scalar_t>(g.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(), sum_g.data_ptr<double>(),
+                                sum_gy.data_ptr<double>(), B * C, y.size(2) * y.size(3));
+  });
+  return {sum_g, sum_gy};
+}
+
+std::vector<torch::Tensor> backward(torch::Tensor g, torch::Tensor y, torch::Tensor o, torch::Tensor s,
+                                    torch::Tensor K, torch::Tensor lam, torch::Tensor A, torch::Tensor Bc,
+                                    torch::Tensor Cc) {
+  for (auto* t : {&g, &y, &o, &s, &K, &lam, &A, &Bc, &Cc}) check(*t, "input");
+  const int64_t B = o.size(0), C = o.size(1), H = o.size(2), W = o.size(3);
+  auto go = torch::empty_like(o), gs = torch::empty_like(s), gK = torch::empty_like(K);
+  auto glam = torch::empty({B, C}, o.options().dtype(torch::kFloat64));
+  AT_DISPATCH_FLOATING_TYPES(o.scalar_type(), "mrla_light_backward", [&] {
+    backward_kernel<scalar_t>(g.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(), o.data_ptr<scalar_t>(),
+                              s.data_ptr<scalar_t>(), K.data_ptr<scalar_t>(), lam.data_ptr<scalar_t>(),
+                              A.data_ptr<scalar_t>(), Bc.data_ptr<scalar_t>(), Cc.data_ptr<scalar_t>(),
+                              go.data_ptr<scalar_t>(), gs.data_ptr<scalar_t>(), gK.data_ptr<scalar_t>(),
+                              glam.data_ptr<double>(), B, C, H, W);
+  });
+  return {go, gs, gK, glam};
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("forward", &forward, "y = dw3x3(o; K) + lambda*s, with per-plane sums of y and y^2");
+  m.def("residual_affine", &residual_affine, "o + scale_c * y + shift_c");
+  m.def("grad_stats", &grad_stats, "per-plane sums of g and g*y");
+  m.def("backward", &backward, "gradients of o, s, K and lambda's per-plane partial sums");
+}
