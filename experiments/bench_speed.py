@@ -10,6 +10,7 @@ Writes a JSON next to the printed table when --out is given.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import statistics
@@ -20,27 +21,24 @@ import torch
 
 import mrla_nas  # noqa: F401  (registers the MRLA models)
 from mrla_nas.cost import measure
+from mrla_nas.layers.cpu_ops import plain_pytorch
 
 
-def step_time(model, x) -> float:
+def step_time(model, x, plain: bool = False) -> float:
     t0 = time.perf_counter()
-    model(x).sum().backward()
+    with plain_pytorch() if plain else contextlib.nullcontext():
+        model(x).sum().backward()
     elapsed = time.perf_counter() - t0
     model.zero_grad(set_to_none=True)
     return elapsed
 
 
 def make_model(name: str) -> torch.nn.Module:
-    """``NAME`` or ``NAME:plain`` (MRLA-light on the plain PyTorch path instead of the fused kernel)."""
+    """``NAME`` or ``NAME:plain`` (the MRLA layers on their plain PyTorch path, without the C++ kernels)."""
     base, _, variant = name.partition(":")
-    model = timm.create_model(base)
-    if variant == "plain":
-        for m in model.modules():
-            if hasattr(m, "mrla_fused"):
-                m.mrla_fused = False
-    elif variant:
+    if variant not in ("", "plain"):
         raise SystemExit(f"model variant {variant!r}; allowed: 'plain'")
-    return model
+    return timm.create_model(base)
 
 
 def main() -> None:
@@ -61,12 +59,12 @@ def main() -> None:
     models = {n: make_model(n).train().to(memory_format=fmt) for n in args.models}
     x = torch.randn(args.batch, 3, args.size, args.size).to(memory_format=fmt)
     for _ in range(args.warmup):
-        for m in models.values():
-            step_time(m, x)
+        for n, m in models.items():
+            step_time(m, x, n.endswith(":plain"))
     times = {n: [] for n in models}
     for _ in range(args.rounds):
         for n, m in models.items():
-            times[n].append(step_time(m, x))
+            times[n].append(step_time(m, x, n.endswith(":plain")))
 
     base = args.models[0]
     base_med = statistics.median(times[base])

@@ -302,9 +302,9 @@ def search(space_path, name: Optional[str] = None, runs_dir="runs", trials: Opti
     if remaining <= 0:
         return SearchResult(run_dir, write_trials_csv(run_dir))
 
-    if any("light" in st.forms for st in space.stages):
-        from .kernels import light_branch
-        light_branch()  # build the fused MRLA-light kernel once here, not in every trial worker at once
+    if any(set(st.forms) - {"none"} for st in space.stages):
+        from .kernels import cpu_kernels
+        cpu_kernels()  # build the MRLA CPU kernels once here, not in every trial worker at once
 
     started_ray = _init_ray(space, address)
     local_ray = started_ray and not (address or os.environ.get("RAY_ADDRESS"))

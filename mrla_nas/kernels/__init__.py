@@ -36,8 +36,8 @@ def _put_ninja_on_path() -> None:
 
 
 @functools.lru_cache(maxsize=None)
-def light_branch() -> Optional[ModuleType]:
-    """The fused MRLA-light branch kernels (``light_branch.cpp``), or None where unavailable."""
+def cpu_kernels() -> Optional[ModuleType]:
+    """The CPU kernels of both MRLA forms (``mrla_cpu.cpp``), or None where unavailable."""
     if os.environ.get("MRLA_NAS_FUSED", "1") == "0":
         return None
     import torch
@@ -50,14 +50,14 @@ def light_branch() -> Optional[ModuleType]:
     capability = torch.backends.cpu.get_cpu_capability()
     try:
         return cpp_extension.load(
-            name=f"mrla_nas_light_branch_{capability.lower()}",
-            sources=[str(_SOURCES / "light_branch.cpp")],
+            name=f"mrla_nas_cpu_{capability.lower()}",
+            sources=[str(_SOURCES / "mrla_cpu.cpp")],
             extra_cflags=["-O3", "-fopenmp", *_arch_flag(capability)],
             extra_ldflags=["-fopenmp"],
             verbose=False,
         )
     except Exception as e:  # no compiler, no ninja, read-only cache...: the PyTorch path still works
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        warnings.warn(f"mrla-nas: fused MRLA-light kernel unavailable ({first}); using the PyTorch path, "
+        warnings.warn(f"mrla-nas: MRLA CPU kernels unavailable ({first}); using the PyTorch path, "
                       "which is slower", RuntimeWarning, stacklevel=2)
         return None

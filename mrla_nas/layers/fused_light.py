@@ -3,7 +3,7 @@
     out = o + BN(gate * Wv(o) + lambda * s)          (train or eval mode BatchNorm)
 
 The plain PyTorch path runs this as ~10 passes over the feature map each way (GAP excluded) and
-oneDNN's NCHW depthwise backward dominates it; the C++ kernels (mrla_nas/kernels/light_branch.cpp)
+oneDNN's NCHW depthwise backward dominates it; the C++ kernels (mrla_nas/kernels/mrla_cpu.cpp)
 read each plane once per pass. Same function: tests/test_fused_light.py compares both paths,
 forward, every gradient and the running statistics.
 """
@@ -12,16 +12,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..kernels import light_branch
-
-_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)  # torch < 2.3 has none
+from ..kernels import cpu_kernels
+from .cpu_ops import use_cpu_kernels
 
 
 class _FusedLightBranch(torch.autograd.Function):
     @staticmethod
     def forward(ctx, o, s, K, lam, gamma, beta, running_mean, running_var, training: bool, momentum: float,
                 eps: float):
-        ext = light_branch()
+        ext = cpu_kernels()
         b, c, h, w = o.shape
         n = b * h * w
         y, psum, psumsq = ext.forward(o, s, K, lam)
@@ -44,7 +43,7 @@ class _FusedLightBranch(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         o, s, K, lam, gamma, y, mean, invstd = ctx.saved_tensors
-        ext = light_branch()
+        ext = cpu_kernels()
         g = g.contiguous()
         sum_g, sum_gy = ext.grad_stats(g, y)
         sg, sgy = sum_g.sum(0), sum_gy.sum(0)
@@ -64,10 +63,8 @@ class _FusedLightBranch(torch.autograd.Function):
 def fused_light_available(x: torch.Tensor, bn: nn.Module, drop_path: nn.Module) -> bool:
     """Whether :func:`fused_light_branch` applies: CPU float tensors, a plain affine BatchNorm2d with
     running statistics, no active drop-path, not under tracing (fvcore counts FLOPs on the plain path)."""
-    return (x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and type(bn) is nn.BatchNorm2d
-            and bn.affine and bn.track_running_stats and (isinstance(drop_path, nn.Identity) or not drop_path.training)
-            and not torch.jit.is_scripting() and not torch.jit.is_tracing() and not _compiling()
-            and light_branch() is not None)
+    return (type(bn) is nn.BatchNorm2d and bn.affine and bn.track_running_stats
+            and (isinstance(drop_path, nn.Identity) or not drop_path.training) and use_cpu_kernels(x))
 
 
 def fused_light_branch(o: torch.Tensor, s: torch.Tensor, kernel: torch.Tensor, lambda_t: torch.Tensor,

@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .cpu_ops import depthwise3x3
+
 
 def eca_kernel_size(channels: int) -> int:
     """The ECA rule the official code uses for the Conv1d over the GAP descriptor.
@@ -97,15 +99,10 @@ class LayerQueryKeyValue(nn.Module):
     def value(self, x: torch.Tensor, gate: Optional[torch.Tensor] = None) -> torch.Tensor:
         """``Wv(x)``, or ``gate_h * Wv(x)_h`` for per-sample, per-head gates [B, g], in one convolution.
 
-        The batch is folded into the groups (B*C groups of one channel, each with its sample's kernel):
-        oneDNN's depthwise kernel runs faster on CPU in that layout than with C groups over a batch
-        (experiments/results/speed.md), and a per-(sample, channel) gate on the output becomes a
-        scaled kernel, so gating costs no pass over the feature map.
+        One kernel per (sample, channel): a per-(sample, channel) gate on the output becomes a scaled
+        kernel, so gating costs no pass over the feature map (:func:`depthwise3x3` runs it).
         """
-        b, c, h, w = x.shape
-        weight = self.value_kernels(b, gate)
-        out = F.conv2d(x.reshape(1, b * c, h, w), weight, padding=1, groups=b * c)
-        return out.view(b, c, h, w)
+        return depthwise3x3(x, self.value_kernels(x.shape[0], gate))
 
     def value_kernels(self, batch: int, gate: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Wv's 3x3 kernel for every (sample, channel), scaled by its head's gate: [B*C, 1, 3, 3]."""

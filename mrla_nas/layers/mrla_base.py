@@ -5,6 +5,8 @@ from typing import List, NamedTuple, Optional
 
 import torch
 
+from ..kernels import cpu_kernels
+from .cpu_ops import use_cpu_kernels
 from .heads import MRLAUnit
 
 
@@ -40,6 +42,10 @@ class _WeightedLayerSum(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, weights: torch.Tensor, *values: torch.Tensor) -> torch.Tensor:
+        ctx.kernels = use_cpu_kernels(values[0]) and all(v.is_contiguous() for v in values)
+        if ctx.kernels:  # one pass over each value, in C++
+            ctx.save_for_backward(weights, *values)
+            return cpu_kernels().weighted_sum(weights.contiguous(), list(values))
         w = weights.unsqueeze(-1).unsqueeze(-1)  # [B, C, t, 1, 1]
         out = values[0] * w[:, :, 0]
         for t in range(1, len(values)):
@@ -50,6 +56,10 @@ class _WeightedLayerSum(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
         weights, *values = ctx.saved_tensors
+        if ctx.kernels:  # reads the gradient and each value once: the dot products and value gradients
+            *grad_values, grad_w = cpu_kernels().weighted_sum_backward(grad_out.contiguous(), weights.contiguous(),
+                                                                       list(values))
+            return (grad_w, *grad_values)
         w = weights.unsqueeze(-1).unsqueeze(-1)
         grad_w = None
         if ctx.needs_input_grad[0]:

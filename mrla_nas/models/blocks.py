@@ -41,7 +41,6 @@ class _LayerAttentionMixin:
                          channel_wise=mrla_channel_wise)
         self.bn_mrla = kwargs.get("norm_layer", nn.BatchNorm2d)(channels)
         self.mrla_drop_path = DropPath(mrla_drop_path) if mrla_drop_path > 0 else nn.Identity()
-        self.mrla_fused = True  # MRLA-light: the fused CPU kernel where it applies (False: always plain PyTorch)
 
     def forward(self, x: torch.Tensor, memory=None):
         shortcut = x
@@ -55,7 +54,7 @@ class _LayerAttentionMixin:
         x += shortcut
         o = self._out_act(x)
         if self.mrla_form == "light":
-            if self.mrla_fused and fused_light_available(o, self.bn_mrla, self.mrla_drop_path):
+            if fused_light_available(o, self.bn_mrla, self.mrla_drop_path):
                 return fused_light_branch(o, shortcut, self.mrla.gated_kernels(o), self.mrla.lambda_t, self.bn_mrla)
             return o + self.mrla_drop_path(self.bn_mrla(self.mrla(o, shortcut)))
         attn, memory = self.mrla(o, memory)

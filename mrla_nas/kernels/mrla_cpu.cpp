@@ -1,3 +1,5 @@
+// CPU kernels of both MRLA forms.
+//
 // MRLA-light's branch of a ResNet block, fused:  out = o + BN(dw3x3(o; K) + lambda * s)
 //
 // PyTorch runs this branch as ~10 separate passes over the feature map each way, and oneDNN's NCHW
@@ -54,6 +56,120 @@ inline void conv_plane(T* __restrict out, const T* __restrict xp, const T* k, co
     if (Accumulate) out[n] += v; else out[n] = v;
   }
 }
+
+// dk[3i+j] = sum_n gy[n] * x[n + (i-1)W + (j-1)] (no wrap across rows); xp padded as by load_padded.
+template <typename T>
+inline void kernel_grad(const T* __restrict gy, const T* __restrict xp, const PlaneGeometry& g, T* dk) {
+  const T* __restrict x = xp + g.pad;
+  const float* __restrict L = g.left.data();
+  const float* __restrict R = g.right.data();
+  const int64_t W = g.W, HW = g.HW;
+  // explicit lanes: gcc keeps these 9 accumulators in vector registers, unlike an omp simd
+  // reduction over 9 variables (2x slower, measured)
+  constexpr int V = 16;
+  T acc[9][V] = {};
+  int64_t n = 0;
+  for (; n + V <= HW; n += V) {
+    for (int j = 0; j < V; ++j) {
+      const int64_t m = n + j;
+      const T v = gy[m], vl = v * T(L[m]), vr = v * T(R[m]);
+      acc[0][j] += vl * x[m - W - 1]; acc[1][j] += v * x[m - W]; acc[2][j] += vr * x[m - W + 1];
+      acc[3][j] += vl * x[m - 1];     acc[4][j] += v * x[m];     acc[5][j] += vr * x[m + 1];
+      acc[6][j] += vl * x[m + W - 1]; acc[7][j] += v * x[m + W]; acc[8][j] += vr * x[m + W + 1];
+    }
+  }
+  T tail[9] = {};
+  for (; n < HW; ++n) {
+    const T v = gy[n], vl = v * T(L[n]), vr = v * T(R[n]);
+    tail[0] += vl * x[n - W - 1]; tail[1] += v * x[n - W]; tail[2] += vr * x[n - W + 1];
+    tail[3] += vl * x[n - 1];     tail[4] += v * x[n];     tail[5] += vr * x[n + 1];
+    tail[6] += vl * x[n + W - 1]; tail[7] += v * x[n + W]; tail[8] += vr * x[n + W + 1];
+  }
+  for (int q = 0; q < 9; ++q) {
+    T t = tail[q];
+    for (int j = 0; j < V; ++j) t += acc[q][j];
+    dk[q] = t;
+  }
+}
+
+template <typename T>
+inline void flip_kernel(const T* k, T* flipped) {
+  for (int q = 0; q < 9; ++q) flipped[q] = k[8 - q];
+}
+
+// ---- plain depthwise 3x3 (MRLA-base's values) ----------------------------------------------
+
+template <typename T>
+void depthwise_forward_kernel(const T* x, const T* K, T* y, int64_t N, int64_t H, int64_t W) {
+  const PlaneGeometry geo(H, W);
+  at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> xp(geo.padded_size());
+    for (int64_t p = begin; p < end; ++p) {
+      load_padded(xp.data(), x + p * geo.HW, geo);
+      conv_plane<T, false>(y + p * geo.HW, xp.data(), K + p * 9, geo);
+    }
+  });
+}
+
+template <typename T>
+void depthwise_backward_kernel(const T* g, const T* x, const T* K, T* gx, T* gK, int64_t N, int64_t H, int64_t W) {
+  const PlaneGeometry geo(H, W);
+  at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> gp(geo.padded_size()), xp(geo.padded_size());
+    for (int64_t p = begin; p < end; ++p) {
+      load_padded(gp.data(), g + p * geo.HW, geo);
+      T flipped[9];
+      flip_kernel(K + p * 9, flipped);
+      conv_plane<T, false>(gx + p * geo.HW, gp.data(), flipped, geo);
+      load_padded(xp.data(), x + p * geo.HW, geo);
+      kernel_grad(gp.data() + geo.pad, xp.data(), geo, gK + p * 9);
+    }
+  });
+}
+
+// ---- per-channel weighted sum over a stage's values (MRLA-base) -----------------------------
+
+template <typename T>
+void weighted_sum_forward_kernel(const T* w, const std::vector<const T*>& v, T* out, int64_t N, int64_t HW) {
+  const int64_t t = static_cast<int64_t>(v.size());
+  at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p) {
+      T* __restrict dst = out + p * HW;
+      const T w0 = w[p * t];
+      const T* __restrict v0 = v[0] + p * HW;
+#pragma omp simd
+      for (int64_t n = 0; n < HW; ++n) dst[n] = w0 * v0[n];
+      for (int64_t j = 1; j < t; ++j) {
+        const T wj = w[p * t + j];
+        const T* __restrict vj = v[j] + p * HW;
+#pragma omp simd
+        for (int64_t n = 0; n < HW; ++n) dst[n] += wj * vj[n];
+      }
+    }
+  });
+}
+
+template <typename T>
+void weighted_sum_backward_kernel(const T* g, const T* w, const std::vector<const T*>& v,
+                                  const std::vector<T*>& gv, T* gw, int64_t N, int64_t HW) {
+  const int64_t t = static_cast<int64_t>(v.size());
+  at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p) {
+      const T* __restrict gp = g + p * HW;
+      for (int64_t j = 0; j < t; ++j) {
+        const T wj = w[p * t + j];
+        const T* __restrict vj = v[j] + p * HW;
+        T* __restrict gj = gv[j] + p * HW;
+        T dot = 0;
+#pragma omp simd reduction(+ : dot)
+        for (int64_t n = 0; n < HW; ++n) { dot += gp[n] * vj[n]; gj[n] = wj * gp[n]; }
+        gw[p * t + j] = dot;
+      }
+    }
+  });
+}
+
+// ---- MRLA-light's whole branch ---------------------------------------------------------------
 
 template <typename T>
 void forward_kernel(const T* o, const T* s, const T* K, const T* lam, T* y, double* sum, double* sumsq,
@@ -132,41 +248,13 @@ void backward_kernel(const T* g, const T* y, const T* o, const T* s, const T* K,
       }
       glam[p] = dl;
       // gradient of o: the residual path plus the depthwise conv transposed (the kernel flipped)
-      const T* k = K + p * 9;
-      const T flipped[9] = {k[8], k[7], k[6], k[5], k[4], k[3], k[2], k[1], k[0]};
+      T flipped[9];
+      flip_kernel(K + p * 9, flipped);
       T* __restrict gop = go + p * HW;
       std::copy(gp, gp + HW, gop);
       conv_plane<T, true>(gop, gyp.data(), flipped, geo);
-      // kernel gradient: dK[i][j] = sum_n gy[n] * o[n + (i-1)W + (j-1)] (no wrap across rows)
       load_padded(xp.data(), o + p * HW, geo);
-      const T* __restrict x = xp.data() + geo.pad;
-      // explicit lanes: gcc keeps these 9 accumulators in vector registers, unlike an omp simd
-      // reduction over 9 variables (2x slower, measured)
-      constexpr int V = 16;
-      T acc[9][V] = {};
-      int64_t n = 0;
-      for (; n + V <= HW; n += V) {
-        for (int j = 0; j < V; ++j) {
-          const int64_t m = n + j;
-          const T v = gy[m], vl = v * T(L[m]), vr = v * T(R[m]);
-          acc[0][j] += vl * x[m - W - 1]; acc[1][j] += v * x[m - W]; acc[2][j] += vr * x[m - W + 1];
-          acc[3][j] += vl * x[m - 1];     acc[4][j] += v * x[m];     acc[5][j] += vr * x[m + 1];
-          acc[6][j] += vl * x[m + W - 1]; acc[7][j] += v * x[m + W]; acc[8][j] += vr * x[m + W + 1];
-        }
-      }
-      T tail[9] = {};
-      for (; n < HW; ++n) {
-        const T v = gy[n], vl = v * T(L[n]), vr = v * T(R[n]);
-        tail[0] += vl * x[n - W - 1]; tail[1] += v * x[n - W]; tail[2] += vr * x[n - W + 1];
-        tail[3] += vl * x[n - 1];     tail[4] += v * x[n];     tail[5] += vr * x[n + 1];
-        tail[6] += vl * x[n + W - 1]; tail[7] += v * x[n + W]; tail[8] += vr * x[n + W + 1];
-      }
-      T* dk = gK + p * 9;
-      for (int q = 0; q < 9; ++q) {
-        T t = tail[q];
-        for (int j = 0; j < V; ++j) t += acc[q][j];
-        dk[q] = t;
-      }
+      kernel_grad(gy, xp.data(), geo, gK + p * 9);
     }
   });
 }
@@ -232,7 +320,65 @@ std::vector<torch::Tensor> backward(torch::Tensor g, torch::Tensor y, torch::Ten
   return {go, gs, gK, glam};
 }
 
+torch::Tensor depthwise_forward(torch::Tensor x, torch::Tensor K) {
+  check(x, "x"); check(K, "K");
+  TORCH_CHECK(K.numel() == x.size(0) * x.size(1) * 9, "K must hold one 3x3 kernel per (sample, channel)");
+  auto y = torch::empty_like(x);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "mrla_depthwise_forward", [&] {
+    depthwise_forward_kernel<scalar_t>(x.data_ptr<scalar_t>(), K.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(),
+                                       x.size(0) * x.size(1), x.size(2), x.size(3));
+  });
+  return y;
+}
+
+std::vector<torch::Tensor> depthwise_backward(torch::Tensor g, torch::Tensor x, torch::Tensor K) {
+  check(g, "grad"); check(x, "x"); check(K, "K");
+  auto gx = torch::empty_like(x), gK = torch::empty_like(K);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "mrla_depthwise_backward", [&] {
+    depthwise_backward_kernel<scalar_t>(g.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(), K.data_ptr<scalar_t>(),
+                                        gx.data_ptr<scalar_t>(), gK.data_ptr<scalar_t>(), x.size(0) * x.size(1),
+                                        x.size(2), x.size(3));
+  });
+  return {gx, gK};
+}
+
+torch::Tensor weighted_sum(torch::Tensor w, std::vector<torch::Tensor> values) {
+  check(w, "weights");
+  for (auto& v : values) { check(v, "value"); TORCH_CHECK(v.sizes() == values[0].sizes(), "values differ in shape"); }
+  TORCH_CHECK(w.numel() == values[0].size(0) * values[0].size(1) * (int64_t)values.size(), "weights must be [B, C, t]");
+  auto out = torch::empty_like(values[0]);
+  AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "mrla_weighted_sum", [&] {
+    std::vector<const scalar_t*> v;
+    for (auto& t : values) v.push_back(t.data_ptr<scalar_t>());
+    weighted_sum_forward_kernel<scalar_t>(w.data_ptr<scalar_t>(), v, out.data_ptr<scalar_t>(),
+                                          out.size(0) * out.size(1), out.size(2) * out.size(3));
+  });
+  return out;
+}
+
+std::vector<torch::Tensor> weighted_sum_backward(torch::Tensor g, torch::Tensor w, std::vector<torch::Tensor> values) {
+  check(g, "grad"); check(w, "weights");
+  for (auto& v : values) check(v, "value");
+  std::vector<torch::Tensor> out;
+  for (auto& v : values) out.push_back(torch::empty_like(v));
+  auto gw = torch::empty_like(w);
+  AT_DISPATCH_FLOATING_TYPES(g.scalar_type(), "mrla_weighted_sum_backward", [&] {
+    std::vector<const scalar_t*> v;
+    std::vector<scalar_t*> gv;
+    for (auto& t : values) v.push_back(t.data_ptr<scalar_t>());
+    for (auto& t : out) gv.push_back(t.data_ptr<scalar_t>());
+    weighted_sum_backward_kernel<scalar_t>(g.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(), v, gv,
+                                           gw.data_ptr<scalar_t>(), g.size(0) * g.size(1), g.size(2) * g.size(3));
+  });
+  out.push_back(gw);
+  return out;
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("depthwise_forward", &depthwise_forward, "dw3x3(x; K), one kernel per (sample, channel)");
+  m.def("depthwise_backward", &depthwise_backward, "gradients of x and K");
+  m.def("weighted_sum", &weighted_sum, "sum_t w[:, :, t] * values[t]");
+  m.def("weighted_sum_backward", &weighted_sum_backward, "gradients of every value, then of w");
   m.def("forward", &forward, "y = dw3x3(o; K) + lambda*s, with per-plane sums of y and y^2");
   m.def("residual_affine", &residual_affine, "o + scale_c * y + shift_c");
   m.def("grad_stats", &grad_stats, "per-plane sums of g and g*y");

@@ -1,0 +1,68 @@
+"""The C++ CPU kernels (mrla_nas/kernels/mrla_cpu.cpp) behind autograd, and when they apply.
+
+They apply to float32/float64 CPU tensors outside tracing, scripting and compilation: fvcore counts
+FLOPs on a traced graph, which must show the plain operators (a depthwise ``conv2d``) it knows.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+
+from ..kernels import cpu_kernels
+
+_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)  # torch < 2.3 has none
+
+
+_enabled = True
+
+
+@contextlib.contextmanager
+def plain_pytorch() -> Iterator[None]:
+    """Run MRLA layers on their plain PyTorch path inside the block (for comparisons and debugging).
+
+    >>> with plain_pytorch():
+    ...     out = model(x)  # doctest: +SKIP
+    """
+    global _enabled
+    previous, _enabled = _enabled, False
+    try:
+        yield
+    finally:
+        _enabled = previous
+
+
+def use_cpu_kernels(x: torch.Tensor) -> bool:
+    """Whether the C++ kernels can take ``x`` (they are built on first call)."""
+    return (_enabled and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and not torch.jit.is_scripting()
+            and not torch.jit.is_tracing() and not _compiling() and cpu_kernels() is not None)
+
+
+class _Depthwise3x3(torch.autograd.Function):
+    """3x3 depthwise conv (stride 1, zero padding 1) with one kernel per (sample, channel).
+
+    oneDNN's NCHW depthwise backward is the slowest part of both MRLA forms on CPU (about 4x its
+    forward); this one reads each plane once per direction (experiments/results/speed.md).
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x, kernels)
+        return cpu_kernels().depthwise_forward(x, kernels)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, kernels = ctx.saved_tensors
+        gx, gk = cpu_kernels().depthwise_backward(grad.contiguous(), x, kernels)
+        return gx, gk
+
+
+def depthwise3x3(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+    """``x`` [B, C, H, W] convolved plane by plane with ``kernels`` [B*C, 1, 3, 3] (zero padding 1)."""
+    b, c, h, w = x.shape
+    if use_cpu_kernels(x):
+        return _Depthwise3x3.apply(x.contiguous(), kernels.reshape(b * c, 9).contiguous())
+    # the batch folded into the groups: oneDNN runs this layout faster than C groups over a batch
+    return F.conv2d(x.reshape(1, b * c, h, w), kernels, padding=1, groups=b * c).view(b, c, h, w)
