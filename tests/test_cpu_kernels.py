@@ -11,7 +11,7 @@ from torch import nn
 from mrla_nas.kernels import cpu_kernels
 from mrla_nas.layers.cpu_ops import depthwise3x3, plain_pytorch, use_cpu_kernels
 from mrla_nas.layers.mrla_base import weighted_layer_sum
-from mrla_nas.layers.fused_light import fused_light_available
+from mrla_nas.layers.fused_light import fused_branch_available
 from mrla_nas.models.blocks import MRLABasicBlock, MRLABottleneck
 
 if os.environ.get("MRLA_NAS_FUSED") == "0":
@@ -48,7 +48,7 @@ def test_fused_equals_plain_forward_backward_and_running_stats(block, shape, tra
     plain.train(train)
     x = torch.randn(shape, dtype=dtype, requires_grad=True)
     x2 = x.detach().clone().requires_grad_()
-    assert fused_light_available(x, fused.bn_mrla, fused.mrla_drop_path)
+    assert fused_branch_available(x, fused.bn_mrla, fused.mrla_drop_path)
     y = fused(x)
     g = torch.randn_like(y)
     y.backward(g)
@@ -87,11 +87,11 @@ def test_gradcheck_of_the_fused_block():
 def test_plain_path_where_the_kernel_does_not_apply():
     block, _ = _pair(MRLABasicBlock, 16, 16, torch.float32)
     x = torch.randn(2, 16, 4, 4)
-    assert not fused_light_available(x.half(), block.bn_mrla, block.mrla_drop_path)
-    assert not fused_light_available(x, nn.SyncBatchNorm(16), block.mrla_drop_path)
+    assert not fused_branch_available(x.half(), block.bn_mrla, block.mrla_drop_path)
+    assert not fused_branch_available(x, nn.SyncBatchNorm(16), block.mrla_drop_path)
     dropping = timm.layers.DropPath(0.2).train()
-    assert not fused_light_available(x, block.bn_mrla, dropping)
-    assert fused_light_available(x, block.bn_mrla, dropping.eval())
+    assert not fused_branch_available(x, block.bn_mrla, dropping)
+    assert fused_branch_available(x, block.bn_mrla, dropping.eval())
 
 
 @pytest.mark.parametrize("name", ["mrla_light_resnet20", "mrla_base_resnet20"])
@@ -156,3 +156,55 @@ def test_weighted_layer_sum_kernel_equals_plain_and_gradchecks(t):
     for a, b in zip(grads, ref_grads):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
     assert torch.autograd.gradcheck(lambda w_, *v: weighted_layer_sum(w_, list(v)), (w, *values))
+
+
+def _base_stage(dtype):
+    blocks = nn.ModuleList([MRLABasicBlock(16, 16, mrla_form="base").to(dtype) for _ in range(3)])
+    with torch.no_grad():
+        for p in blocks.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+        for blk in blocks:
+            blk.bn_mrla.running_mean.normal_()
+            blk.bn_mrla.running_var.uniform_(0.5, 2.0)
+    return blocks
+
+
+def _run_stage(blocks, x):
+    memory = None
+    for blk in blocks:
+        x, memory = blk(x, memory)
+    return x
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+@pytest.mark.parametrize("train", [True, False])
+@pytest.mark.parametrize("shape", [(3, 16, 6, 5), (2, 16, 1, 3)])
+def test_fused_base_stage_equals_plain(shape, train, dtype, tol):
+    torch.manual_seed(0)
+    fused = _base_stage(dtype).train(train)
+    plain = copy.deepcopy(fused)
+    x = torch.randn(shape, dtype=dtype, requires_grad=True)
+    x2 = x.detach().clone().requires_grad_()
+    assert fused_branch_available(x, fused[0].bn_mrla, fused[0].mrla_drop_path)
+    y = _run_stage(fused, x)
+    g = torch.randn_like(y)
+    y.backward(g)
+    with plain_pytorch():
+        y2 = _run_stage(plain, x2)
+        y2.backward(g)
+    assert _rel(y, y2) < tol
+    assert _rel(x.grad, x2.grad) < tol
+    for (name, p), (_, p2) in zip(fused.named_parameters(), plain.named_parameters()):
+        assert (p.grad is None) == (p2.grad is None), name
+        if p2.grad is not None:
+            assert (p.grad - p2.grad).abs().max() <= tol * 10 * p2.grad.abs().max() + tol, name
+    for blk, blk2 in zip(fused, plain):
+        for name in ("running_mean", "running_var", "num_batches_tracked"):
+            assert _rel(getattr(blk.bn_mrla, name).double(), getattr(blk2.bn_mrla, name).double()) < tol, name
+
+
+def test_gradcheck_of_a_fused_base_stage():
+    torch.manual_seed(0)
+    blocks = _base_stage(torch.float64).train()
+    x = torch.randn(2, 16, 3, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: _run_stage(blocks, t), (x,), eps=1e-6, atol=1e-6)

@@ -130,7 +130,8 @@ void depthwise_backward_kernel(const T* g, const T* x, const T* K, T* gx, T* gK,
 // ---- per-channel weighted sum over a stage's values (MRLA-base) -----------------------------
 
 template <typename T>
-void weighted_sum_forward_kernel(const T* w, const std::vector<const T*>& v, T* out, int64_t N, int64_t HW) {
+void weighted_sum_forward_kernel(const T* w, const std::vector<const T*>& v, T* out, double* sum, double* sumsq,
+                                 int64_t N, int64_t HW) {
   const int64_t t = static_cast<int64_t>(v.size());
   at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
     for (int64_t p = begin; p < end; ++p) {
@@ -145,17 +146,35 @@ void weighted_sum_forward_kernel(const T* w, const std::vector<const T*>& v, T* 
 #pragma omp simd
         for (int64_t n = 0; n < HW; ++n) dst[n] += wj * vj[n];
       }
+      if (sum) {  // BatchNorm's per-plane sums while the plane is in cache
+        T a = 0, b = 0;
+#pragma omp simd reduction(+ : a, b)
+        for (int64_t n = 0; n < HW; ++n) { a += dst[n]; b += dst[n] * dst[n]; }
+        sum[p] = a; sumsq[p] = b;
+      }
     }
   });
 }
 
+// With `bn` set, g is the gradient of o + ReLU(BN(A)) and the gradient of A is formed on the fly:
+// gA = a_c * g * [scale_c*A + shift_c > 0] + b_c * A + c_c  (bn = {scale, shift, a, b, c}, per channel).
 template <typename T>
-void weighted_sum_backward_kernel(const T* g, const T* w, const std::vector<const T*>& v,
-                                  const std::vector<T*>& gv, T* gw, int64_t N, int64_t HW) {
+void weighted_sum_backward_kernel(const T* g, const T* w, const std::vector<const T*>& v, const std::vector<T*>& gv,
+                                  T* gw, const T* A, const T* const* bn, int64_t C, int64_t N, int64_t HW) {
   const int64_t t = static_cast<int64_t>(v.size());
   at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> scratch(A ? HW : 0);
     for (int64_t p = begin; p < end; ++p) {
       const T* __restrict gp = g + p * HW;
+      if (A) {
+        const int64_t c = p % C;
+        const T sc = bn[0][c], sh = bn[1][c], a = bn[2][c], b = bn[3][c], cc = bn[4][c];
+        const T* __restrict ap = A + p * HW;
+        T* __restrict ga = scratch.data();
+#pragma omp simd
+        for (int64_t n = 0; n < HW; ++n) ga[n] = (sc * ap[n] + sh > T(0) ? a * gp[n] : T(0)) + b * ap[n] + cc;
+        gp = ga;
+      }
       for (int64_t j = 0; j < t; ++j) {
         const T wj = w[p * t + j];
         const T* __restrict vj = v[j] + p * HW;
@@ -195,7 +214,8 @@ void forward_kernel(const T* o, const T* s, const T* K, const T* lam, T* y, doub
   });
 }
 
-template <typename T>
+// out = o + f(scale_c * y + shift_c), f = identity (light) or ReLU (base)
+template <typename T, bool Relu>
 void residual_affine_kernel(const T* o, const T* y, const T* scale, const T* shift, T* out,
                             int64_t B, int64_t C, int64_t HW) {
   at::parallel_for(0, B * C, 1, [&](int64_t begin, int64_t end) {
@@ -203,19 +223,28 @@ void residual_affine_kernel(const T* o, const T* y, const T* scale, const T* shi
       const T a = scale[p % C], c = shift[p % C];
       const T* __restrict op = o + p * HW; const T* __restrict yp = y + p * HW; T* __restrict dst = out + p * HW;
 #pragma omp simd
-      for (int64_t i = 0; i < HW; ++i) dst[i] = op[i] + a * yp[i] + c;
+      for (int64_t i = 0; i < HW; ++i) {
+        const T v = a * yp[i] + c;
+        dst[i] = op[i] + (Relu ? (v > T(0) ? v : T(0)) : v);
+      }
     }
   });
 }
 
-template <typename T>
-void grad_stats_kernel(const T* g, const T* y, double* sum_g, double* sum_gy, int64_t N, int64_t HW) {
+// per-plane sums of g and g*y; with ReLU, of g masked where ReLU's input was not positive
+template <typename T, bool Relu>
+void grad_stats_kernel(const T* g, const T* y, const T* scale, const T* shift, double* sum_g, double* sum_gy,
+                       int64_t C, int64_t N, int64_t HW) {
   at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
     for (int64_t p = begin; p < end; ++p) {
       const T* __restrict gp = g + p * HW; const T* __restrict yp = y + p * HW;
+      const T sc = Relu ? scale[p % C] : T(0), sh = Relu ? shift[p % C] : T(0);
       T a = 0, b = 0;
 #pragma omp simd reduction(+ : a, b)
-      for (int64_t i = 0; i < HW; ++i) { a += gp[i]; b += gp[i] * yp[i]; }
+      for (int64_t i = 0; i < HW; ++i) {
+        const T gi = Relu ? (sc * yp[i] + sh > T(0) ? gp[i] : T(0)) : gp[i];
+        a += gi; b += gi * yp[i];
+      }
       sum_g[p] = a; sum_gy[p] = b;
     }
   });
@@ -280,25 +309,27 @@ std::vector<torch::Tensor> forward(torch::Tensor o, torch::Tensor s, torch::Tens
   return {y, sum, sumsq};
 }
 
-torch::Tensor residual_affine(torch::Tensor o, torch::Tensor y, torch::Tensor scale, torch::Tensor shift) {
+torch::Tensor residual_affine(torch::Tensor o, torch::Tensor y, torch::Tensor scale, torch::Tensor shift, bool relu) {
   check(o, "o"); check(y, "y"); check(scale, "scale"); check(shift, "shift");
   auto out = torch::empty_like(o);
-  AT_DISPATCH_FLOATING_TYPES(o.scalar_type(), "mrla_light_residual_affine", [&] {
-    residual_affine_kernel<scalar_t>(o.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(), scale.data_ptr<scalar_t>(),
-                                     shift.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), o.size(0), o.size(1),
-                                     o.size(2) * o.size(3));
+  AT_DISPATCH_FLOATING_TYPES(o.scalar_type(), "mrla_residual_affine", [&] {
+    auto fn = relu ? residual_affine_kernel<scalar_t, true> : residual_affine_kernel<scalar_t, false>;
+    fn(o.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(), scale.data_ptr<scalar_t>(), shift.data_ptr<scalar_t>(),
+       out.data_ptr<scalar_t>(), o.size(0), o.size(1), o.size(2) * o.size(3));
   });
   return out;
 }
 
-std::vector<torch::Tensor> grad_stats(torch::Tensor g, torch::Tensor y) {
-  check(g, "grad"); check(y, "y");
+std::vector<torch::Tensor> grad_stats(torch::Tensor g, torch::Tensor y, torch::Tensor scale, torch::Tensor shift,
+                                      bool relu) {
+  check(g, "grad"); check(y, "y"); check(scale, "scale"); check(shift, "shift");
   const int64_t B = y.size(0), C = y.size(1);
   auto opts = y.options().dtype(torch::kFloat64);
   auto sum_g = torch::empty({B, C}, opts), sum_gy = torch::empty({B, C}, opts);
-  AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "mrla_light_grad_stats", [&] {
-    grad_stats_kernel<scalar_t>(g.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(), sum_g.data_ptr<double>(),
-                                sum_gy.data_ptr<double>(), B * C, y.size(2) * y.size(3));
+  AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "mrla_grad_stats", [&] {
+    auto fn = relu ? grad_stats_kernel<scalar_t, true> : grad_stats_kernel<scalar_t, false>;
+    fn(g.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(), scale.data_ptr<scalar_t>(), shift.data_ptr<scalar_t>(),
+       sum_g.data_ptr<double>(), sum_gy.data_ptr<double>(), C, B * C, y.size(2) * y.size(3));
   });
   return {sum_g, sum_gy};
 }
@@ -342,33 +373,44 @@ std::vector<torch::Tensor> depthwise_backward(torch::Tensor g, torch::Tensor x, 
   return {gx, gK};
 }
 
-torch::Tensor weighted_sum(torch::Tensor w, std::vector<torch::Tensor> values) {
+std::vector<torch::Tensor> weighted_sum(torch::Tensor w, std::vector<torch::Tensor> values, bool stats) {
   check(w, "weights");
   for (auto& v : values) { check(v, "value"); TORCH_CHECK(v.sizes() == values[0].sizes(), "values differ in shape"); }
   TORCH_CHECK(w.numel() == values[0].size(0) * values[0].size(1) * (int64_t)values.size(), "weights must be [B, C, t]");
   auto out = torch::empty_like(values[0]);
+  const int64_t B = out.size(0), C = out.size(1);
+  auto opts = out.options().dtype(torch::kFloat64);
+  auto sum = torch::empty({stats ? B : 0, C}, opts), sumsq = torch::empty({stats ? B : 0, C}, opts);
   AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "mrla_weighted_sum", [&] {
     std::vector<const scalar_t*> v;
     for (auto& t : values) v.push_back(t.data_ptr<scalar_t>());
     weighted_sum_forward_kernel<scalar_t>(w.data_ptr<scalar_t>(), v, out.data_ptr<scalar_t>(),
-                                          out.size(0) * out.size(1), out.size(2) * out.size(3));
+                                          stats ? sum.data_ptr<double>() : nullptr,
+                                          stats ? sumsq.data_ptr<double>() : nullptr, B * C, out.size(2) * out.size(3));
   });
-  return out;
+  return {out, sum, sumsq};
 }
 
-std::vector<torch::Tensor> weighted_sum_backward(torch::Tensor g, torch::Tensor w, std::vector<torch::Tensor> values) {
+// bn: empty, or {A, scale, shift, a, b, c} (see weighted_sum_backward_kernel)
+std::vector<torch::Tensor> weighted_sum_backward(torch::Tensor g, torch::Tensor w, std::vector<torch::Tensor> values,
+                                                 std::vector<torch::Tensor> bn) {
   check(g, "grad"); check(w, "weights");
   for (auto& v : values) check(v, "value");
+  for (auto& t : bn) check(t, "bn");
+  TORCH_CHECK(bn.empty() || bn.size() == 6, "bn must be empty or {A, scale, shift, a, b, c}");
   std::vector<torch::Tensor> out;
   for (auto& v : values) out.push_back(torch::empty_like(v));
   auto gw = torch::empty_like(w);
   AT_DISPATCH_FLOATING_TYPES(g.scalar_type(), "mrla_weighted_sum_backward", [&] {
-    std::vector<const scalar_t*> v;
+    std::vector<const scalar_t*> v, coeffs;
     std::vector<scalar_t*> gv;
     for (auto& t : values) v.push_back(t.data_ptr<scalar_t>());
     for (auto& t : out) gv.push_back(t.data_ptr<scalar_t>());
-    weighted_sum_backward_kernel<scalar_t>(g.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(), v, gv,
-                                           gw.data_ptr<scalar_t>(), g.size(0) * g.size(1), g.size(2) * g.size(3));
+    for (size_t i = 1; i < bn.size(); ++i) coeffs.push_back(bn[i].data_ptr<scalar_t>());
+    weighted_sum_backward_kernel<scalar_t>(g.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(), v, gv, gw.data_ptr<scalar_t>(),
+                                           bn.empty() ? nullptr : bn[0].data_ptr<scalar_t>(),
+                                           bn.empty() ? nullptr : coeffs.data(), g.size(1), g.size(0) * g.size(1),
+                                           g.size(2) * g.size(3));
   });
   out.push_back(gw);
   return out;
@@ -377,10 +419,10 @@ std::vector<torch::Tensor> weighted_sum_backward(torch::Tensor g, torch::Tensor 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("depthwise_forward", &depthwise_forward, "dw3x3(x; K), one kernel per (sample, channel)");
   m.def("depthwise_backward", &depthwise_backward, "gradients of x and K");
-  m.def("weighted_sum", &weighted_sum, "sum_t w[:, :, t] * values[t]");
-  m.def("weighted_sum_backward", &weighted_sum_backward, "gradients of every value, then of w");
-  m.def("forward", &forward, "y = dw3x3(o; K) + lambda*s, with per-plane sums of y and y^2");
-  m.def("residual_affine", &residual_affine, "o + scale_c * y + shift_c");
-  m.def("grad_stats", &grad_stats, "per-plane sums of g and g*y");
-  m.def("backward", &backward, "gradients of o, s, K and lambda's per-plane partial sums");
+  m.def("weighted_sum", &weighted_sum, "sum_t w[:, :, t] * values[t] (and per-plane sums of it and its square)");
+  m.def("weighted_sum_backward", &weighted_sum_backward, "gradients of every value, then of w (optionally through ReLU(BN))");
+  m.def("light_forward", &forward, "y = dw3x3(o; K) + lambda*s, with per-plane sums of y and y^2");
+  m.def("residual_affine", &residual_affine, "o + f(scale_c * y + shift_c), f = identity or ReLU");
+  m.def("grad_stats", &grad_stats, "per-plane sums of g and g*y (g masked by ReLU)");
+  m.def("light_backward", &backward, "gradients of o, s, K and lambda's per-plane partial sums");
 }

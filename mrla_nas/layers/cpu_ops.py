@@ -66,3 +66,26 @@ def depthwise3x3(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
         return _Depthwise3x3.apply(x.contiguous(), kernels.reshape(b * c, 9).contiguous())
     # the batch folded into the groups: oneDNN runs this layout faster than C groups over a batch
     return F.conv2d(x.reshape(1, b * c, h, w), kernels, padding=1, groups=b * c).view(b, c, h, w)
+
+
+class _GlobalAvgPool(torch.autograd.Function):
+    """[B, C, H, W] -> [B, C]; its gradient stays a broadcast view, which autograd adds into the
+    feature map's other gradients in one pass (adaptive_avg_pool2d's backward first writes a full
+    map of grad / (H*W))."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        ctx.shape = x.shape
+        return x.mean((2, 3))
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        b, c, h, w = ctx.shape
+        return (grad / (h * w))[:, :, None, None].expand(b, c, h, w)
+
+
+def global_avg_pool(x: torch.Tensor) -> torch.Tensor:
+    """Global average pooling to [B, C] (``adaptive_avg_pool2d`` where fvcore traces)."""
+    if use_cpu_kernels(x):
+        return _GlobalAvgPool.apply(x)
+    return F.adaptive_avg_pool2d(x, 1).flatten(1)

@@ -4,7 +4,7 @@
 
 The plain PyTorch path runs this as ~10 passes over the feature map each way (GAP excluded) and
 oneDNN's NCHW depthwise backward dominates it; the C++ kernels (mrla_nas/kernels/mrla_cpu.cpp)
-read each plane once per pass. Same function: tests/test_fused_light.py compares both paths,
+read each plane once per pass. Same function: tests/test_cpu_kernels.py compares both paths,
 forward, every gradient and the running statistics.
 """
 from __future__ import annotations
@@ -13,56 +13,37 @@ import torch
 from torch import nn
 
 from ..kernels import cpu_kernels
+from . import fused_bn
 from .cpu_ops import use_cpu_kernels
 
 
 class _FusedLightBranch(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, o, s, K, lam, gamma, beta, running_mean, running_var, training: bool, momentum: float,
-                eps: float):
+    def forward(ctx, o, s, K, lam, gamma, beta, running_mean, running_var, training: bool, momentum, eps: float):
         ext = cpu_kernels()
         b, c, h, w = o.shape
-        n = b * h * w
-        y, psum, psumsq = ext.forward(o, s, K, lam)
-        if training:
-            mean = psum.sum(0) / n
-            var = (psumsq.sum(0) / n - mean * mean).clamp_min(0)
-            invstd = (var + eps).rsqrt()
-            if running_mean is not None:
-                running_mean.mul_(1 - momentum).add_((mean * momentum).to(running_mean.dtype))
-                running_var.mul_(1 - momentum).add_((var * (momentum * n / max(n - 1, 1))).to(running_var.dtype))
-        else:
-            mean = running_mean.double()
-            invstd = (running_var.double() + eps).rsqrt()
-        scale = gamma.double() * invstd
-        out = ext.residual_affine(o, y, scale.to(o.dtype), (beta.double() - mean * scale).to(o.dtype))
-        ctx.save_for_backward(o, s, K, lam, gamma, y, mean, invstd)
-        ctx.training, ctx.n = training, n
+        y, psum, psumsq = ext.light_forward(o, s, K, lam)
+        st = fused_bn.normalize(psum, psumsq, b * h * w, gamma, beta, running_mean, running_var, training,
+                                momentum, eps)
+        out = ext.residual_affine(o, y, st.scale.to(o.dtype), st.shift.to(o.dtype), False)
+        ctx.save_for_backward(o, s, K, lam, gamma, y)
+        ctx.bn = st
         return out
 
     @staticmethod
     def backward(ctx, g):
-        o, s, K, lam, gamma, y, mean, invstd = ctx.saved_tensors
-        ext = cpu_kernels()
+        o, s, K, lam, gamma, y = ctx.saved_tensors
+        ext, st, dt = cpu_kernels(), ctx.bn, o.dtype
         g = g.contiguous()
-        sum_g, sum_gy = ext.grad_stats(g, y)
-        sg, sgy = sum_g.sum(0), sum_gy.sum(0)
-        dbeta = sg
-        dgamma = (sgy - mean * sg) * invstd
-        a = gamma.double() * invstd
-        if ctx.training:  # d(BN)/dy with batch statistics: a*g + bc*y + cc per channel
-            bc = -a * invstd * dgamma / ctx.n
-            cc = -a * sg / ctx.n - bc * mean
-        else:
-            bc = cc = torch.zeros_like(a)
-        dt = o.dtype
-        go, gs, gK, glam = ext.backward(g, y, o, s, K, lam, a.to(dt), bc.to(dt), cc.to(dt))
+        sum_g, sum_gy = ext.grad_stats(g, y, st.scale.to(dt), st.shift.to(dt), False)
+        dgamma, dbeta, a, b, c = fused_bn.backward_coefficients(st, gamma, sum_g, sum_gy)
+        go, gs, gK, glam = ext.light_backward(g, y, o, s, K, lam, a.to(dt), b.to(dt), c.to(dt))
         return (go, gs, gK, glam.sum(0).to(dt), dgamma.to(dt), dbeta.to(dt), None, None, None, None, None)
 
 
-def fused_light_available(x: torch.Tensor, bn: nn.Module, drop_path: nn.Module) -> bool:
-    """Whether :func:`fused_light_branch` applies: CPU float tensors, a plain affine BatchNorm2d with
-    running statistics, no active drop-path, not under tracing (fvcore counts FLOPs on the plain path)."""
+def fused_branch_available(x: torch.Tensor, bn: nn.Module, drop_path: nn.Module) -> bool:
+    """Whether a fused branch applies: the C++ kernels take ``x``, ``bn`` is a plain affine
+    BatchNorm2d with running statistics, and no drop-path is active."""
     return (type(bn) is nn.BatchNorm2d and bn.affine and bn.track_running_stats
             and (isinstance(drop_path, nn.Identity) or not drop_path.training) and use_cpu_kernels(x))
 
@@ -71,11 +52,6 @@ def fused_light_branch(o: torch.Tensor, s: torch.Tensor, kernel: torch.Tensor, l
                        bn: nn.BatchNorm2d) -> torch.Tensor:
     """``o + bn(dw3x3(o; kernel) + lambda_t * s)``; ``kernel`` holds one gated 3x3 kernel per
     (sample, channel), shape [B*C, 9]. Updates ``bn``'s running statistics as ``bn`` would."""
-    momentum = bn.momentum
-    if bn.training:
-        bn.num_batches_tracked.add_(1)
-        if momentum is None:  # cumulative average, as nn.BatchNorm2d does
-            momentum = 1.0 / float(bn.num_batches_tracked)
     return _FusedLightBranch.apply(o.contiguous(), s.contiguous(), kernel.contiguous(),
                                    lambda_t.reshape(-1).contiguous(), bn.weight, bn.bias, bn.running_mean,
-                                   bn.running_var, bn.training, momentum, bn.eps)
+                                   bn.running_var, bn.training, fused_bn.momentum_of(bn), bn.eps)

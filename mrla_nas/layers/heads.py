@@ -5,10 +5,9 @@ import math
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .cpu_ops import depthwise3x3
+from .cpu_ops import depthwise3x3, global_avg_pool
 
 
 def eca_kernel_size(channels: int) -> int:
@@ -93,7 +92,7 @@ class LayerQueryKeyValue(nn.Module):
         self.Wv = nn.Conv2d(channels, channels, 3, padding=1, groups=channels, bias=False)
 
     def query_key(self, x: torch.Tensor):
-        y = torch.nn.functional.adaptive_avg_pool2d(x, 1).flatten(1)
+        y = global_avg_pool(x)
         return self.Wq(y), self.Wk(y)
 
     def value(self, x: torch.Tensor, gate: Optional[torch.Tensor] = None) -> torch.Tensor:

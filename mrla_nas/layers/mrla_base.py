@@ -45,7 +45,7 @@ class _WeightedLayerSum(torch.autograd.Function):
         ctx.kernels = use_cpu_kernels(values[0]) and all(v.is_contiguous() for v in values)
         if ctx.kernels:  # one pass over each value, in C++
             ctx.save_for_backward(weights, *values)
-            return cpu_kernels().weighted_sum(weights.contiguous(), list(values))
+            return cpu_kernels().weighted_sum(weights.contiguous(), list(values), False)[0]
         w = weights.unsqueeze(-1).unsqueeze(-1)  # [B, C, t, 1, 1]
         out = values[0] * w[:, :, 0]
         for t in range(1, len(values)):
@@ -58,7 +58,7 @@ class _WeightedLayerSum(torch.autograd.Function):
         weights, *values = ctx.saved_tensors
         if ctx.kernels:  # reads the gradient and each value once: the dot products and value gradients
             *grad_values, grad_w = cpu_kernels().weighted_sum_backward(grad_out.contiguous(), weights.contiguous(),
-                                                                       list(values))
+                                                                       list(values), [])
             return (grad_w, *grad_values)
         w = weights.unsqueeze(-1).unsqueeze(-1)
         grad_w = None
@@ -99,17 +99,24 @@ class MRLABase(MRLAUnit):
     default_dim_per_head = 16
 
     def forward(self, x: torch.Tensor, memory: Optional[LayerMemory] = None):
+        weights, memory = self.attend(x, memory)
+        if weights is None:
+            # A softmax over one block is 1: the output is v itself (Wq/Wk get no gradient here,
+            # exactly as in the official code).
+            return memory.values[0], memory
+        return weighted_layer_sum(weights, memory.values), memory
+
+    def attend(self, x: torch.Tensor, memory: Optional[LayerMemory] = None):
+        """This block's key and value added to the memory, and its attention over the memory's values
+        as per-channel weights [B, C, t] (None in a stage's first block, where it is 1)."""
         q, k = self.qkv.query_key(x)
         v = self.qkv.value(x)
         if memory is None:
-            # A softmax over one block is 1: the output is v itself (Wq/Wk get no gradient here,
-            # exactly as in the official code).
-            return v, LayerMemory([k], [v])
+            return None, LayerMemory([k], [v])
         memory = LayerMemory(memory.keys + [k], memory.values + [v])
         b, c = k.shape
         g = self.heads
         keys = torch.stack(memory.keys, 1).view(b, -1, g, c // g)              # [B, t, g, d]
         scores = torch.einsum("bgd,btgd->bgt", q.view(b, g, c // g), keys) * self.qkv.scale
         attn = scores.softmax(-1)                                               # [B, g, t]
-        weights = attn.repeat_interleave(c // g, dim=1)                         # [B, C, t]
-        return weighted_layer_sum(weights, memory.values), memory
+        return attn.repeat_interleave(c // g, dim=1), memory                    # [B, C, t]

@@ -19,7 +19,8 @@ from torch import nn
 
 from ..arch import FORMS, paper_heads
 from ..layers import MRLABase, MRLALight
-from ..layers.fused_light import fused_light_available, fused_light_branch
+from ..layers.fused_base import fused_base_branch
+from ..layers.fused_light import fused_branch_available, fused_light_branch
 
 default_heads = paper_heads  # 32 channels per head (light) / 16 (base); gcd(C, d) for other widths
 
@@ -53,10 +54,16 @@ class _LayerAttentionMixin:
             shortcut = self.downsample(shortcut)
         x += shortcut
         o = self._out_act(x)
+        fused = fused_branch_available(o, self.bn_mrla, self.mrla_drop_path)  # C++ kernels, same function
         if self.mrla_form == "light":
-            if fused_light_available(o, self.bn_mrla, self.mrla_drop_path):
+            if fused:
                 return fused_light_branch(o, shortcut, self.mrla.gated_kernels(o), self.mrla.lambda_t, self.bn_mrla)
             return o + self.mrla_drop_path(self.bn_mrla(self.mrla(o, shortcut)))
+        if fused:
+            weights, memory = self.mrla.attend(o, memory)
+            if weights is None:  # a stage's first block: the attention is 1 over its own value
+                weights = o.new_ones(o.shape[0], o.shape[1], 1)
+            return fused_base_branch(o, weights, memory.values, self.bn_mrla), memory
         attn, memory = self.mrla(o, memory)
         return o + self.mrla_drop_path(torch.relu_(self.bn_mrla(attn))), memory
 
