@@ -4,6 +4,8 @@
 
 Both variants run in the same process, interleaved with timm's resnet50 (2 threads, batch 8, 224²,
 forward+backward, medians over rounds after 2 warm-up rounds); the "plain" variant is patched in.
+Both run on the plain PyTorch path (``plain_pytorch()``): the fused C++ branch, used by default on
+CPU since, does not call ``LayerQueryKeyValue.value``.
 """
 import argparse
 import statistics
@@ -13,6 +15,7 @@ import timm
 import torch
 
 import mrla_nas  # noqa: F401
+from mrla_nas.layers.cpu_ops import plain_pytorch
 from mrla_nas.layers.heads import LayerQueryKeyValue
 
 
@@ -35,7 +38,8 @@ def main():
 
     def step(model):
         t = time.perf_counter()
-        model(x).sum().backward()
+        with plain_pytorch():
+            model(x).sum().backward()
         model.zero_grad(set_to_none=True)
         return time.perf_counter() - t
 

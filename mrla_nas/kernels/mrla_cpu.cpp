@@ -65,7 +65,7 @@ inline void kernel_grad(const T* __restrict gy, const T* __restrict xp, const Pl
   const float* __restrict R = g.right.data();
   const int64_t W = g.W, HW = g.HW;
   // explicit lanes: gcc keeps these 9 accumulators in vector registers, unlike an omp simd
-  // reduction over 9 variables (2x slower, measured)
+  // reduction over 9 variables (about 2x slower at 56x56; experiments/results/speed.md)
   constexpr int V = 16;
   T acc[9][V] = {};
   int64_t n = 0;
