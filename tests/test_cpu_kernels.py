@@ -208,3 +208,14 @@ def test_gradcheck_of_a_fused_base_stage():
     blocks = _base_stage(torch.float64).train()
     x = torch.randn(2, 16, 3, 4, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda t: _run_stage(blocks, t), (x,), eps=1e-6, atol=1e-6)
+
+
+def test_a_failed_build_warns_and_falls_back(monkeypatch):
+    from torch.utils import cpp_extension
+
+    def no_compiler(**kwargs):
+        raise RuntimeError("Error building extension: c++: command not found")
+
+    monkeypatch.setattr(cpp_extension, "load", no_compiler)
+    with pytest.warns(RuntimeWarning, match="c\\+\\+: command not found.*PyTorch path"):
+        assert cpu_kernels.__wrapped__() is None

@@ -25,14 +25,16 @@ def _arch_flag(capability: str) -> list:
 
 
 def _put_ninja_on_path() -> None:
-    # torch runs `ninja` from PATH; the pip-installed one sits in the venv's bin, which is not on
-    # PATH when the venv's python is called without activating it.
+    # torch runs `ninja` from PATH. Put the pip-installed one first, so that every process (the
+    # venv's python called without activating the venv, Ray workers) uses the same ninja: a
+    # different ninja version rejects the build log and rebuilds everything.
     try:
         import ninja
     except ImportError:
         return
-    if ninja.BIN_DIR not in os.environ.get("PATH", "").split(os.pathsep):
-        os.environ["PATH"] = os.environ.get("PATH", "") + os.pathsep + ninja.BIN_DIR
+    path = os.environ.get("PATH", "")
+    if path.split(os.pathsep)[0] != ninja.BIN_DIR:
+        os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + path
 
 
 @functools.lru_cache(maxsize=None)
