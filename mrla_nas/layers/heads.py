@@ -5,9 +5,10 @@ import math
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from .cpu_ops import depthwise3x3, global_avg_pool
+from .cpu_ops import depthwise3x3, global_avg_pool, use_cpu_kernels
 
 
 def eca_kernel_size(channels: int) -> int:
@@ -92,8 +93,22 @@ class LayerQueryKeyValue(nn.Module):
         self.Wv = nn.Conv2d(channels, channels, 3, padding=1, groups=channels, bias=False)
 
     def query_key(self, x: torch.Tensor):
+        """Q and K [B, C] from the global average of ``x``."""
         y = global_avg_pool(x)
+        if self.Wq.reduction is None and use_cpu_kernels(y):
+            # Both Conv1d projections as one [B, C, k] x [k, 2] product: oneDNN spends 0.2-0.8 ms on
+            # each tiny Conv1d forward+backward on CPU, about 3x this (experiments/results/speed.md).
+            # Only where Q and K are both used: an unused Q would get a zero gradient, not None.
+            k = self.Wq.conv.kernel_size[0]
+            windows = F.pad(y, ((k - 1) // 2, (k - 1) // 2)).unfold(1, k, 1)                  # [B, C, k]
+            weights = torch.stack([self.Wq.conv.weight.view(k), self.Wk.conv.weight.view(k)], 1)  # [k, 2]
+            q, key = (windows @ weights).unbind(-1)
+            return q, key
         return self.Wq(y), self.Wk(y)
+
+    def key(self, x: torch.Tensor) -> torch.Tensor:
+        """K alone (MRLA-base's first block of a stage, whose query attends to nothing)."""
+        return self.Wk(global_avg_pool(x))
 
     def value(self, x: torch.Tensor, gate: Optional[torch.Tensor] = None) -> torch.Tensor:
         """``Wv(x)``, or ``gate_h * Wv(x)_h`` for per-sample, per-head gates [B, g], in one convolution.

@@ -109,10 +109,10 @@ class MRLABase(MRLAUnit):
     def attend(self, x: torch.Tensor, memory: Optional[LayerMemory] = None):
         """This block's key and value added to the memory, and its attention over the memory's values
         as per-channel weights [B, C, t] (None in a stage's first block, where it is 1)."""
-        q, k = self.qkv.query_key(x)
         v = self.qkv.value(x)
         if memory is None:
-            return None, LayerMemory([k], [v])
+            return None, LayerMemory([self.qkv.key(x)], [v])
+        q, k = self.qkv.query_key(x)
         memory = LayerMemory(memory.keys + [k], memory.values + [v])
         b, c = k.shape
         g = self.heads
