@@ -1,7 +1,6 @@
 """The C++ CPU kernels (fused MRLA-light branch, depthwise 3x3, MRLA-base's weighted sum) compute
 what the plain PyTorch path computes: forward, every gradient, BatchNorm's running statistics."""
 import copy
-import os
 
 import pytest
 import timm
@@ -9,26 +8,28 @@ import torch
 from torch import nn
 
 from mrla_nas.kernels import cpu_kernels
-from mrla_nas.layers.cpu_ops import depthwise3x3, plain_pytorch, use_cpu_kernels
+from mrla_nas.layers.cpu_ops import depthwise3x3, fused_branch_available, plain_pytorch, use_cpu_kernels
 from mrla_nas.layers.mrla_base import weighted_layer_sum
-from mrla_nas.layers.fused_light import fused_branch_available
 from mrla_nas.models.blocks import MRLABasicBlock, MRLABottleneck
-
-if os.environ.get("MRLA_NAS_FUSED") == "0":
-    pytest.skip("MRLA_NAS_FUSED=0: the fused kernel is switched off", allow_module_level=True)
 
 
 def test_the_kernel_builds():
     assert cpu_kernels() is not None  # a compiler and ninja are part of the supported set-up
 
 
-def _pair(block, cin, planes, dtype, momentum=0.1):
-    m = block(cin, planes, mrla_form="light").to(dtype)
+def _perturbed(block):
+    """Parameters and BN_mrla's running statistics away from their initial values, so that no
+    gradient or eval-mode path is trivially zero or one."""
     with torch.no_grad():
-        for p in m.parameters():
+        for p in block.parameters():
             p.add_(0.1 * torch.randn_like(p))
-        m.bn_mrla.running_mean.normal_()
-        m.bn_mrla.running_var.uniform_(0.5, 2.0)
+        block.bn_mrla.running_mean.normal_()
+        block.bn_mrla.running_var.uniform_(0.5, 2.0)
+    return block
+
+
+def _pair(block, cin, planes, dtype, momentum=0.1):
+    m = _perturbed(block(cin, planes, mrla_form="light").to(dtype))
     m.bn_mrla.momentum = momentum
     return m, copy.deepcopy(m)
 
@@ -159,14 +160,7 @@ def test_weighted_layer_sum_kernel_equals_plain_and_gradchecks(t):
 
 
 def _base_stage(dtype):
-    blocks = nn.ModuleList([MRLABasicBlock(16, 16, mrla_form="base").to(dtype) for _ in range(3)])
-    with torch.no_grad():
-        for p in blocks.parameters():
-            p.add_(0.1 * torch.randn_like(p))
-        for blk in blocks:
-            blk.bn_mrla.running_mean.normal_()
-            blk.bn_mrla.running_var.uniform_(0.5, 2.0)
-    return blocks
+    return nn.ModuleList([_perturbed(MRLABasicBlock(16, 16, mrla_form="base").to(dtype)) for _ in range(3)])
 
 
 def _run_stage(blocks, x):

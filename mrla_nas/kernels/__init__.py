@@ -45,8 +45,13 @@ def cpu_kernels() -> Optional[ModuleType]:
     import torch
 
     # importing cpp_extension on a CPU-only torch logs "No CUDA runtime is found": not our concern
-    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
-    from torch.utils import cpp_extension
+    logger = logging.getLogger("torch.utils.cpp_extension")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        from torch.utils import cpp_extension
+    finally:
+        logger.setLevel(level)
 
     _put_ninja_on_path()
     capability = torch.backends.cpu.get_cpu_capability()

@@ -191,7 +191,7 @@ void weighted_sum_backward_kernel(const T* g, const T* w, const std::vector<cons
 // ---- MRLA-light's whole branch ---------------------------------------------------------------
 
 template <typename T>
-void forward_kernel(const T* o, const T* s, const T* K, const T* lam, T* y, double* sum, double* sumsq,
+void light_forward_kernel(const T* o, const T* s, const T* K, const T* lam, T* y, double* sum, double* sumsq,
                     int64_t B, int64_t C, int64_t H, int64_t W) {
   const PlaneGeometry geo(H, W);
   const int64_t HW = geo.HW;
@@ -251,7 +251,7 @@ void grad_stats_kernel(const T* g, const T* y, const T* scale, const T* shift, d
 }
 
 template <typename T>
-void backward_kernel(const T* g, const T* y, const T* o, const T* s, const T* K, const T* lam,
+void light_backward_kernel(const T* g, const T* y, const T* o, const T* s, const T* K, const T* lam,
                      const T* A, const T* Bc, const T* Cc, T* go, T* gs, T* gK, double* glam,
                      int64_t B, int64_t C, int64_t H, int64_t W) {
   const PlaneGeometry geo(H, W);
@@ -294,7 +294,7 @@ void check(const torch::Tensor& t, const char* name) {
 
 }  // namespace
 
-std::vector<torch::Tensor> forward(torch::Tensor o, torch::Tensor s, torch::Tensor K, torch::Tensor lam) {
+std::vector<torch::Tensor> light_forward(torch::Tensor o, torch::Tensor s, torch::Tensor K, torch::Tensor lam) {
   check(o, "o"); check(s, "s"); check(K, "K"); check(lam, "lambda");
   const int64_t B = o.size(0), C = o.size(1), H = o.size(2), W = o.size(3);
   TORCH_CHECK(s.sizes() == o.sizes() && K.numel() == B * C * 9 && lam.numel() == C, "shape mismatch");
@@ -302,7 +302,7 @@ std::vector<torch::Tensor> forward(torch::Tensor o, torch::Tensor s, torch::Tens
   auto opts = o.options().dtype(torch::kFloat64);
   auto sum = torch::empty({B, C}, opts), sumsq = torch::empty({B, C}, opts);
   AT_DISPATCH_FLOATING_TYPES(o.scalar_type(), "mrla_light_forward", [&] {
-    forward_kernel<scalar_t>(o.data_ptr<scalar_t>(), s.data_ptr<scalar_t>(), K.data_ptr<scalar_t>(),
+    light_forward_kernel<scalar_t>(o.data_ptr<scalar_t>(), s.data_ptr<scalar_t>(), K.data_ptr<scalar_t>(),
                              lam.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(), sum.data_ptr<double>(),
                              sumsq.data_ptr<double>(), B, C, H, W);
   });
@@ -334,7 +334,7 @@ std::vector<torch::Tensor> grad_stats(torch::Tensor g, torch::Tensor y, torch::T
   return {sum_g, sum_gy};
 }
 
-std::vector<torch::Tensor> backward(torch::Tensor g, torch::Tensor y, torch::Tensor o, torch::Tensor s,
+std::vector<torch::Tensor> light_backward(torch::Tensor g, torch::Tensor y, torch::Tensor o, torch::Tensor s,
                                     torch::Tensor K, torch::Tensor lam, torch::Tensor A, torch::Tensor Bc,
                                     torch::Tensor Cc) {
   for (auto* t : {&g, &y, &o, &s, &K, &lam, &A, &Bc, &Cc}) check(*t, "input");
@@ -342,7 +342,7 @@ std::vector<torch::Tensor> backward(torch::Tensor g, torch::Tensor y, torch::Ten
   auto go = torch::empty_like(o), gs = torch::empty_like(s), gK = torch::empty_like(K);
   auto glam = torch::empty({B, C}, o.options().dtype(torch::kFloat64));
   AT_DISPATCH_FLOATING_TYPES(o.scalar_type(), "mrla_light_backward", [&] {
-    backward_kernel<scalar_t>(g.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(), o.data_ptr<scalar_t>(),
+    light_backward_kernel<scalar_t>(g.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(), o.data_ptr<scalar_t>(),
                               s.data_ptr<scalar_t>(), K.data_ptr<scalar_t>(), lam.data_ptr<scalar_t>(),
                               A.data_ptr<scalar_t>(), Bc.data_ptr<scalar_t>(), Cc.data_ptr<scalar_t>(),
                               go.data_ptr<scalar_t>(), gs.data_ptr<scalar_t>(), gK.data_ptr<scalar_t>(),
@@ -421,8 +421,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("depthwise_backward", &depthwise_backward, "gradients of x and K");
   m.def("weighted_sum", &weighted_sum, "sum_t w[:, :, t] * values[t] (and per-plane sums of it and its square)");
   m.def("weighted_sum_backward", &weighted_sum_backward, "gradients of every value, then of w (optionally through ReLU(BN))");
-  m.def("light_forward", &forward, "y = dw3x3(o; K) + lambda*s, with per-plane sums of y and y^2");
+  m.def("light_forward", &light_forward, "y = dw3x3(o; K) + lambda*s, with per-plane sums of y and y^2");
   m.def("residual_affine", &residual_affine, "o + f(scale_c * y + shift_c), f = identity or ReLU");
   m.def("grad_stats", &grad_stats, "per-plane sums of g and g*y (g masked by ReLU)");
-  m.def("light_backward", &backward, "gradients of o, s, K and lambda's per-plane partial sums");
+  m.def("light_backward", &light_backward, "gradients of o, s, K and lambda's per-plane partial sums");
 }

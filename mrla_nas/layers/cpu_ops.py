@@ -10,6 +10,7 @@ from typing import Iterator
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from ..kernels import cpu_kernels
 
@@ -38,6 +39,13 @@ def use_cpu_kernels(x: torch.Tensor) -> bool:
     """Whether the C++ kernels can take ``x`` (they are built on first call)."""
     return (_enabled and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and not torch.jit.is_scripting()
             and not torch.jit.is_tracing() and not _compiling() and cpu_kernels() is not None)
+
+
+def fused_branch_available(x: torch.Tensor, bn: nn.Module, drop_path: nn.Module) -> bool:
+    """Whether a block's fused MRLA branch (fused_light.py, fused_base.py) applies: the kernels take
+    ``x``, ``bn`` is a plain affine BatchNorm2d with running statistics, no drop-path is active."""
+    return (type(bn) is nn.BatchNorm2d and bn.affine and bn.track_running_stats
+            and (isinstance(drop_path, nn.Identity) or not drop_path.training) and use_cpu_kernels(x))
 
 
 class _Depthwise3x3(torch.autograd.Function):

@@ -14,7 +14,6 @@ from torch import nn
 
 from ..kernels import cpu_kernels
 from . import fused_bn
-from .cpu_ops import use_cpu_kernels
 
 
 class _FusedLightBranch(torch.autograd.Function):
@@ -39,13 +38,6 @@ class _FusedLightBranch(torch.autograd.Function):
         dgamma, dbeta, a, b, c = fused_bn.backward_coefficients(st, gamma, sum_g, sum_gy)
         go, gs, gK, glam = ext.light_backward(g, y, o, s, K, lam, a.to(dt), b.to(dt), c.to(dt))
         return (go, gs, gK, glam.sum(0).to(dt), dgamma.to(dt), dbeta.to(dt), None, None, None, None, None)
-
-
-def fused_branch_available(x: torch.Tensor, bn: nn.Module, drop_path: nn.Module) -> bool:
-    """Whether a fused branch applies: the C++ kernels take ``x``, ``bn`` is a plain affine
-    BatchNorm2d with running statistics, and no drop-path is active."""
-    return (type(bn) is nn.BatchNorm2d and bn.affine and bn.track_running_stats
-            and (isinstance(drop_path, nn.Identity) or not drop_path.training) and use_cpu_kernels(x))
 
 
 def fused_light_branch(o: torch.Tensor, s: torch.Tensor, kernel: torch.Tensor, lambda_t: torch.Tensor,

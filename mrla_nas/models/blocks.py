@@ -19,8 +19,9 @@ from torch import nn
 
 from ..arch import FORMS, paper_heads
 from ..layers import MRLABase, MRLALight
+from ..layers.cpu_ops import fused_branch_available
 from ..layers.fused_base import fused_base_branch
-from ..layers.fused_light import fused_branch_available, fused_light_branch
+from ..layers.fused_light import fused_light_branch
 
 default_heads = paper_heads  # 32 channels per head (light) / 16 (base); gcd(C, d) for other widths
 
