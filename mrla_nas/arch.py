@@ -16,17 +16,17 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
-import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Dict, Optional, Tuple
 
 import yaml
 
+from .paper import paper_heads
+
 FORMS = ("none", "light", "base")
 BLOCKS = {"basic": 1, "bottleneck": 4}  # block type -> channel expansion
 STEMS = ("7x7", "deep", "small")
 DEFAULT_STEM_WIDTH = {"7x7": 64, "deep": 32, "small": 16}
-PAPER_DIM_PER_HEAD = {"light": 32, "base": 16}
 
 
 class ConfigError(ValueError):
@@ -36,15 +36,6 @@ class ConfigError(ValueError):
 def did_you_mean(word: str, allowed) -> str:
     close = difflib.get_close_matches(str(word), [str(a) for a in allowed], n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def paper_heads(form: str, width: int) -> int:
-    """The paper's default head count for a stage of output width ``width``.
-
-    32 channels per head for light, 16 for base; ``gcd(width, d)`` channels for widths that are not
-    multiples of d (the 16-wide stages of a CIFAR ResNet).
-    """
-    return width // math.gcd(width, PAPER_DIM_PER_HEAD[form])
 
 
 @dataclass(frozen=True)

@@ -162,6 +162,6 @@ def measure_arch(arch, input_shape: Sequence[int], convention: str = "fvcore") -
     >>> arch = ArchConfig.from_dict({"block": "basic", "layers": [1], "channels": [16], "stem": "small",
     ...                              "num_classes": 10, "stages": ["light"]})
     >>> measure_arch(arch, (1, 3, 32, 32)).params
-    5844
+    5504
     """
     return _measure_canonical(arch.canonical(), tuple(input_shape), convention)

@@ -2,7 +2,10 @@
 import pytest
 import torch
 
+from mrla_nas import ArchConfig
 from mrla_nas.layers import MRLABase, MRLALight, eca_kernel_size, resolve_heads
+from mrla_nas.models import MRLAResNet
+from mrla_nas.paper import paper_heads
 from mrla_nas.layers.mrla_base import _WeightedLayerSum
 
 
@@ -18,6 +21,27 @@ def test_heads_as_count_channels_per_head_or_channel_wise():
     for bad in (dict(heads=3), dict(dim_per_head=24), dict(heads=0)):
         with pytest.raises(ValueError, match="divisor of channels=64"):
             resolve_heads(64, **bad)
+
+
+@pytest.mark.parametrize("width", [8, 16, 24, 48, 64, 96, 256, 2048])
+@pytest.mark.parametrize("form,unit_cls", [("light", MRLALight), ("base", MRLABase)])
+def test_one_head_rule_for_units_models_and_configs(form, unit_cls, width):
+    # the units, the networks and the configs all take their default heads from mrla_nas.paper
+    expected = paper_heads(form, width)
+    assert unit_cls(width).heads == expected
+    net = MRLAResNet("basic", (1,), (width,), mrla=form, stem_type="small", num_classes=2)
+    assert net.layer1[0].mrla.heads == expected
+    arch = ArchConfig.from_dict({"block": "basic", "layers": [1], "channels": [width], "stem": "small",
+                                 "stages": [form]})
+    assert arch.canonical().stages[0].heads == expected
+
+
+def test_base_first_block_holds_only_what_it_uses():
+    net = MRLAResNet("basic", (3, 1), (16, 32), mrla="base", stem_type="small", num_classes=2)
+    first, later, alone = net.layer1[0].mrla.qkv, net.layer1[1].mrla.qkv, net.layer2[0].mrla.qkv
+    assert first.Wq is None and first.Wk is not None  # its key is read by the blocks after it
+    assert later.Wq is not None and later.Wk is not None
+    assert alone.Wq is None and alone.Wk is None      # a stage of one block: nobody reads its key
 
 
 @pytest.mark.parametrize("unit_cls", [MRLALight, MRLABase])

@@ -8,17 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..paper import eca_kernel_size, paper_heads
 from .cpu_ops import depthwise3x3, global_avg_pool, use_cpu_kernels
-
-
-def eca_kernel_size(channels: int) -> int:
-    """The ECA rule the official code uses for the Conv1d over the GAP descriptor.
-
-    >>> [eca_kernel_size(c) for c in (64, 256, 512, 1024, 2048)]
-    [3, 5, 5, 5, 7]
-    """
-    t = int(abs((math.log2(channels) + 1) / 2.0))
-    return t if t % 2 else t + 1
 
 
 def resolve_heads(
@@ -83,17 +74,22 @@ class LayerQueryKeyValue(nn.Module):
     """
 
     def __init__(self, channels: int, heads: int, kernel_size: Optional[int] = None,
-                 reduction: Optional[int] = None):
+                 reduction: Optional[int] = None, has_query: bool = True, has_key: bool = True):
         super().__init__()
         self.channels = channels
         self.heads = heads
         self.scale = 1.0 / math.sqrt(channels // heads)
-        self.Wq = ChannelProjection(channels, kernel_size, reduction)
-        self.Wk = ChannelProjection(channels, kernel_size, reduction)
+        # An MRLA-base stage's first block attends over itself alone (a softmax over one key is 1):
+        # it holds no Wq, and no Wk either when no later block reads its key. A weight that never
+        # gets a gradient breaks DistributedDataParallel and timm's gradient checks.
+        self.Wq = ChannelProjection(channels, kernel_size, reduction) if has_query else None
+        self.Wk = ChannelProjection(channels, kernel_size, reduction) if has_key else None
         self.Wv = nn.Conv2d(channels, channels, 3, padding=1, groups=channels, bias=False)
 
     def query_key(self, x: torch.Tensor):
         """Q and K [B, C] from the global average of ``x``."""
+        if self.Wq is None or self.Wk is None:
+            raise RuntimeError("this unit holds no query/key projection (an MRLA-base stage's first block)")
         y = global_avg_pool(x)
         if self.Wq.reduction is None and use_cpu_kernels(y):
             # Both Conv1d projections as one [B, C, k] x [k, 2] product: oneDNN spends 0.2-0.8 ms on
@@ -106,9 +102,10 @@ class LayerQueryKeyValue(nn.Module):
             return q, key
         return self.Wq(y), self.Wk(y)
 
-    def key(self, x: torch.Tensor) -> torch.Tensor:
-        """K alone (MRLA-base's first block of a stage, whose query attends to nothing)."""
-        return self.Wk(global_avg_pool(x))
+    def key(self, x: torch.Tensor) -> Optional[torch.Tensor]:
+        """K alone (MRLA-base's first block of a stage, whose query attends to nothing); None where
+        no later block reads it."""
+        return None if self.Wk is None else self.Wk(global_avg_pool(x))
 
     def value(self, x: torch.Tensor, gate: Optional[torch.Tensor] = None) -> torch.Tensor:
         """``Wv(x)``, or ``gate_h * Wv(x)_h`` for per-sample, per-head gates [B, g], in one convolution.
@@ -136,14 +133,19 @@ class LayerQueryKeyValue(nn.Module):
 
 
 class MRLAUnit(nn.Module):
-    """Common constructor of both forms: heads (count, channels per head, or channel-wise) and Q/K/V."""
+    """Common constructor of both forms: heads (count, channels per head, or channel-wise) and Q/K/V.
 
-    default_dim_per_head = 32
+    With none of ``heads`` / ``dim_per_head`` / ``channel_wise`` given, the heads are the paper's
+    for the unit's ``form`` (:func:`mrla_nas.paper.paper_heads`, the rule the configs use too).
+    """
+
+    form = "light"
 
     def __init__(self, channels: int, heads: Optional[int] = None, dim_per_head: Optional[int] = None,
-                 kernel_size: Optional[int] = None, reduction: Optional[int] = None, channel_wise: bool = False):
+                 kernel_size: Optional[int] = None, reduction: Optional[int] = None, channel_wise: bool = False,
+                 has_query: bool = True, has_key: bool = True):
         super().__init__()
         if heads is None and dim_per_head is None and not channel_wise:
-            dim_per_head = self.default_dim_per_head
+            heads = paper_heads(self.form, channels)
         self.heads = resolve_heads(channels, heads, dim_per_head, channel_wise)
-        self.qkv = LayerQueryKeyValue(channels, self.heads, kernel_size, reduction)
+        self.qkv = LayerQueryKeyValue(channels, self.heads, kernel_size, reduction, has_query, has_key)

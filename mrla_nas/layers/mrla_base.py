@@ -86,7 +86,9 @@ class MRLABase(MRLAUnit):
     Call with ``memory=None`` in the first block of a stage; pass the returned memory on to the next
     block. Returns ``(out, memory)``.
 
-    Args: as :class:`MRLALight`, with ``dim_per_head`` defaulting to 16.
+    Args: as :class:`MRLALight` (default heads: the paper's 16 channels per head), and
+        has_query: False for a stage's first block, which attends over itself alone and holds no Wq;
+        has_key: False for a block no later block attends to (a stage of one block), no Wk.
 
     >>> unit = MRLABase(64, heads=4)
     >>> x = torch.randn(2, 64, 8, 8)
@@ -96,7 +98,7 @@ class MRLABase(MRLAUnit):
     torch.Size([2, 2, 64, 8, 8])
     """
 
-    default_dim_per_head = 16
+    form = "base"
 
     def forward(self, x: torch.Tensor, memory: Optional[LayerMemory] = None):
         weights, memory = self.attend(x, memory)
@@ -106,12 +108,23 @@ class MRLABase(MRLAUnit):
             return memory.values[0], memory
         return weighted_layer_sum(weights, memory.values), memory
 
+    def as_first_block(self, alone: bool = False) -> "MRLABase":
+        """Drop the projections a stage's first block never uses: Wq always, Wk too when the stage
+        has no later block (``alone``). Returns self."""
+        self.qkv.Wq = None
+        if alone:
+            self.qkv.Wk = None
+        return self
+
     def attend(self, x: torch.Tensor, memory: Optional[LayerMemory] = None):
         """This block's key and value added to the memory, and its attention over the memory's values
         as per-channel weights [B, C, t] (None in a stage's first block, where it is 1)."""
         v = self.qkv.value(x)
         if memory is None:
             return None, LayerMemory([self.qkv.key(x)], [v])
+        if self.qkv.Wq is None:
+            raise RuntimeError("this MRLA-base unit was built as a stage's first block (has_query=False): "
+                               "call it with memory=None")
         q, k = self.qkv.query_key(x)
         memory = LayerMemory(memory.keys + [k], memory.values + [v])
         b, c = k.shape

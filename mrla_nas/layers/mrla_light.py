@@ -18,7 +18,8 @@ class MRLALight(MRLAUnit):
 
     Args:
         channels: C.
-        heads: number of heads g (C must divide by it); or give ``dim_per_head`` (default 32).
+        heads: number of heads g (C must divide by it); or give ``dim_per_head``. Default: the
+            paper's (:func:`mrla_nas.paper.paper_heads`: 32 channels per head, gcd(C, 32) below).
         kernel_size: Conv1d kernel of the paper's Q/K projection (default: the ECA rule).
         reduction: None for the paper's Conv1d projection, or r for an SE-style C -> C/r -> C one.
         channel_wise: one channel per head.
@@ -29,7 +30,7 @@ class MRLALight(MRLAUnit):
     torch.Size([2, 64, 8, 8])
     """
 
-    default_dim_per_head = 32
+    form = "light"
 
     def __init__(self, channels: int, heads: Optional[int] = None, dim_per_head: Optional[int] = None,
                  kernel_size: Optional[int] = None, reduction: Optional[int] = None,

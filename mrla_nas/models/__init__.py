@@ -1,9 +1,9 @@
 """MRLA networks on timm backbones; importing this registers them in timm."""
 from . import registry  # noqa: F401  (registers the timm entrypoints)
-from .blocks import FORMS, MRLABasicBlock, MRLABottleneck, default_heads
+from .blocks import FORMS, MRLABasicBlock, MRLABottleneck
 from .mrla_resnet import STEMS, MRLAResNet, MRLAStage
 from .registry import as_arch, build_model
 from .official import from_official_state_dict, official_to_mrla_nas_keys
 
-__all__ = ["MRLAResNet", "MRLAStage", "MRLABottleneck", "MRLABasicBlock", "FORMS", "STEMS", "default_heads",
+__all__ = ["MRLAResNet", "MRLAStage", "MRLABottleneck", "MRLABasicBlock", "FORMS", "STEMS",
            "from_official_state_dict", "official_to_mrla_nas_keys", "build_model", "as_arch"]

@@ -13,18 +13,16 @@ from functools import partial
 from typing import Optional
 
 import torch
-from timm.layers import DropPath
+from timm.layers import DropPath, register_notrace_module
 from timm.models.resnet import BasicBlock, Bottleneck
 from torch import nn
 
-from ..arch import FORMS, paper_heads
+from ..arch import FORMS
+from ..paper import paper_heads
 from ..layers import MRLABase, MRLALight
 from ..layers.cpu_ops import fused_branch_available
 from ..layers.fused_base import fused_base_branch
 from ..layers.fused_light import fused_light_branch
-
-default_heads = paper_heads  # 32 channels per head (light) / 16 (base); gcd(C, d) for other widths
-
 
 class _LayerAttentionMixin:
     """The MRLA branch on top of a timm block; the block subclass supplies ``_residual`` and ``_out_act``."""
@@ -36,7 +34,7 @@ class _LayerAttentionMixin:
         if mrla_form not in ("light", "base"):
             raise ValueError(f"MRLA form={mrla_form!r}; allowed: 'light', 'base' (use a plain block for 'none')")
         channels = planes * self.expansion
-        heads = None if mrla_channel_wise else (mrla_heads or default_heads(mrla_form, channels))
+        heads = None if mrla_channel_wise else (mrla_heads or paper_heads(mrla_form, channels))
         unit = MRLALight if mrla_form == "light" else MRLABase
         self.mrla_form = mrla_form
         self.mrla = unit(channels, heads=heads, kernel_size=mrla_kernel_size, reduction=mrla_reduction,
@@ -69,6 +67,10 @@ class _LayerAttentionMixin:
         return o + self.mrla_drop_path(torch.relu_(self.bn_mrla(attn))), memory
 
 
+# torch.fx cannot trace the branch (it picks the C++ kernels or the plain path by the tensors it
+# sees) and an MRLA-base stage passes a memory between blocks: timm's FX feature extraction keeps
+# these blocks whole, as leaves of the graph, and calls them as they are.
+@register_notrace_module
 class MRLABottleneck(_LayerAttentionMixin, Bottleneck):
     """timm ``Bottleneck`` + MRLA (light or base) on its output."""
 
@@ -81,6 +83,7 @@ class MRLABottleneck(_LayerAttentionMixin, Bottleneck):
         return self.act3(x)
 
 
+@register_notrace_module
 class MRLABasicBlock(_LayerAttentionMixin, BasicBlock):
     """timm ``BasicBlock`` + MRLA (light or base) on its output."""
 

@@ -1,18 +1,22 @@
 """MRLA networks on timm's ResNet: any block type, depth, widths and stem; MRLA chosen per stage."""
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
-from timm.layers import DropPath, create_classifier, get_act_layer, get_norm_layer
+from timm.layers import DropPath, create_classifier, get_act_layer, get_norm_layer, register_notrace_module
+from timm.models import checkpoint_seq
+from timm.models._features import feature_take_indices  # timm exports it nowhere public; its ResNet uses it
 from timm.models.resnet import ResNet, make_blocks
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from ..arch import STEMS
 from .blocks import FORMS, MRLABasicBlock, MRLABottleneck, stage_block_fn
 StageSpec = Dict[str, Any]  # {"form": "none"|"light"|"base", "heads": int|None, "reduction": int|None, ...}
 
 
+@register_notrace_module  # a leaf for torch.fx: the memory it passes along is not a tensor
 class MRLAStage(nn.ModuleList):
     """A stage whose blocks pass MRLA-base keys/values along; a fresh memory at every stage.
 
@@ -20,10 +24,19 @@ class MRLAStage(nn.ModuleList):
     lose the memory (state_dict keys stay ``layerN.M.*``).
     """
 
+    def __init__(self, blocks):
+        super().__init__(blocks)
+        self.grad_checkpointing = False
+        if len(self):  # the first block attends over itself alone: no Wq (nor Wk when it is alone)
+            self[0].mrla.as_first_block(alone=len(self) == 1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         memory = None
         for block in self:
-            x, memory = block(x, memory)
+            if self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting():
+                x, memory = checkpoint(block, x, memory, use_reentrant=False)
+            else:
+                x, memory = block(x, memory)
         return x
 
 
@@ -92,9 +105,14 @@ class MRLAResNet(ResNet):
         self.feature_info = [dict(num_chs=inplanes, reduction=stem_reduction, module="act1")]
 
         block_fns = [stage_block_fn(block, **spec) for spec in self.stage_specs]
-        stages, stage_info = make_blocks(block_fns, tuple(channels), tuple(layers), inplanes,
+        # timm's make_blocks divides by (blocks - 1) for its drop-path rule: a one-block network is
+        # built as two and its second block dropped (the first block's drop-path rate is 0 either way)
+        alone = sum(layers) == 1
+        stages, stage_info = make_blocks(block_fns, tuple(channels), (2,) if alone else tuple(layers), inplanes,
                                          act_layer=act_layer, norm_layer=norm_layer,
                                          drop_path_rate=drop_path_rate, **block_kwargs)
+        if alone:
+            stages = [(stages[0][0], stages[0][1][:1])]
         self.stage_names = []
         for (name, stage), spec in zip(stages, self.stage_specs):
             self.add_module(name, MRLAStage(stage) if spec["form"] == "base" else stage)
@@ -139,23 +157,60 @@ class MRLAResNet(ResNet):
                 p = rate * i / max(len(blocks) - 1, 1)
                 b.mrla_drop_path = DropPath(p) if p > 0 else nn.Identity()
 
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each block in the backward pass instead of keeping its activations (as timm's
+        ResNet; an MRLA-base stage checkpoints block by block with its memory)."""
+        self.grad_checkpointing = enable
+        for name in self.stage_names:
+            stage = getattr(self, name)
+            if isinstance(stage, MRLAStage):
+                stage.grad_checkpointing = enable
+
+    def _run_stage(self, stage: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        if self.grad_checkpointing and not isinstance(stage, MRLAStage) and not torch.jit.is_scripting():
+            return checkpoint_seq(stage, x)  # per block, as timm's ResNet
+        return stage(x)
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.act1(self.bn1(self.conv1(x))))
         for name in self.stage_names:
-            x = getattr(self, name)(x)
+            x = self._run_stage(getattr(self, name), x)
         return x
 
-    def forward_intermediates(self, x: torch.Tensor, indices=None, norm: bool = False, stop_early: bool = False,
-                              output_fmt: str = "NCHW", intermediates_only: bool = False):
-        """timm's intermediates API: stem output, then each stage's output."""
-        from timm.models._features import feature_take_indices
+    def forward_intermediates(self, x: torch.Tensor, indices: Optional[Union[int, List[int]]] = None,
+                              norm: bool = False, stop_early: bool = False, output_fmt: str = "NCHW",
+                              intermediates_only: bool = False
+                              ) -> Union[List[torch.Tensor], Tuple[torch.Tensor, List[torch.Tensor]]]:
+        """timm's intermediates API: the stem output (index 0), then each stage's output.
+
+        As timm's ResNet: ``norm`` changes nothing (a ResNet has no final norm), ``output_fmt`` must
+        be ``"NCHW"``, ``stop_early`` stops after the last stage asked for.
+        """
+        if output_fmt != "NCHW":
+            raise ValueError(f"output_fmt={output_fmt!r}: a ResNet's intermediates are 'NCHW' only")
         take, max_index = feature_take_indices(len(self.stage_names) + 1, indices)
         x = self.act1(self.bn1(self.conv1(x)))
         intermediates = [x] if 0 in take else []
         x = self.maxpool(x)
         names = self.stage_names[:max_index] if stop_early else self.stage_names
         for i, name in enumerate(names, start=1):
-            x = getattr(self, name)(x)
+            x = self._run_stage(getattr(self, name), x)
             if i in take:
                 intermediates.append(x)
         return intermediates if intermediates_only else (x, intermediates)
+
+    def prune_intermediate_layers(self, indices: Union[int, List[int]] = 1, prune_norm: bool = False,
+                                  prune_head: bool = True) -> List[int]:
+        """Drop the stages (and head) that the intermediates ``indices`` do not need, as timm's ResNet."""
+        take, max_index = feature_take_indices(len(self.stage_names) + 1, indices)
+        prune_end = max_index < len(self.stage_names)
+        for name in self.stage_names[max_index:]:
+            setattr(self, name, nn.Sequential())
+        if max_index == 0:
+            self.maxpool = nn.Identity()
+        if prune_end:
+            self.num_features = self.head_hidden_size = self.feature_info[max_index]["num_chs"]
+        if prune_head or prune_end:
+            self.reset_classifier(0, "")
+        return take

@@ -13,6 +13,7 @@ stem ``conv1`` / ``conv1.{0,1,3,4,6}``  unchanged (timm's layout)
 =====================================  ========================================
 
 The architecture (block type, layers, widths, stem, classes, form) is read off the keys and shapes.
+An MRLA-base stage's first block has no Wq here (it is never used there): the official key is dropped.
 """
 from __future__ import annotations
 
@@ -29,6 +30,9 @@ _RENAMES = [
     (re.compile(r"\.mrla\.mrla\.(Wq|Wk)\.weight$"), lambda m: f".mrla.qkv.{m.group(1)}.conv.weight"),
     (re.compile(r"\.mrla\.mrla\.Wv\.weight$"), lambda m: ".mrla.qkv.Wv.weight"),
 ]
+
+
+_FIRST_BLOCK_QK = re.compile(r"^layer\d+\.0\.mrla\.qkv\.(Wq|Wk)\.")
 
 
 def _unwrap(checkpoint: Mapping) -> Dict[str, torch.Tensor]:
@@ -123,6 +127,12 @@ def from_official_state_dict(state_dict: Mapping, form: Optional[str] = None, nu
         arch["num_classes"] = num_classes
         sd = OrderedDict((k, v) for k, v in sd.items() if not k.startswith("fc."))
     model = MRLAResNet(**dict(arch, **model_kwargs))
+    # Official MRLA-base checkpoints hold Wq (and, in a stage of one block, Wk) in each stage's first
+    # block, which never gets a gradient there (its softmax is over one key); our first blocks have
+    # none. Those keys, and only those, are dropped.
+    ours = model.state_dict()
+    unused = [k for k in sd if k not in ours and _FIRST_BLOCK_QK.match(k)]
+    sd = OrderedDict((k, v) for k, v in sd.items() if k not in set(unused))
     missing, unexpected = model.load_state_dict(sd, strict=False)
     missing = [k for k in missing if not k.startswith("fc.") or "fc.weight" in sd]
     problems = []

@@ -127,12 +127,16 @@ def build_model(arch, **overrides) -> MRLAResNet:
     return MRLAResNet(**dict(as_arch(arch).model_kwargs(), **overrides))
 
 
+# What ``mrla_resnet`` builds without ``arch=``: the paper's headline network, MRLA-light ResNet-50.
+DEFAULT_ARCH = ArchConfig.from_dict({"stages": "light"})
+
+
 @register_model
 def mrla_resnet(pretrained=False, arch=None, **kwargs) -> MRLAResNet:
-    """Any MRLA ResNet from an ``arch=`` ArchConfig, dict or YAML path (what ``mrla-nas export`` writes).
+    """Any MRLA ResNet from an ``arch=`` ArchConfig, dict or YAML path (what ``mrla-nas export`` writes);
+    without ``arch=``, MRLA-light ResNet-50 (``DEFAULT_ARCH``).
 
     Other keyword arguments (``num_classes``, ``in_chans``, ``drop_path_rate``, ...) override the config's.
     """
-    if arch is None:
-        raise ValueError("mrla_resnet needs arch= (an ArchConfig, a dict or a YAML/JSON path)")
-    return _create("mrla_resnet", pretrained, **dict(as_arch(arch).model_kwargs(), **kwargs))
+    arch = DEFAULT_ARCH if arch is None else as_arch(arch)
+    return _create("mrla_resnet", pretrained, **dict(arch.model_kwargs(), **kwargs))
