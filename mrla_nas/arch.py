@@ -13,7 +13,6 @@ True
 """
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field, replace
@@ -21,21 +20,20 @@ from typing import Any, Dict, Optional, Tuple
 
 import yaml
 
+from .errors import ConfigError, did_you_mean, key_label, show
 from .paper import paper_heads
+from .yaml_io import load_yaml_file, load_yaml_text
 
 FORMS = ("none", "light", "base")
 BLOCKS = {"basic": 1, "bottleneck": 4}  # block type -> channel expansion
 STEMS = ("7x7", "deep", "small")
 DEFAULT_STEM_WIDTH = {"7x7": 64, "deep": 32, "small": 16}
-
-
-class ConfigError(ValueError):
-    """A config or space field with a bad value; the message names the field, the value and what is allowed."""
-
-
-def did_you_mean(word: str, allowed) -> str:
-    close = difflib.get_close_matches(str(word), [str(a) for a in allowed], n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+# Bounds checked before anything is built: far beyond the networks MRLA was published on, they keep
+# a typo or a hostile file from asking for terabytes (one source for the configs and the spaces).
+LIMITS = {"stages": 8, "blocks": 512, "channels": 8192, "stem_width": 4096, "in_chans": 1024,
+          "num_classes": 1_000_000}
+MAX_PARAMS = 2_000_000_000           # about 8 GB of float32 weights
+MAX_FEATURE_MAP = 1 << 26            # elements of one image's largest feature map (256 MiB in float32)
 
 
 @dataclass(frozen=True)
@@ -75,20 +73,23 @@ class ArchConfig:
         allowed = {f for f in cls.__dataclass_fields__}
         for k in data:
             if k not in allowed:
-                raise ConfigError(f"{where}.{k}: unknown key{did_you_mean(k, allowed)}; allowed: {sorted(allowed)}")
+                raise ConfigError(f"{where}.{key_label(k)}: unknown key{did_you_mean(k, allowed)}; "
+                                  f"allowed: {sorted(allowed)}")
         d = dict(data)
-        for key in ("layers", "channels"):
+        for key, limit in (("layers", LIMITS["blocks"]), ("channels", LIMITS["channels"])):
             if key in d:
                 v = d[key]
-                if not isinstance(v, (list, tuple)) or not v or not all(_is_pos_int(x) for x in v):
-                    raise ConfigError(f"{where}.{key}={v!r}: expected a non-empty list of positive integers")
+                if (not isinstance(v, (list, tuple)) or not v or len(v) > LIMITS["stages"]
+                        or not all(_is_pos_int(x) and x <= limit for x in v)):
+                    raise ConfigError(f"{where}.{key}={show(v)}: expected a list of 1 to {LIMITS['stages']} "
+                                      f"integers in [1, {limit}], one per stage")
                 d[key] = tuple(v)
         n = len(d.get("layers", cls.layers))
         stages = d.get("stages", ["none"] * n)
         if isinstance(stages, (str, dict)):
             stages = [stages] * n
         if not isinstance(stages, (list, tuple)):
-            raise ConfigError(f"{where}.stages={stages!r}: expected a list with one entry per stage")
+            raise ConfigError(f"{where}.stages={show(stages)}: expected a list with one entry per stage")
         d["stages"] = tuple(_stage_from(s, f"{where}.stages[{i}]") for i, s in enumerate(stages))
         arch = cls(**d)
         arch.validate(where)
@@ -96,22 +97,28 @@ class ArchConfig:
 
     def validate(self, where: str = "arch") -> None:
         if self.block not in BLOCKS:
-            raise ConfigError(f"{where}.block={self.block!r}: allowed: {list(BLOCKS)}{did_you_mean(self.block, BLOCKS)}")
+            raise ConfigError(f"{where}.block={show(self.block)}: allowed: {list(BLOCKS)}{did_you_mean(self.block, BLOCKS)}")
         if self.stem not in STEMS:
-            raise ConfigError(f"{where}.stem={self.stem!r}: allowed: {list(STEMS)}{did_you_mean(self.stem, STEMS)}")
+            raise ConfigError(f"{where}.stem={show(self.stem)}: allowed: {list(STEMS)}{did_you_mean(self.stem, STEMS)}")
         if len(self.layers) != len(self.channels):
             raise ConfigError(f"{where}.channels: {len(self.channels)} stages, but layers has {len(self.layers)}")
         if len(self.stages) != len(self.layers):
             raise ConfigError(f"{where}.stages: {len(self.stages)} entries for {len(self.layers)} stages")
         for key in ("in_chans", "num_classes"):
-            if not _is_pos_int(getattr(self, key)):
-                raise ConfigError(f"{where}.{key}={getattr(self, key)!r}: expected a positive integer")
-        if self.stem_width is not None and not _is_pos_int(self.stem_width):
-            raise ConfigError(f"{where}.stem_width={self.stem_width!r}: expected a positive integer or null")
+            v = getattr(self, key)
+            if not _is_pos_int(v) or v > LIMITS[key]:
+                raise ConfigError(f"{where}.{key}={show(v)}: expected an integer in [1, {LIMITS[key]:,}]")
+        if self.stem_width is not None and not (_is_pos_int(self.stem_width)
+                                                and self.stem_width <= LIMITS["stem_width"]):
+            raise ConfigError(f"{where}.stem_width={show(self.stem_width)}: expected an integer in "
+                              f"[1, {LIMITS['stem_width']}] or null")
         for key in ("drop_path_rate", "mrla_drop_path_rate"):
             v = getattr(self, key)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v < 1:
-                raise ConfigError(f"{where}.{key}={v!r}: expected a number in [0, 1)")
+                raise ConfigError(f"{where}.{key}={show(v)}: expected a number in [0, 1)")
+        if self.params_bound() > MAX_PARAMS:
+            raise ConfigError(f"{where}: about {self.params_bound():,} parameters, more than the "
+                              f"{MAX_PARAMS:,} mrla-nas builds; check layers and channels")
         for i, (s, width) in enumerate(zip(self.stages, self.widths())):
             if s.form == "none":
                 continue
@@ -124,6 +131,43 @@ class ArchConfig:
     def widths(self) -> Tuple[int, ...]:
         """Output channels of each stage (the width MRLA runs at)."""
         return tuple(c * BLOCKS[self.block] for c in self.channels)
+
+    def params_bound(self) -> int:
+        """An upper bound of the parameter count, from the layout alone (nothing built): convolutions,
+        projection shortcuts, MRLA's Q/K projections at their largest, the classifier."""
+        sw = self.stem_width or DEFAULT_STEM_WIDTH[self.stem]
+        n = {"7x7": 49 * self.in_chans * sw, "small": 9 * self.in_chans * sw,
+             "deep": 9 * (self.in_chans * sw + sw * sw + 2 * sw * sw)}[self.stem]
+        inplanes = 2 * sw if self.stem == "deep" else sw
+        for blocks, c, width in zip(self.layers, self.channels, self.widths()):
+            for b in range(blocks):
+                if self.block == "basic":
+                    n += 9 * inplanes * c + 9 * c * c
+                else:
+                    n += inplanes * c + 9 * c * c + c * width
+                n += inplanes * width if b == 0 else 0      # projection shortcut
+                n += 4 * width * width + 16 * width        # MRLA (an SE-style projection at r=1), BNs
+                inplanes = width
+        return n + inplanes * self.num_classes + self.num_classes
+
+    def largest_feature_map(self, resolution: int) -> int:
+        """Elements of one image's largest feature map at ``resolution`` (the stem's or a stage's)."""
+        stride = 1 if self.stem == "small" else 2
+        sw = (self.stem_width or DEFAULT_STEM_WIDTH[self.stem]) * (2 if self.stem == "deep" else 1)
+        side = -(-resolution // stride)
+        out = sw * side * side
+        side = side if self.stem == "small" else -(-side // 2)   # the stem's max-pool
+        for i, width in enumerate(self.widths()):
+            side = side if i == 0 else -(-side // 2)
+            out = max(out, width * side * side)
+        return out
+
+    def check_input(self, resolution: int, where: str = "input") -> None:
+        """ConfigError when one image of ``resolution`` px would need an unreasonable feature map."""
+        if self.largest_feature_map(resolution) > MAX_FEATURE_MAP:
+            raise ConfigError(f"{where}={resolution}: a {resolution} px image needs a feature map of "
+                              f"{self.largest_feature_map(resolution):,} values in this network, more than the "
+                              f"{MAX_FEATURE_MAP:,} mrla-nas allows; lower the resolution or the widths")
 
     def canonical(self) -> "ArchConfig":
         """The same network with every default made explicit and every irrelevant field dropped."""
@@ -168,7 +212,7 @@ class ArchConfig:
 
     @classmethod
     def from_yaml(cls, text: str) -> "ArchConfig":
-        return cls.from_dict(yaml.safe_load(text))
+        return cls.from_dict(load_yaml_text(text, "arch"))
 
     @classmethod
     def from_json(cls, text: str) -> "ArchConfig":
@@ -185,26 +229,30 @@ def _stage_from(s, where: str) -> StageConfig:
     if isinstance(s, str):
         s = {"form": s}
     if not isinstance(s, dict):
-        raise ConfigError(f"{where}={s!r}: expected a form name or a mapping with form/heads/reduction")
+        raise ConfigError(f"{where}={show(s)}: expected a form name or a mapping with form/heads/reduction")
     allowed = {"form", "heads", "reduction"}
     for k in s:
         if k not in allowed:
-            raise ConfigError(f"{where}.{k}: unknown key{did_you_mean(k, allowed)}; allowed: {sorted(allowed)}")
+            raise ConfigError(f"{where}.{key_label(k)}: unknown key{did_you_mean(k, allowed)}; "
+                              f"allowed: {sorted(allowed)}")
     form = s.get("form", "none")
     if form not in FORMS:
-        raise ConfigError(f"{where}.form={form!r}: allowed: {list(FORMS)}{did_you_mean(form, FORMS)}")
+        raise ConfigError(f"{where}.form={show(form)}: allowed: {list(FORMS)}{did_you_mean(form, FORMS)}")
     for k in ("heads", "reduction"):
         if s.get(k) is not None and not _is_pos_int(s[k]):
-            raise ConfigError(f"{where}.{k}={s[k]!r}: expected a positive integer or null")
+            raise ConfigError(f"{where}.{k}={show(s[k])}: expected a positive integer or null")
     return StageConfig(form, s.get("heads"), s.get("reduction"))
 
 
 def load_arch(path) -> ArchConfig:
-    """Read an ArchConfig from a YAML or JSON file (an exported file with ``arch:`` works too)."""
-    with open(path) as f:
-        text = f.read()
-    try:
-        data = yaml.safe_load(text)  # YAML is a superset of JSON
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML/JSON ({str(e).splitlines()[0]})") from None
+    """Read an ArchConfig from a YAML or JSON file (an exported file with ``arch:`` works too); read as
+    safely and boundedly as a search space (:mod:`mrla_nas.yaml_io`)."""
+    data = load_yaml_file(path, "architecture file")  # YAML is a superset of JSON
     return ArchConfig.from_dict(data, where=str(path))
+
+
+def load_arch_document(path) -> Tuple[ArchConfig, Dict[str, Any]]:
+    """An ArchConfig and, for an exported file, its ``metrics`` (input shape, FLOPs...; {} otherwise)."""
+    data = load_yaml_file(path, "architecture file")
+    metrics = data.get("metrics") if isinstance(data, dict) and isinstance(data.get("arch"), dict) else None
+    return ArchConfig.from_dict(data, where=str(path)), metrics if isinstance(metrics, dict) else {}

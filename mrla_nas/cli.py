@@ -46,20 +46,41 @@ def _cmd_space(args) -> None:
     print(format_summary(space, summarize(space)))
 
 
+def _recorded_input(metrics: dict, arch) -> Optional[tuple]:
+    shape = metrics.get("input_shape")
+    if (isinstance(shape, list) and len(shape) == 4 and all(isinstance(v, int) and v > 0 for v in shape)
+            and shape[1] == arch.in_chans):
+        return tuple(shape)
+    return None
+
+
 def _cmd_build(args) -> None:
-    from mrla_nas.arch import load_arch
+    from mrla_nas.arch import load_arch_document
     from mrla_nas.cost import measure
     from mrla_nas.models import build_model
 
-    arch = load_arch(args.file)
-    model = build_model(arch)
-    shape = (1, arch.in_chans, args.input_size, args.input_size)
-    cost = measure(model, shape, convention=args.convention)
+    arch, metrics = load_arch_document(args.file)
+    recorded = _recorded_input(metrics, arch)
+    if args.input_size is not None:
+        shape, source = (1, arch.in_chans, args.input_size, args.input_size), "--input-size"
+    elif recorded is not None:
+        shape, source = recorded, "recorded in the file"
+    else:  # a plain config: the size its stem is made for
+        size = 32 if arch.stem == "small" else 224
+        shape, source = (1, arch.in_chans, size, size), f"default for the {arch.stem} stem; --input-size to change"
+    arch.check_input(shape[-1], "--input-size")
+    convention = args.convention or metrics.get("flops_convention") or "fvcore"
+    cost = measure(build_model(arch), shape, convention=convention)
     print(f"{arch.summary()}  key {arch.key()}")
     for i, (s, w) in enumerate(zip(arch.canonical().stages, arch.widths()), start=1):
         extra = "" if s.form == "none" else f" heads={s.heads} reduction={s.reduction}"
         print(f"  stage {i}: {arch.layers[i - 1]} x {arch.block}, width {w}, MRLA {s.form}{extra}")
-    print(f"  params {cost.params:,}  FLOPs {cost.flops:,} ({args.convention}, input {shape[1:]})")
+    print(f"  input {shape[1:]} ({source})")
+    print(f"  params {cost.params:,}  FLOPs {cost.flops:,} ({convention})")
+    if recorded == shape and metrics.get("flops") not in (None, cost.flops) and convention == metrics.get(
+            "flops_convention", convention):
+        print(f"  note: the file records {metrics['flops']:,} FLOPs for this input; this build counts "
+              f"{cost.flops:,} (another mrla-nas or fvcore version?)")
 
 
 def _cmd_search(args) -> None:
@@ -115,15 +136,48 @@ def _amount(text: str) -> float:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def _int_in(text: str, lo: int, hi: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = lo - 1
+    if not lo <= value <= hi:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected an integer in [{lo}, {hi:,}]")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    return _int_in(text, 1, 100_000_000)
+
+
+def _input_size(text: str) -> int:
+    return _int_in(text, 1, 4096)
+
+
+def _non_negative_int(text: str) -> int:
+    return _int_in(text, 0, 2 ** 32 - 1)
+
+
+def _finite_float(text: str) -> float:
+    import math
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a finite number >= 0")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mrla-nas", description="Search where MRLA layer attention pays off.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("cost", help="params and FLOPs (fvcore) of timm / MRLA models, side by side")
     p.add_argument("models", nargs="+", help="registered model names; the first is the reference")
-    p.add_argument("--input-size", type=int, default=224)
-    p.add_argument("--in-chans", type=int, default=3)
-    p.add_argument("--num-classes", type=int, default=1000)
+    p.add_argument("--input-size", type=_input_size, default=224)
+    p.add_argument("--in-chans", type=_positive_int, default=3)
+    p.add_argument("--num-classes", type=_positive_int, default=1000)
     p.add_argument("--convention", choices=["fvcore", "complete"], default="fvcore")
     p.set_defaults(func=_cmd_cost)
 
@@ -136,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("space", help="path to SPACE.yaml")
     p.add_argument("--name", help="run name (default: the space's name)")
     p.add_argument("--runs-dir", default="runs", help="where run directories go (default: ./runs)")
-    p.add_argument("--trials", type=int, help="total number of trials (overrides search.trials)")
+    p.add_argument("--trials", type=_positive_int, help="total number of trials (overrides search.trials)")
     p.add_argument("--resume", action="store_true", help="continue the run directory of the same name")
     p.add_argument("--address", help="an existing Ray cluster (default: RAY_ADDRESS, else a local Ray)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -150,10 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="write the chosen architecture config of a run")
     p.add_argument("run")
     which = p.add_mutually_exclusive_group()
-    which.add_argument("--trial", type=int, help="this trial id")
+    which.add_argument("--trial", type=_non_negative_int, help="this trial id")
     which.add_argument("--knee", action="store_true", help="the knee of the front (default)")
     which.add_argument("--max-flops", type=_amount, help="the most accurate front trial within this many FLOPs")
-    which.add_argument("--min-accuracy", type=float, help="the cheapest front trial reaching this accuracy")
+    which.add_argument("--min-accuracy", type=_finite_float, help="the cheapest front trial reaching this accuracy")
     p.add_argument("-o", "--output", help="output YAML (default: RUN/best.yaml)")
     p.set_defaults(func=_cmd_export)
 
@@ -161,38 +215,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", help="an exported ArchConfig (best.yaml)")
     p.add_argument("--dataset", choices=["fashion-mnist", "mnist", "cifar10", "imagefolder"])
     p.add_argument("--path", help="dataset folder (default: the one the search used)")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
+    p.add_argument("--epochs", type=_positive_int)
+    p.add_argument("--batch-size", type=_positive_int)
+    p.add_argument("--lr", type=_finite_float)
     p.add_argument("--optimizer", choices=["sgd", "adamw"])
-    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--weight-decay", type=_finite_float)
     p.add_argument("--augmentation", choices=["none", "flip", "crop_flip"])
-    p.add_argument("--resolution", type=int)
-    p.add_argument("--train-size", type=int, help="a stratified subset of the training split")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--threads", type=int)
+    p.add_argument("--resolution", type=_positive_int)
+    p.add_argument("--train-size", type=_positive_int, help="a stratified subset of the training split")
+    p.add_argument("--seed", type=_non_negative_int)
+    p.add_argument("--threads", type=_positive_int)
     p.add_argument("--out", help="output folder (default: FILE-train/); an existing checkpoint there is resumed")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("build", help="build the network of an architecture config and print its summary")
     p.add_argument("file", help="an ArchConfig YAML/JSON (what `mrla-nas export` writes)")
-    p.add_argument("--input-size", type=int, default=32)
-    p.add_argument("--convention", choices=["fvcore", "complete"], default="fvcore")
+    p.add_argument("--input-size", type=_input_size,
+                   help="side of the square input (default: the input recorded in an exported file, else 32 "
+                        "for the small stem and 224 for the others)")
+    p.add_argument("--convention", choices=["fvcore", "complete"],
+                   help="FLOPs convention (default: the file's, else fvcore)")
     p.set_defaults(func=_cmd_build)
     return parser
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    """Run the CLI. Bad input (a ConfigError from the package, a usage error) is one line and exit 2;
+    anything else is a bug and keeps its traceback (exit 1)."""
+    from mrla_nas.errors import ConfigError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         args.func(args)
-    except (UsageError, ValueError) as e:  # ConfigError is a ValueError
+    except (UsageError, ConfigError) as e:
         print(f"mrla-nas: error: {e}".splitlines()[0], file=sys.stderr)
         return 2
-    except OSError as e:
-        print(f"mrla-nas: error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        print("mrla-nas: interrupted" + ("; `mrla-nas search ... --resume` continues the run"
+                                         if args.command == "search" else ""), file=sys.stderr)
+        return 130
     return 0
 
 

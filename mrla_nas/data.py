@@ -24,7 +24,11 @@ _IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
               "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 
 
-class DatasetMissing(ConfigError):
+class DatasetError(ConfigError):
+    """A dataset file that is not what its format says (truncated, corrupt, foreign)."""
+
+
+class DatasetMissing(DatasetError):
     """A dataset folder or file is not where the space says; the message says how to fix it."""
 
 
@@ -47,13 +51,35 @@ class ArrayDataset:
 def read_idx(path: str) -> np.ndarray:
     """An IDX file (MNIST format), gzipped or not, as a numpy array."""
     opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        data = f.read()
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError) as e:  # a corrupt or truncated .gz is the user's file, not a bug
+        raise DatasetError(f"{path}: cannot be read as an IDX file ({e})") from None
+    if len(data) < 4:
+        raise DatasetError(f"{path}: not an IDX file (only {len(data)} bytes)")
     zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
-    if zero != 0 or dtype_code != 0x08:
-        raise ValueError(f"{path}: not an unsigned-byte IDX file")
+    if zero != 0 or dtype_code != 0x08 or not 1 <= ndim <= 4 or len(data) < 4 + 4 * ndim:
+        raise DatasetError(f"{path}: not an unsigned-byte IDX file")
     shape = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
+    if int(np.prod(shape)) != len(data) - 4 - 4 * ndim:
+        raise DatasetError(f"{path}: truncated or padded IDX file (header says {shape}, "
+                           f"{len(data) - 4 - 4 * ndim:,} bytes of data)")
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """CIFAR-10's python batches are pickles; unpickling may run code, so only what those files
+    hold is allowed (dicts, lists, bytes and numpy arrays)."""
+
+    _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
+                ("numpy._core.multiarray", "scalar")}
+
+    def find_class(self, module, name):
+        if (module, name) in self._ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"{module}.{name} is not part of a CIFAR-10 batch")
 
 
 def _find(folder: str, stem: str, hint: str) -> str:
@@ -82,10 +108,13 @@ def load_cifar10(folder: str, split: str = "train") -> ArrayDataset:
         path = os.path.join(folder, name)
         if not os.path.isfile(path):
             raise DatasetMissing(f"proxy.path={folder!r}: no {name} there; {hint}")
-        with open(path, "rb") as f:
-            batch = pickle.load(f, encoding="bytes")  # the official CIFAR-10 python format
-        xs.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-        ys.append(np.asarray(batch[b"labels"], dtype=np.int64))
+        try:
+            with open(path, "rb") as f:
+                batch = _CifarUnpickler(f, encoding="bytes").load()  # the official CIFAR-10 python format
+            xs.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+            ys.append(np.asarray(batch[b"labels"], dtype=np.int64))
+        except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError, AttributeError) as e:
+            raise DatasetError(f"{path}: not a CIFAR-10 python batch ({type(e).__name__}: {e})") from None
     return ArrayDataset(torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys)), 10)
 
 

@@ -51,7 +51,7 @@ def load_run(path) -> Run:
     """
     path = Path(path)
     check_run_dir(path)
-    space = SearchSpace.from_dict(yaml.safe_load((path / "space.yaml").read_text()), check_paths=False)
+    space = SearchSpace.from_file(path / "space.yaml", check_paths=False)
     df = trials_table(path)
     front, hv, ref, knee = pareto(df, space.objectives, space.constraints["max_flops"])
     knee_id = int(df.loc[knee, "trial_id"]) if knee is not None else None
@@ -158,7 +158,8 @@ def export(run: Run, row: pd.Series, out_path) -> Path:
     doc = {"arch": arch.to_dict(),
            "metrics": {"accuracy": float(row["accuracy"]), "flops": int(row["flops"]), "params": int(row["params"]),
                        "flops_convention": run.space.flops_convention,
-                       "input_shape": list(run.space.input_shape()), "fidelity": float(row["fidelity"])},
+                       "input_shape": [1, arch.in_chans, run.space.proxy["resolution"], run.space.proxy["resolution"]],
+                       "fidelity": float(row["fidelity"])},
            "provenance": {"run": str(run.path.resolve()), "trial": int(row["trial_id"]), "key": arch.key(),
                           "seed": run.space.seed, "space": run.space.name,
                           "proxy": {k: run.space.proxy[k] for k in ("dataset", "train_size", "val_size", "epochs",

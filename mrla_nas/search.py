@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 import optuna
-import yaml
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Ray's own console tables: progress.py reports instead
 # An over-budget trial reports its cost but no accuracy (it is never trained); Tune's strict check
 # would reject that result.
@@ -274,7 +273,7 @@ def search(space_path, name: Optional[str] = None, runs_dir="runs", trials: Opti
     run_dir = Path(runs_dir) / (name or space.name)
     if resume:
         check_run_dir(run_dir)
-        frozen = SearchSpace.from_dict(yaml.safe_load((run_dir / "space.yaml").read_text()))
+        frozen = SearchSpace.from_file(run_dir / "space.yaml", check_paths=False)
         if dict(frozen.to_dict(), search=None) != dict(space.to_dict(), search=None):
             raise ConfigError(f"{space_path}: differs from the run's frozen space ({run_dir}/space.yaml) beyond "
                               "the search section; resume with the same space or start a new --name")

@@ -28,14 +28,16 @@ Schema (every section but ``name`` optional; see README "Search-space reference"
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import re
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
-import yaml
-
-from .arch import (BLOCKS, DEFAULT_STEM_WIDTH, FORMS, STEMS, ArchConfig, ConfigError, StageConfig, did_you_mean, paper_heads)
+from .arch import BLOCKS, DEFAULT_STEM_WIDTH, FORMS, LIMITS, STEMS, ArchConfig, StageConfig
+from .errors import ConfigError, did_you_mean, key_label, show
+from .paper import paper_heads
+from .yaml_io import load_yaml_file, load_yaml_text
 
 DATASETS = {
     "fashion-mnist": "/usr/share/datasets/fashion-mnist",
@@ -56,6 +58,10 @@ _BACKBONE_DEFAULTS = dict(block="bottleneck", layers=[3, 4, 6, 3], channels=[64,
 _PROXY_DEFAULTS = dict(dataset="fashion-mnist", path=None, train_size=5000, val_size=1000, epochs=2,
                        resolution=28, batch_size=128, optimizer="sgd", lr=0.1, momentum=0.9,
                        weight_decay=5e-4, augmentation="none", threads=1)
+# Upper bounds: beyond any real recipe, they stop a typo from asking for a terabyte of images.
+_PROXY_LIMITS = dict(train_size=100_000_000, val_size=100_000_000, epochs=100_000, resolution=4096,
+                     batch_size=65_536, threads=1024)
+MAX_BACKBONE_CHOICES = 4096
 _SEARCH_DEFAULTS = dict(sampler="tpe", trials=20, concurrency=2, scheduler="none", initial=[])
 _TOP_KEYS = ("name", "seed", "backbone", "stages", "objectives", "constraints", "proxy", "search",
              "flops_convention")
@@ -64,7 +70,7 @@ _STAGE_KEYS = ("form", "heads", "channels_per_head", "reduction")
 
 # ---- small checkers: each raises ConfigError naming the path, the value and what is allowed ----
 def _fail(path: str, value: Any, allowed: str) -> None:
-    raise ConfigError(f"{path}={value!r}: {allowed}")
+    raise ConfigError(f"{path}={show(value)}: {allowed}")
 
 
 def _check_keys(d: Dict, allowed, path: str) -> None:
@@ -72,15 +78,16 @@ def _check_keys(d: Dict, allowed, path: str) -> None:
         _fail(path, d, "expected a mapping")
     for k in d:
         if k not in allowed:
-            where = f"{path}.{k}" if path else str(k)
+            where = f"{path}.{key_label(k)}" if path else key_label(k)
             raise ConfigError(f"{where}: unknown key{did_you_mean(k, allowed)}; allowed: {', '.join(allowed)}")
 
 
-def _pos_int(v, path, allow_none=False):
+def _pos_int(v, path, allow_none=False, hi=None):
     if v is None and allow_none:
         return v
-    if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
-        _fail(path, v, "expected a positive integer" + (" or null" if allow_none else ""))
+    if not isinstance(v, int) or isinstance(v, bool) or v <= 0 or (hi is not None and v > hi):
+        _fail(path, v, (f"expected an integer in [1, {hi:,}]" if hi is not None else "expected a positive integer")
+              + (" or null" if allow_none else ""))
     return v
 
 
@@ -91,6 +98,8 @@ def _number(v, path, lo=None, hi=None, allow_none=False):
         v = _parse_amount(v, path)
     if not isinstance(v, (int, float)) or isinstance(v, bool):
         _fail(path, v, "expected a number")
+    if not math.isfinite(v):  # .nan compares false with every bound; .inf is no budget (use null)
+        _fail(path, v, "expected a finite number" + (" (null for none)" if allow_none else ""))
     if (lo is not None and v < lo) or (hi is not None and v > hi):
         _fail(path, v, f"expected a number in [{lo}, {hi}]")
     return v
@@ -98,7 +107,7 @@ def _number(v, path, lo=None, hi=None, allow_none=False):
 
 def _parse_amount(text: str, path: str) -> float:
     """'60M', '1.2G', '5e7' -> a number (YAML 1.1 reads 5e7 as a string)."""
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([kKmMgGtT]?)\s*", text)
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([kKmMgGtT]?)\s*", text) if len(text) < 64 else None
     if not m:
         _fail(path, text, "expected a number such as 60000000, 6.0e+7 or 60M")
     return float(m.group(1)) * {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}[m.group(2).lower()]
@@ -106,7 +115,7 @@ def _parse_amount(text: str, path: str) -> float:
 
 def _one_of(v, allowed, path):
     if v not in allowed:
-        raise ConfigError(f"{path}={v!r}: allowed: {', '.join(map(str, allowed))}{did_you_mean(v, allowed)}")
+        raise ConfigError(f"{path}={show(v)}: allowed: {', '.join(map(str, allowed))}{did_you_mean(v, allowed)}")
     return v
 
 
@@ -156,18 +165,18 @@ class SearchSpace:
     # ---- reading ---------------------------------------------------------------------------
     @classmethod
     def from_yaml(cls, text: str, source: str = "space", check_paths: bool = True) -> "SearchSpace":
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{source}: not valid YAML ({str(e).splitlines()[0]})") from None
+        data = load_yaml_text(text, source)
+        if data is None:
+            raise ConfigError(f"{source}: empty; a space needs at least a name (see search_spaces/tiny.yaml)")
         return cls.from_dict(data, check_paths=check_paths)
 
     @classmethod
     def from_file(cls, path, check_paths: bool = True) -> "SearchSpace":
-        if not os.path.isfile(path):
-            raise ConfigError(f"space file {str(path)!r}: does not exist")
-        with open(path) as f:
-            return cls.from_yaml(f.read(), source=str(path), check_paths=check_paths)
+        """Read with :mod:`mrla_nas.yaml_io`: safe loader, bounded size and depth, no duplicate keys."""
+        data = load_yaml_file(path, "space file")
+        if data is None:
+            raise ConfigError(f"{path}: empty; a space needs at least a name (see search_spaces/tiny.yaml)")
+        return cls.from_dict(data, check_paths=check_paths)
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any], check_paths: bool = True) -> "SearchSpace":
@@ -179,11 +188,11 @@ class SearchSpace:
         if "name" not in data:
             raise ConfigError("name: missing; give the space a name (used for the run directory)")
         name = data["name"]
-        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-            _fail("name", name, "expected letters, digits, '_', '-' or '.'")
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,100}", name) or name in (".", ".."):
+            _fail("name", name, "expected 1 to 100 letters, digits, '_', '-' or '.' (it names the run directory)")
         seed = data.get("seed", 0)
-        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-            _fail("seed", seed, "expected a non-negative integer")
+        if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2 ** 32:
+            _fail("seed", seed, "expected an integer in [0, 2**32)")
 
         backbone = cls._read_backbone(data.get("backbone", {}))
         n_stages = len(backbone["layers"][0])
@@ -195,6 +204,7 @@ class SearchSpace:
         convention = _one_of(data.get("flops_convention", "fvcore"), CONVENTIONS, "flops_convention")
         space = cls(name, seed, backbone, stages, objectives, constraints, proxy, search, convention)
         space._check_divisibility()
+        space._check_sizes()
         for i, ref in enumerate(search["initial"]):
             space._check_contains(space.reference_config(ref, space.backbone_combos()[0]), f"search.initial[{i}]")
         return space
@@ -214,13 +224,14 @@ class SearchSpace:
                     vals = raw
                 else:
                     vals = [raw]
+                hi = LIMITS["blocks" if key == "layers" else "channels"]
                 for i, v in enumerate(vals):
                     p = f"{path}[{i}]" if len(vals) > 1 else path
-                    if not isinstance(v, list) or not v:
-                        _fail(p, v, "expected a non-empty list of positive integers, one per stage")
+                    if not isinstance(v, list) or not v or len(v) > LIMITS["stages"]:
+                        _fail(p, v, f"expected a list of 1 to {LIMITS['stages']} positive integers, one per stage")
                     for j, x in enumerate(v):
-                        _pos_int(x, f"{p}[{j}]")
-                out[key] = tuple(tuple(v) for v in vals)
+                        _pos_int(x, f"{p}[{j}]", hi=hi)
+                out[key] = tuple(dict.fromkeys(tuple(v) for v in vals))
                 continue
             vals = _choices(raw, path)
             for i, v in enumerate(vals):
@@ -230,12 +241,16 @@ class SearchSpace:
                 elif key == "stem":
                     _one_of(v, STEMS, p)
                 elif key == "stem_width":
-                    _pos_int(v, p, allow_none=True)
+                    _pos_int(v, p, allow_none=True, hi=LIMITS["stem_width"])
                 elif key in ("in_chans", "num_classes"):
-                    _pos_int(v, p)
+                    _pos_int(v, p, hi=LIMITS[key])
                 else:
                     _number(v, p, 0, 0.99)
-            out[key] = tuple(vals)
+            out[key] = tuple(dict.fromkeys(vals))
+        combos = math.prod(len(v) for v in out.values())
+        if combos > MAX_BACKBONE_CHOICES:
+            _fail("backbone", f"<{combos:,} combinations>", f"at most {MAX_BACKBONE_CHOICES:,} combinations of "
+                  "backbone choices; search fewer backbones at once")
         lengths = {len(v) for v in out["layers"] + out["channels"]}
         if len(lengths) != 1:
             _fail("backbone.channels", [list(c) for c in out["channels"]],
@@ -293,8 +308,8 @@ class SearchSpace:
         _check_keys(d, tuple(_PROXY_DEFAULTS), "proxy")
         p = dict(_PROXY_DEFAULTS, **d)
         _one_of(p["dataset"], tuple(DATASETS), "proxy.dataset")
-        for k in ("train_size", "val_size", "epochs", "resolution", "batch_size", "threads"):
-            _pos_int(p[k], f"proxy.{k}")
+        for k, hi in _PROXY_LIMITS.items():
+            _pos_int(p[k], f"proxy.{k}", hi=hi)
         _one_of(p["optimizer"], OPTIMIZERS, "proxy.optimizer")
         _one_of(p["augmentation"], AUGMENTATIONS, "proxy.augmentation")
         p["lr"] = _number(p["lr"], "proxy.lr", lo=1e-8, hi=10)
@@ -303,7 +318,7 @@ class SearchSpace:
         if p["path"] is None:
             p["path"] = DATASETS[p["dataset"]]
             if p["path"] is None:
-                raise ConfigError(f"proxy.path: required for dataset {p['dataset']!r} (a local folder; "
+                raise ConfigError(f"proxy.path: required for dataset {show(p['dataset'])} (a local folder; "
                                   "nothing is downloaded)")
         if not isinstance(p["path"], str):
             _fail("proxy.path", p["path"], "expected a folder path")
@@ -323,8 +338,8 @@ class SearchSpace:
         s = dict(_SEARCH_DEFAULTS, **d)
         _one_of(s["sampler"], SAMPLERS, "search.sampler")
         _one_of(s["scheduler"], SCHEDULERS, "search.scheduler")
-        _pos_int(s["trials"], "search.trials")
-        _pos_int(s["concurrency"], "search.concurrency")
+        _pos_int(s["trials"], "search.trials", hi=1_000_000)
+        _pos_int(s["concurrency"], "search.concurrency", hi=4096)
         if not isinstance(s["initial"], list):
             _fail("search.initial", s["initial"], "expected a list of placements (none, light, base, "
                   "or a list of forms, one per stage)")
@@ -347,6 +362,18 @@ class SearchSpace:
     @staticmethod
     def _widths(bb: Dict[str, Any]) -> Tuple[int, ...]:
         return tuple(c * BLOCKS[bb["block"]] for c in bb["channels"])
+
+    def _check_sizes(self) -> None:
+        """Every backbone choice within mrla-nas's limits at the proxy resolution (from the layout alone)."""
+        combos = self.backbone_combos()
+        for bb in combos:
+            arch = self.reference_config("none", bb)
+            where = "backbone" if len(combos) == 1 else f"backbone (choice {self._label(bb)})"
+            arch.validate(where)
+            arch.check_input(self.proxy["resolution"], "proxy.resolution")
+
+    def _label(self, bb: Dict[str, Any]) -> str:
+        return ", ".join(f"{k}={bb[k]}" for k, v in self.backbone.items() if len(v) > 1)
 
     def _check_divisibility(self) -> None:
         for bb in self.backbone_combos():
@@ -391,11 +418,11 @@ class SearchSpace:
                 choices = [c or DEFAULT_STEM_WIDTH[arch.stem] for c in choices]
                 v = v or DEFAULT_STEM_WIDTH[arch.stem]
             if v not in choices:
-                raise ConfigError(f"{path}: backbone.{k}={v!r} is not among the space's choices {list(self.backbone[k])}")
+                raise ConfigError(f"{path}: backbone.{k}={show(v)} is not among the space's choices {list(self.backbone[k])}")
         canon = arch.canonical()
         for i, (s, st, width) in enumerate(zip(canon.stages, self.stages, arch.widths())):
             if s.form not in st.forms:
-                raise ConfigError(f"{path}: stage {i + 1} form {s.form!r} is not allowed there ({list(st.forms)})")
+                raise ConfigError(f"{path}: stage {i + 1} form {show(s.form)} is not allowed there ({list(st.forms)})")
             if s.form == "none":
                 continue
             if s.heads not in st.resolved_heads(s.form, width):
@@ -404,30 +431,27 @@ class SearchSpace:
                 raise ConfigError(f"{path}: stage {i + 1} reduction={s.reduction} not allowed ({list(st.reductions)})")
 
     # ---- size ------------------------------------------------------------------------------
-    def size(self) -> int:
-        """Number of distinct networks (by canonical key), from the formula."""
-        total = 0
+    def distinct_backbones(self) -> List[Dict[str, Any]]:
+        """The backbone choices that build different networks: two choices are the same backbone when
+        their plain networks have the same canonical key (``stem_width: null`` is the stem's default
+        width), the one rule of what makes two networks the same."""
+        out = {}
         for bb in self.backbone_combos():
-            prod = 1
-            for st, width in zip(self.stages, self._widths(bb)):
-                n = 1 if "none" in st.forms else 0
-                n += sum(len(st.resolved_heads(f, width)) * len(st.reductions) for f in st.forms if f != "none")
-                prod *= n
-            total += prod
-        return total
+            out.setdefault(self.reference_config("none", bb).key(), bb)
+        return list(out.values())
+
+    def size(self) -> int:
+        """Number of distinct networks (by canonical key), counted from the per-stage options that
+        :meth:`enumerate` walks (so the two agree), without enumerating."""
+        return sum(math.prod(len(opts) for opts in self.stage_options(bb)) for bb in self.distinct_backbones())
 
     def enumerate(self, limit: int = 1_000_000):
         """Every distinct network of the space (canonical), in a fixed order."""
-        seen = set()
-        for bb in self.backbone_combos():
+        if self.size() > limit:
+            raise ConfigError(f"space has {self.size():,} networks, more than {limit:,} to enumerate; use size()")
+        for bb in self.distinct_backbones():
             for stages in itertools.product(*self.stage_options(bb)):
-                arch = self.arch(bb, list(stages)).canonical()
-                k = arch.key()
-                if k not in seen:
-                    seen.add(k)
-                    if len(seen) > limit:
-                        raise ValueError(f"space has more than {limit} configs; use size() instead")
-                    yield arch
+                yield self.arch(bb, list(stages)).canonical()
 
     # ---- sampling --------------------------------------------------------------------------
     def sample(self, trial) -> ArchConfig:

@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 import torch
-import yaml
 
 from .arch import ArchConfig, ConfigError, load_arch
 from .data import load_dataset, stratified_split
 from .proxy import Trainer
+from .space import SearchSpace
+from .yaml_io import load_yaml_file
 
 DEFAULTS = dict(dataset="fashion-mnist", path=None, epochs=10, batch_size=128, optimizer="sgd", lr=0.1,
                 momentum=0.9, weight_decay=5e-4, augmentation="none", resolution=None, train_size=None,
@@ -28,7 +29,7 @@ DEFAULTS = dict(dataset="fashion-mnist", path=None, epochs=10, batch_size=128, o
 def recipe_for(arch_file, **overrides) -> Dict[str, Any]:
     """The training recipe: given values, else the search's proxy settings recorded in the export,
     else DEFAULTS."""
-    doc = yaml.safe_load(Path(arch_file).read_text()) or {}
+    doc = load_yaml_file(arch_file, "architecture file") or {}
     proxy = (doc.get("provenance") or {}).get("proxy", {}) if isinstance(doc, dict) else {}
     recipe = dict(DEFAULTS)
     for k in ("dataset", "resolution"):
@@ -36,7 +37,7 @@ def recipe_for(arch_file, **overrides) -> Dict[str, Any]:
             recipe[k] = proxy[k]
     run = (doc.get("provenance") or {}).get("run") if isinstance(doc, dict) else None
     if run and (Path(run) / "space.yaml").exists():  # the dataset folder the search used
-        recipe["path"] = yaml.safe_load((Path(run) / "space.yaml").read_text())["proxy"]["path"]
+        recipe["path"] = SearchSpace.from_file(Path(run) / "space.yaml", check_paths=False).proxy["path"]
     recipe.update({k: v for k, v in overrides.items() if v is not None})
     if recipe["path"] is None:
         if recipe["dataset"] != "fashion-mnist":

@@ -1,0 +1,63 @@
+"""The command line: which errors are the user's (one line, exit 2) and which are bugs (traceback),
+and `build` counting at the input an exported file records."""
+import pytest
+import yaml
+
+import mrla_nas.space_summary
+from mrla_nas import ArchConfig, build_model
+from mrla_nas.cli import main
+from mrla_nas.cost import measure
+
+ARCH = ArchConfig.from_dict({"block": "basic", "layers": [1, 1], "channels": [8, 16], "stem": "small",
+                             "in_chans": 1, "num_classes": 10, "stages": ["light", "base"]})
+
+
+def test_an_internal_error_is_a_bug_with_its_traceback(monkeypatch, tmp_path):
+    def broken(space):
+        raise ValueError("an internal invariant broke")  # not the user's input: must not become exit 2
+
+    monkeypatch.setattr(mrla_nas.space_summary, "summarize", broken)
+    space = tmp_path / "space.yaml"
+    space.write_text("name: t\nproxy: {path: " + str(tmp_path) + "}\n")
+    with pytest.raises(ValueError, match="internal invariant"):
+        main(["space", str(space)])
+
+
+def test_bad_input_is_one_line_exit_2(tmp_path, capsys):
+    assert main(["build", str(tmp_path / "missing.yaml")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "does not exist" in err[0]
+
+
+def _exported(tmp_path, size):
+    flops = measure(build_model(ARCH), (1, 1, size, size)).flops
+    path = tmp_path / "best.yaml"
+    path.write_text(yaml.safe_dump({"arch": ARCH.to_dict(), "metrics": {
+        "flops": flops, "params": 1, "flops_convention": "fvcore", "input_shape": [1, 1, size, size]}}))
+    return path, flops
+
+
+def test_build_counts_at_the_recorded_input_and_says_so(tmp_path, capsys):
+    path, flops = _exported(tmp_path, 28)
+    assert main(["build", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "input (1, 28, 28) (recorded in the file)" in out and f"FLOPs {flops:,} (fvcore)" in out
+    assert main(["build", str(path), "--input-size", "32"]) == 0
+    out = capsys.readouterr().out
+    assert "input (1, 32, 32) (--input-size)" in out and f"FLOPs {flops:,}" not in out
+
+
+def test_build_of_a_plain_config_uses_the_stem_default(tmp_path, capsys):
+    path = tmp_path / "arch.yaml"
+    path.write_text(ARCH.to_yaml())
+    assert main(["build", str(path)]) == 0
+    assert "input (1, 32, 32) (default for the small stem" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", [["build", "x.yaml", "--input-size", "0"], ["build", "x.yaml", "--input-size", "1e9"],
+                                  ["train", "x.yaml", "--lr", "nan"], ["search", "x.yaml", "--trials", "-3"]])
+def test_bad_arguments_are_usage_errors(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    assert "expected" in capsys.readouterr().err
