@@ -101,12 +101,42 @@ def _cmd_pareto(args) -> None:
         if len(runs) > 1:
             print(f"== {run.path}")
         print(front_table(run))
-        run.front.to_csv(run.path / "pareto.csv", index=False)
     if args.csv:
         import pandas as pd
-        pd.concat([r.front.assign(run=str(r.path)) for r in runs]).to_csv(args.csv, index=False)
-    png = plot_runs(runs, runs[0].path / "pareto.png")
+        try:
+            pd.concat([r.front.assign(run=str(r.path)) for r in runs]).to_csv(args.csv, index=False)
+        except OSError as e:
+            raise UsageError(f"--csv={args.csv!r}: cannot be written ({e.strerror})") from None
+    try:  # a read-only run (an archive, a colleague's folder) still shows its front
+        for run in runs:
+            run.front.to_csv(run.path / "pareto.csv", index=False)
+        png = plot_runs(runs, runs[0].path / "pareto.png")
+    except OSError as e:
+        print(f"mrla-nas: note: pareto.csv/pareto.png not written into {runs[0].path} ({e.strerror}); "
+              "the front above is complete", file=sys.stderr)
+        return
     print(f"wrote {runs[0].path / 'pareto.csv'} and {png}")
+
+
+def _cmd_repair(args) -> None:
+    from pathlib import Path
+
+    from mrla_nas.journal import describe_corruption, keep_lines_before, set_aside_partial_tail
+    from mrla_nas.run_dir import check_run_dir
+
+    run = Path(args.run)
+    check_run_dir(run)
+    journal = run / "study.journal"
+    corruption = describe_corruption(journal)
+    if corruption is not None:
+        backup = keep_lines_before(journal, corruption.line)
+        print(f"{journal}: kept lines 1-{corruption.line - 1} ({corruption.trials_before} trials); the whole "
+              f"journal as it was is in {backup.name}")
+    aside = set_aside_partial_tail(journal)
+    if aside is not None:
+        print(f"{journal}: an incomplete last operation ({aside.stat().st_size} bytes) set aside in {aside.name}")
+    if corruption is None and aside is None:
+        print(f"{journal}: every line is a complete operation; nothing to repair")
 
 
 def _cmd_export(args) -> None:
@@ -114,7 +144,11 @@ def _cmd_export(args) -> None:
 
     run = load_run(args.run)
     row = select(run, trial=args.trial, max_flops=args.max_flops, min_accuracy=args.min_accuracy)
-    out = export(run, row, args.output or run.path / "best.yaml")
+    target = args.output or run.path / "best.yaml"
+    try:
+        out = export(run, row, target)
+    except OSError as e:
+        raise UsageError(f"{target}: cannot be written ({e.strerror}); give -o FILE somewhere writable") from None
     print(f"trial {int(row['trial_id'])} ({row['summary']}): accuracy {row['accuracy']:.4f}, "
           f"{int(row['flops']):,} FLOPs, {int(row['params']):,} params -> {out}")
 
@@ -200,6 +234,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("runs", nargs="+", help="run directories (several: overlaid in the plot)")
     p.add_argument("--csv", help="also write the front(s) to this CSV file")
     p.set_defaults(func=_cmd_pareto)
+
+    p = sub.add_parser("repair", help="make a run's journal readable again after a crash (keeps copies)")
+    p.add_argument("run", help="a run directory")
+    p.set_defaults(func=_cmd_repair)
 
     p = sub.add_parser("export", help="write the chosen architecture config of a run")
     p.add_argument("run")

@@ -1,22 +1,19 @@
-"""Pareto fronts, hypervolume and the knee point of accuracy (max) against FLOPs (min).
+"""Pareto fronts, hypervolume and the knee point over the space's objectives: accuracy (max), FLOPs
+(min) and, when the space asks for it, params (min).
 
-Written here rather than taken from Optuna because Optuna's front and hypervolume helpers are
-private (``optuna._hypervolume``, ``optuna.study._multi_objective``) and work on trials, while the
-front is built from the trials table (full-fidelity rows only; see ``front_candidates``).
+Non-dominance and hypervolume come from moocore (exact in any dimension: O(n log n) in 2-D and 3-D);
+Optuna's own helpers are private (``optuna._hypervolume``) and work on trials, while the front here
+is built from the trials table (full-fidelity rows only; see ``front_candidates``).
 """
 from __future__ import annotations
 
 from typing import Dict, Optional, Sequence, Tuple
 
+import moocore
 import numpy as np
 import pandas as pd
 
 DEFAULT_OBJECTIVES = {"accuracy": "max", "flops": "min"}
-
-
-def _as_minimisation(values: np.ndarray, modes: Sequence[str]) -> np.ndarray:
-    signs = np.array([-1.0 if m == "max" else 1.0 for m in modes])
-    return values * signs
 
 
 def non_dominated(values: np.ndarray, modes: Sequence[str]) -> np.ndarray:
@@ -24,47 +21,49 @@ def non_dominated(values: np.ndarray, modes: Sequence[str]) -> np.ndarray:
 
     >>> non_dominated(np.array([[0.9, 10], [0.8, 20], [0.95, 30]]), ["max", "min"]).tolist()
     [True, False, True]
+    >>> non_dominated(np.array([[0.9, 10, 5], [0.9, 20, 1], [0.8, 20, 5]]), ["max", "min", "min"]).tolist()
+    [True, True, False]
     """
-    v = _as_minimisation(np.asarray(values, dtype=float), modes)
+    v = np.asarray(values, dtype=float)
     if len(v) == 0:
         return np.zeros(0, dtype=bool)
-    le = (v[:, None, :] <= v[None, :, :]).all(-1)   # le[i, j]: i is no worse than j everywhere
-    lt = (v[:, None, :] < v[None, :, :]).any(-1)    # lt[i, j]: i is better somewhere
-    dominated = (le & lt).any(0)
-    return ~dominated
+    return np.asarray(moocore.is_nondominated(v, maximise=[m == "max" for m in modes], keep_weakly=True))
 
 
-def hypervolume_2d(values: np.ndarray, modes: Sequence[str], reference: Sequence[float]) -> float:
-    """Area dominated by the points and bounded by ``reference`` (in the objectives' own units).
+def hypervolume(values: np.ndarray, modes: Sequence[str], reference: Sequence[float]) -> float:
+    """Volume dominated by the points and bounded by ``reference`` (in the objectives' own units).
 
-    >>> hypervolume_2d(np.array([[0.5, 2.0]]), ["max", "min"], (0.0, 4.0))
+    >>> hypervolume(np.array([[0.5, 2.0]]), ["max", "min"], (0.0, 4.0))
     1.0
+    >>> hypervolume(np.array([[0.5, 2.0, 1.0]]), ["max", "min", "min"], (0.0, 4.0, 3.0))
+    2.0
     """
-    v = _as_minimisation(np.asarray(values, dtype=float).reshape(-1, 2), modes)
-    r = _as_minimisation(np.asarray(reference, dtype=float).reshape(1, 2), modes)[0]
-    v = v[(v < r).all(1)]
-    if len(v) == 0:
+    v = np.asarray(values, dtype=float).reshape(-1, len(modes))
+    maximise = [m == "max" for m in modes]
+    ref = np.asarray(reference, dtype=float)
+    inside = np.all([(v[:, i] > ref[i]) if mx else (v[:, i] < ref[i]) for i, mx in enumerate(maximise)], axis=0)
+    if not inside.any():
         return 0.0
-    v = v[np.lexsort((v[:, 1], v[:, 0]))]  # by first objective, then second
-    area, best_second = 0.0, r[1]
-    for a, b in v:
-        if b < best_second:
-            area += (r[0] - a) * (best_second - b)
-            best_second = b
-    return float(area)
+    return float(moocore.hypervolume(v[inside], ref=ref, maximise=maximise))
 
 
 def knee_index(values: np.ndarray, modes: Sequence[str]) -> int:
-    """The front point farthest from the line between the front's two extremes (normalised axes)."""
-    v = _as_minimisation(np.asarray(values, dtype=float), modes)
+    """The front point farthest from the hyperplane through the front's extremes (the best point of
+    each objective), on axes normalised to the front's range: in 2-D, the point farthest from the line
+    joining the two ends of the front."""
+    v = np.asarray(values, dtype=float) * np.array([-1.0 if m == "max" else 1.0 for m in modes])
     if len(v) <= 2:
         return int(np.argmin(v[:, 0])) if len(v) else -1
     lo, hi = v.min(0), v.max(0)
     n = (v - lo) / np.where(hi > lo, hi - lo, 1)
-    a, b = n[np.argmin(n[:, 0])], n[np.argmin(n[:, 1])]
-    d = b - a
-    dist = np.abs(d[0] * (n[:, 1] - a[1]) - d[1] * (n[:, 0] - a[0])) / max(np.hypot(*d), 1e-12)
-    return int(np.argmax(dist))
+    extremes = np.unique(n[np.argmin(n, axis=0)], axis=0)
+    if len(extremes) < 2:  # one point is best everywhere: it is the knee
+        return int(np.argmin(np.linalg.norm(n, axis=1)))
+    # distance to the affine hull of the extremes: the part of (x - e0) outside their span
+    basis = np.linalg.svd(extremes[1:] - extremes[0], full_matrices=False)[2]
+    rel = n - extremes[0]
+    residual = rel - (rel @ basis.T) @ basis
+    return int(np.argmax(np.linalg.norm(residual, axis=1)))
 
 
 def front_candidates(trials: pd.DataFrame) -> pd.DataFrame:
@@ -78,28 +77,43 @@ def front_candidates(trials: pd.DataFrame) -> pd.DataFrame:
     return cand.drop_duplicates("key", keep="first") if "key" in cand else cand
 
 
-def reference_point(trials: pd.DataFrame, max_flops: Optional[float] = None) -> Tuple[float, float]:
-    """(accuracy 0, FLOPs budget) or, without a budget, 1.1 x the largest FLOPs measured."""
-    if max_flops:
-        return (0.0, float(max_flops))
-    return (0.0, float(trials["flops"].max()) * 1.1 if len(trials) else 1.0)
+def reference_point(trials: pd.DataFrame, objectives: Dict[str, str] = DEFAULT_OBJECTIVES,
+                    budgets: Optional[Dict[str, Optional[float]]] = None) -> Tuple[float, ...]:
+    """Accuracy 0, and for each cost objective its budget or, without one, 1.1 x the largest measured.
+
+    >>> reference_point(pd.DataFrame({"flops": [10.0], "params": [5.0]}), {"accuracy": "max", "flops": "min",
+    ...                 "params": "min"}, {"max_flops": 40.0})
+    (0.0, 40.0, 5.5)
+    """
+    budgets = budgets or {}
+    ref = []
+    for name in objectives:
+        if name == "accuracy":
+            ref.append(0.0)
+        elif budgets.get(f"max_{name}"):
+            ref.append(float(budgets[f"max_{name}"]))
+        else:
+            ref.append(float(trials[name].max()) * 1.1 if len(trials) and trials[name].notna().any() else 1.0)
+    return tuple(ref)
 
 
 def pareto(trials: pd.DataFrame, objectives: Dict[str, str] = DEFAULT_OBJECTIVES,
-           max_flops: Optional[float] = None):
-    """(front rows sorted by FLOPs, hypervolume, reference point, knee row label or None).
+           budgets: Optional[Dict[str, Optional[float]]] = None):
+    """(front rows sorted by FLOPs, hypervolume, reference point, knee row label or None) over every
+    objective of ``objectives`` (its order is the order of the reference point).
 
-    The hypervolume is normalised by the reference box (accuracy 0..1 x FLOPs 0..reference): the
-    fraction of that box the front dominates, in [0, 1], comparable across runs of a space.
+    The hypervolume is normalised by the reference box (accuracy 0..1 x each cost 0..its reference):
+    the fraction of that box the front dominates, in [0, 1], comparable across runs of a space.
     """
-    cand = front_candidates(trials)
-    keys = [k for k in ("accuracy", "flops") if k in objectives]
+    keys = list(objectives)
     modes = [objectives[k] for k in keys]
+    cand = front_candidates(trials)
+    ref = reference_point(trials, objectives, budgets)
     if cand.empty:
-        return cand, 0.0, reference_point(trials, max_flops), None
-    mask = non_dominated(cand[keys].to_numpy(float), modes)
-    front = cand[mask].sort_values("flops")
-    ref = reference_point(trials, max_flops)
-    hv = hypervolume_2d(front[keys].to_numpy(float), modes, ref) / (1.0 * ref[1])
+        return cand, 0.0, ref, None
+    values = cand[keys].to_numpy(float)
+    front = cand[non_dominated(values, modes)].sort_values("flops")
+    box = np.prod([1.0 - r if m == "max" else r for r, m in zip(ref, modes)])
+    hv = hypervolume(front[keys].to_numpy(float), modes, ref) / box
     knee = front.index[knee_index(front[keys].to_numpy(float), modes)]
     return front, hv, ref, knee

@@ -26,14 +26,14 @@ class Run:
     trials: pd.DataFrame
     front: pd.DataFrame
     hypervolume: float
-    reference: Tuple[float, float]
+    reference: Tuple[float, ...]
     knee: Optional[int]
 
     def reference_rows(self) -> dict:
         """Trials that measured a reference placement (no MRLA, light everywhere, base everywhere)."""
         bb = self.space.backbone_combos()[0]
         out = {}
-        if self.trials.empty:
+        if self.trials.empty or "key" not in self.trials or "accuracy" not in self.trials:
             return out
         for p in REFERENCE_PLACEMENTS:
             key = self.space.reference_config(p, bb).key()
@@ -53,7 +53,7 @@ def load_run(path) -> Run:
     check_run_dir(path)
     space = SearchSpace.from_file(path / "space.yaml", check_paths=False)
     df = trials_table(path)
-    front, hv, ref, knee = pareto(df, space.objectives, space.constraints["max_flops"])
+    front, hv, ref, knee = pareto(df, space.objectives, space.constraints)
     knee_id = int(df.loc[knee, "trial_id"]) if knee is not None else None
     return Run(path, space, df, front, hv, ref, knee_id)
 
@@ -77,11 +77,24 @@ def front_table(run: Run) -> str:
         mark = "*" if int(r["trial_id"]) == run.knee else " "
         lines.append(f"{mark:2s}{int(r['trial_id']):5d}  {r['summary']:22s} {stages:34s} {r['accuracy']:8.4f} "
                      f"{int(r['flops']):14,d} {int(r['params']):10,d}")
-    lines.append(f"front: {len(run.front)} of {int((run.trials['status'] == 'complete').sum())} complete trials; "
-                 f"hypervolume {run.hypervolume:.4f} (fraction of the box accuracy {run.reference[0]:g}..1 x "
-                 f"FLOPs 0..{run.reference[1]:,.0f} ({run.space.flops_convention}) that the front dominates); "
-                 f"* = knee")
+    lines.append(f"front: {len(run.front)} of {int((run.trials['status'] == 'complete').sum())} complete trials "
+                 f"({len(run.space.objectives)} objectives: {', '.join(run.space.objective_names())}); "
+                 f"hypervolume {run.hypervolume:.4f} (fraction of the box {box_label(run)} that the front "
+                 f"dominates); * = knee")
     return "\n".join(lines)
+
+
+def box_label(run: Run) -> str:
+    """The hypervolume's reference box in words: ``accuracy 0..1 x FLOPs 0..40,000,000 (fvcore) x ...``."""
+    parts = []
+    for name, ref in zip(run.space.objective_names(), run.reference):
+        if name == "accuracy":
+            parts.append(f"accuracy {ref:g}..1")
+        elif name == "flops":
+            parts.append(f"FLOPs 0..{ref:,.0f} ({run.space.flops_convention})")
+        else:
+            parts.append(f"{name} 0..{ref:,.0f}")
+    return " x ".join(parts)
 
 
 def plot_runs(runs: Sequence[Run], out_path) -> Path:
@@ -90,25 +103,40 @@ def plot_runs(runs: Sequence[Run], out_path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    fig, ax = plt.subplots(figsize=(7.5, 4.5), dpi=120)
+    # a third objective (params) is shown as colour: the front points' fill, on one shared scale
+    third = [r for r in runs if "params" in r.space.objectives and len(r.front)]
+    norm = None
+    if third:
+        values = pd.concat([r.front["params"].astype(float) for r in third])
+        norm = matplotlib.colors.Normalize(values.min(), values.max() if values.max() > values.min() else values.min() + 1)
     for i, run in enumerate(runs):
         color = f"C{i}"
         done = run.trials[run.trials["accuracy"].notna()] if not run.trials.empty else run.trials
         if len(done):
             ax.scatter(done["flops"].astype(float) / 1e6, done["accuracy"], s=14, alpha=0.25, color=color)
         if len(run.front):
-            ax.plot(run.front["flops"].astype(float) / 1e6, run.front["accuracy"], "-o", color=color, ms=5,
+            # with three objectives the front is not a curve in this plane: points, not a line
+            style = "o" if "params" in run.space.objectives else "-o"
+            ax.plot(run.front["flops"].astype(float) / 1e6, run.front["accuracy"], style, color=color, ms=5,
                     label=f"{run.path.name}: front (HV {run.hypervolume:.4f})")
+            if norm is not None and "params" in run.space.objectives:
+                sc = ax.scatter(run.front["flops"].astype(float) / 1e6, run.front["accuracy"], s=40,
+                                c=run.front["params"].astype(float), cmap="viridis", norm=norm,
+                                edgecolors=color, zorder=3)
             if run.knee is not None:
                 k = run.front[run.front["trial_id"] == run.knee].iloc[0]
                 ax.scatter([float(k["flops"]) / 1e6], [k["accuracy"]], s=120, facecolors="none", edgecolors=color)
         for p, row in run.reference_rows().items():
             ax.annotate(REFERENCE_LABELS[p], (float(row["flops"]) / 1e6, row["accuracy"]), fontsize=8,
                         xytext=(4, -10), textcoords="offset points")
+    if norm is not None:
+        fig.colorbar(sc, ax=ax, label="params (third objective)")
     ax.set_xlabel(f"MFLOPs ({runs[0].space.flops_convention}, 1 multiply-add = 1 FLOP)")
     ax.set_ylabel("proxy validation accuracy")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    if ax.get_legend_handles_labels()[0]:  # no front yet: nothing to name
+        ax.legend(fontsize=8, loc="lower right")
     ax.set_title("accuracy against FLOPs: all trials faded, Pareto front highlighted, knee circled", fontsize=9)
     fig.tight_layout()
     out_path = Path(out_path)

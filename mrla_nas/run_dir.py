@@ -10,15 +10,18 @@
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 import socket
+import sys
 import tempfile
 import time
+import warnings
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional
 
 import pandas as pd
 import yaml
@@ -42,6 +45,20 @@ def write_json_atomic(path: Path, data: Dict[str, Any]) -> None:
 
 def record_path(run_dir: Path, number: int) -> Path:
     return Path(run_dir) / "trials" / f"{number:05d}.json"
+
+
+def read_record(run_dir: Path, number: int) -> Optional[Dict[str, Any]]:
+    path = record_path(run_dir, number)
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def mark_record(run_dir: Path, number: int, **fields) -> Dict[str, Any]:
+    """Update (or start) trial ``number``'s record with ``fields``, atomically; returns the record."""
+    path = record_path(run_dir, number)
+    rec = json.loads(path.read_text()) if path.exists() else {"trial_id": number, "history": [], "fidelity": 0.0}
+    rec.update(fields)
+    write_json_atomic(path, rec)
+    return rec
 
 
 def read_records(run_dir: Path) -> Dict[int, Dict[str, Any]]:
@@ -78,80 +95,200 @@ def freeze_space(run_dir: Path, space) -> None:
     (Path(run_dir) / "space.yaml").write_text(yaml.safe_dump(space.to_dict(), sort_keys=False))
 
 
+def ensure_writable(run_dir: Path) -> None:
+    """Create ``run_dir`` if needed and prove it (and its trials/) can be written, before a search
+    touches anything in it; a ConfigError otherwise (nothing is changed)."""
+    run_dir = Path(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for folder in (run_dir, run_dir / "trials"):
+            if folder.is_dir():
+                fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-probe-")
+                os.close(fd)
+                os.unlink(probe)
+    except OSError as e:
+        raise ConfigError(f"run directory {str(run_dir)!r}: cannot be written ({e.strerror}); nothing was changed. "
+                          "Copy it somewhere writable, or give --runs-dir / --name for a new run") from None
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold the run directory for one search session: a second ``search`` of the same run fails with a
+    ConfigError instead of interleaving its trials (and its journal appends) with the first."""
+    import fcntl
+
+    path = Path(run_dir) / ".search.lock"
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            owner = f.read().strip() or "another process"
+            raise ConfigError(f"run directory {str(run_dir)!r}: being searched right now by {owner}; "
+                              "wait for it, or give --name for a new run") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"mrla-nas pid {os.getpid()} on {socket.gethostname()}")
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def check_run_dir(run_dir: Path) -> None:
     if not (Path(run_dir) / "space.yaml").is_file() or not (Path(run_dir) / "study.journal").is_file():
         raise ConfigError(f"run={str(run_dir)!r}: not a mrla-nas run directory (no space.yaml / study.journal)")
 
 
 def open_study(run_dir: Path, sampler: Optional["optuna.samplers.BaseSampler"] = None,
-               directions=("maximize", "minimize")) -> "optuna.Study":
-    """The run's Optuna study, from its JournalStorage file (created when missing)."""
+               space=None) -> "optuna.Study":
+    """The run's Optuna study, from its JournalStorage file.
+
+    With ``space`` (a search about to append): the study is created when missing, with the space's
+    directions and metric names (accuracy, flops[, params]); an incomplete last journal line left by
+    a kill is set aside first (:mod:`mrla_nas.journal`). Without: the existing study, for reading.
+    A journal corrupt in the middle is a ConfigError naming the line and what can be recovered.
+    """
     import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
+    from .journal import describe_corruption, set_aside_partial_tail
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # not "Using an existing study" on every read
-    storage = JournalStorage(JournalFileBackend(str(Path(run_dir) / "study.journal")))
-    return optuna.create_study(study_name=STUDY_NAME, storage=storage, sampler=sampler,
-                               directions=list(directions), load_if_exists=True)
+    path = Path(run_dir) / "study.journal"
+    if space is not None:
+        aside = set_aside_partial_tail(path)
+        if aside is not None:
+            print(f"mrla-nas: the last {aside.stat().st_size} bytes of {path} were an operation cut off by a kill "
+                  f"(never completed); set aside in {aside.name}", file=sys.stderr)
+    try:
+        storage = JournalStorage(JournalFileBackend(str(path)))
+        if space is None:
+            return optuna.load_study(study_name=STUDY_NAME, storage=storage, sampler=sampler)
+        study = optuna.create_study(study_name=STUDY_NAME, storage=storage, sampler=sampler,
+                                    directions=space.directions(), load_if_exists=True)
+    except (ValueError, KeyError) as e:  # json.JSONDecodeError is a ValueError; KeyError: no study in it
+        corruption = describe_corruption(path) if path.exists() else None
+        if corruption is not None:
+            raise ConfigError(corruption.message(path, Path(run_dir))) from None
+        if isinstance(e, KeyError):
+            raise ConfigError(f"{path}: holds no mrla-nas study") from None
+        raise
+    wanted = [optuna.study.StudyDirection.MAXIMIZE if d == "maximize" else optuna.study.StudyDirection.MINIMIZE
+              for d in space.directions()]
+    if study.directions != wanted:
+        raise ConfigError(f"{path}: the study optimises {len(study.directions)} objectives, the space "
+                          f"{space.objective_names()}; resume with the run's own space or start a new --name")
+    if study.metric_names is None:  # Optuna's tools (optuna-dashboard) then show names, not "Objective 0"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # stable since 3.2 in practice
+            study.set_metric_names(space.objective_names())
+    return study
+
+
+def _row(t, rec: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """One trials-table row from an Optuna trial and its record (None: a queued trial, not yet a row)."""
+    import optuna
+
+    status = rec.get("status")
+    if t.state == optuna.trial.TrialState.FAIL and t.user_attrs.get("interrupted"):
+        status = "interrupted"
+    elif t.state == optuna.trial.TrialState.FAIL:
+        status = "failed"
+    elif t.state == optuna.trial.TrialState.WAITING:
+        return None
+    elif status is None:
+        status = "running"
+    elif status == "running" and t.state == optuna.trial.TrialState.COMPLETE:
+        # the scheduler ended it: early (stopped) or right after its last epoch (complete)
+        status = "complete" if rec.get("fidelity", 0.0) >= 1.0 else "stopped"
+    arch_dict = rec.get("arch") or t.user_attrs.get("arch")
+    row = {"trial_id": t.number, "status": status}
+    if arch_dict:
+        arch = ArchConfig.from_dict(arch_dict)
+        row["summary"] = arch.summary()
+        for i, s in enumerate(arch.canonical().stages, start=1):
+            row[f"stage{i}_form"] = s.form
+            row[f"stage{i}_heads"] = s.heads
+            row[f"stage{i}_reduction"] = s.reduction
+        row["key"] = arch.key()
+    row["params"] = rec.get("params", t.user_attrs.get("params"))
+    row["flops"] = rec.get("flops", t.user_attrs.get("flops"))
+    hist = rec.get("history", [])
+    for h in hist:
+        row[f"acc_epoch_{h['epoch']}"] = h["val_accuracy"]
+    row["accuracy"] = hist[-1]["val_accuracy"] if hist and status in ("complete", "stopped") else None
+    row["fidelity"] = rec.get("fidelity", 0.0)
+    row["error"] = rec.get("error") or t.user_attrs.get("error")
+    row["wall_s"] = rec.get("wall_s")
+    row["train_s"] = rec.get("train_s")
+    return row
+
+
+class TrialsTable:
+    """The trials table of a run directory, kept up to date incrementally.
+
+    One row per trial: id, status, config columns, key, params, FLOPs, accuracy per epoch and final,
+    fidelity, error, wall time. Status: complete, stopped (early-stopped), infeasible, failed,
+    interrupted (the session was killed; its config was queued again), running.
+
+    Holding one instance (as the search's progress callback does) re-reads only what changed: the
+    journal from where it stopped (Optuna's JournalStorage replays incrementally) and the records
+    whose files changed, so refreshing after each trial does not re-read the whole run.
+    """
+
+    def __init__(self, run_dir: Path, study: Optional["optuna.Study"] = None):
+        self.run_dir = Path(run_dir)
+        self._study = study
+        self._rows: Dict[int, tuple] = {}  # number -> (stamp, row)
+
+    def __getstate__(self):  # Ray pickles callbacks: the study (file handles, locks) stays behind
+        return dict(self.__dict__, _study=None)
+
+    def frame(self) -> pd.DataFrame:
+        if self._study is None:
+            check_run_dir(self.run_dir)
+            self._study = open_study(self.run_dir)
+        rows: List[Dict[str, Any]] = []
+        for t in self._study.get_trials(deepcopy=False):
+            path = record_path(self.run_dir, t.number)
+            try:
+                st = path.stat()
+                mtime = (st.st_mtime_ns, st.st_size)
+            except FileNotFoundError:
+                mtime = None
+            stamp = (t.state, len(t.user_attrs), mtime)
+            cached = self._rows.get(t.number)
+            if cached is None or cached[0] != stamp:
+                rec = json.loads(path.read_text()) if mtime is not None else {}
+                cached = self._rows[t.number] = (stamp, _row(t, rec))
+            if cached[1] is not None:
+                rows.append(cached[1])
+        df = pd.DataFrame(rows)
+        if not df.empty:
+            df = df.sort_values("trial_id").reset_index(drop=True)
+            for col in df.columns:
+                if col.endswith(("_heads", "_reduction")) or col in ("params", "flops"):
+                    df[col] = df[col].astype("Int64")
+        return df
+
+    def write_csv(self) -> pd.DataFrame:
+        """Refresh and write ``trials.csv`` atomically (a reader never sees half a file)."""
+        df = self.frame()
+        path = self.run_dir / "trials.csv"
+        fd, tmp = tempfile.mkstemp(dir=self.run_dir, prefix=".tmp-trials-")
+        with os.fdopen(fd, "w") as f:
+            df.to_csv(f, index=False)
+        os.replace(tmp, path)
+        return df
 
 
 def trials_table(run_dir: Path) -> pd.DataFrame:
-    """One row per trial: id, status, config columns, key, params, FLOPs, accuracy per epoch and final,
-    fidelity, error, wall time. Status: complete, stopped (early-stopped), infeasible, failed,
-    interrupted (the session was killed; its config was queued again), running."""
-    import optuna
-
-    run_dir = Path(run_dir)
-    check_run_dir(run_dir)
-    study = open_study(run_dir)
-    records = read_records(run_dir)
-    rows: List[Dict[str, Any]] = []
-    for t in study.get_trials(deepcopy=False):
-        rec = records.get(t.number, {})
-        status = rec.get("status")
-        if t.state == optuna.trial.TrialState.FAIL and t.user_attrs.get("interrupted"):
-            status = "interrupted"
-        elif t.state == optuna.trial.TrialState.FAIL:
-            status = "failed"
-        elif t.state == optuna.trial.TrialState.WAITING:
-            continue
-        elif status is None:
-            status = "running"
-        elif status == "running" and t.state == optuna.trial.TrialState.COMPLETE:
-            # the scheduler ended it: early (stopped) or right after its last epoch (complete)
-            status = "complete" if rec.get("fidelity", 0.0) >= 1.0 else "stopped"
-        arch_dict = rec.get("arch") or t.user_attrs.get("arch")
-        row = {"trial_id": t.number, "status": status}
-        if arch_dict:
-            arch = ArchConfig.from_dict(arch_dict)
-            row["summary"] = arch.summary()
-            for i, s in enumerate(arch.canonical().stages, start=1):
-                row[f"stage{i}_form"] = s.form
-                row[f"stage{i}_heads"] = s.heads
-                row[f"stage{i}_reduction"] = s.reduction
-            row["key"] = arch.key()
-        row["params"] = rec.get("params", t.user_attrs.get("params"))
-        row["flops"] = rec.get("flops", t.user_attrs.get("flops"))
-        hist = rec.get("history", [])
-        for h in hist:
-            row[f"acc_epoch_{h['epoch']}"] = h["val_accuracy"]
-        row["accuracy"] = hist[-1]["val_accuracy"] if hist and status in ("complete", "stopped") else None
-        row["fidelity"] = rec.get("fidelity", 0.0)
-        row["error"] = rec.get("error") or t.user_attrs.get("error")
-        row["wall_s"] = rec.get("wall_s")
-        row["train_s"] = rec.get("train_s")
-        rows.append(row)
-    df = pd.DataFrame(rows)
-    if not df.empty:
-        df = df.sort_values("trial_id").reset_index(drop=True)
-        for col in df.columns:
-            if col.endswith(("_heads", "_reduction")) or col in ("params", "flops"):
-                df[col] = df[col].astype("Int64")
-    return df
+    """The run's trials table (see :class:`TrialsTable`), read afresh."""
+    return TrialsTable(run_dir).frame()
 
 
 def write_trials_csv(run_dir: Path) -> pd.DataFrame:
-    df = trials_table(run_dir)
-    df.to_csv(Path(run_dir) / "trials.csv", index=False)
-    return df
+    return TrialsTable(run_dir).write_csv()

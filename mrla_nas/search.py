@@ -27,11 +27,11 @@ os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Ray's own console tables: pr
 # An over-budget trial reports its cost but no accuracy (it is never trained); Tune's strict check
 # would reject that result.
 os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
-from ray.tune.search.optuna import OptunaSearch  # noqa: E402
 
-from .arch import ArchConfig, ConfigError
-from .run_dir import (STUDY_NAME, check_run_dir, freeze_space, open_study, read_records, record_path,
-                      write_json_atomic, write_manifest, write_trials_csv)
+from .arch import ArchConfig, ConfigError  # noqa: E402
+from .run_dir import (check_run_dir, ensure_writable, freeze_space, open_study, read_records,  # noqa: E402
+                      record_path, run_lock, write_json_atomic, write_manifest, write_trials_csv)
+from .searcher import StudySearcher  # noqa: E402
 from .space import SearchSpace, load_space
 
 _TRIAL_CACHE: Dict[Any, Any] = {}  # per worker process: proxy datasets, reused across trials
@@ -48,51 +48,6 @@ def make_sampler(space: SearchSpace) -> optuna.samplers.BaseSampler:
     return optuna.samplers.RandomSampler(seed=seed)
 
 
-class _DefineByRun:
-    """Optuna define-by-run sampling plus the FLOPs/params measurement (a class: Ray pickles it)."""
-
-    def __init__(self, space: SearchSpace):
-        self.space = space
-
-    def __call__(self, trial) -> Dict[str, Any]:
-        from .cost import measure_arch
-
-        space = self.space
-        arch = space.sample(trial)
-        cost = measure_arch(arch, space.input_shape(), space.flops_convention)
-        c = space.constraints
-        violation = [cost.flops - c["max_flops"] if c["max_flops"] else -1.0,
-                     cost.params - c["max_params"] if c["max_params"] else -1.0]
-        trial.set_constraint("flops", violation[0])  # <= 0: feasible; samplers rank infeasible trials last
-        trial.set_constraint("params", violation[1])
-        trial.set_user_attr("arch", arch.to_dict())
-        trial.set_user_attr("flops", cost.flops)
-        trial.set_user_attr("params", cost.params)
-        return {"arch": arch.to_dict(), "flops": cost.flops, "params": cost.params,
-                "feasible": max(violation) <= 0, "trial_number": trial.number}
-
-
-class ConstrainedOptunaSearch(OptunaSearch):
-    """Ray's OptunaSearch, telling Optuna ``PRUNED`` (with the constraint violation the sampler reads)
-    for configs over budget, which are never trained, instead of inventing an accuracy for them."""
-
-    def on_trial_complete(self, trial_id, result=None, error=False):
-        if result and result.get("infeasible") and trial_id in self._ot_trials:
-            self._ot_study.tell(self._ot_trials[trial_id], state=optuna.trial.TrialState.PRUNED)
-            self._completed_trials.add(trial_id)
-            return
-        super().on_trial_complete(trial_id, result, error)
-
-
-def _make_searcher(space: SearchSpace, study: optuna.Study) -> ConstrainedOptunaSearch:
-    metrics, modes = ["accuracy", "flops"], ["max", "min"]
-    if "params" in space.objectives:
-        metrics.append("params")
-        modes.append("min")
-    return ConstrainedOptunaSearch(space=_DefineByRun(space), metric=metrics, mode=modes,
-                                   sampler=study.sampler, study_name=STUDY_NAME, storage=study._storage)
-
-
 def _trainable(config: Dict[str, Any], ctx: Dict[str, Any]) -> None:
     """One trial, in a Ray worker: FLOPs already measured; train within budget, record everything."""
     import ray
@@ -106,12 +61,12 @@ def _trainable(config: Dict[str, Any], ctx: Dict[str, Any]) -> None:
     arch = ArchConfig.from_dict(config["arch"])
     rec = {"trial_id": number, "arch": config["arch"], "key": arch.key(), "params": config["params"],
            "flops": config["flops"], "status": "running", "history": [], "fidelity": 0.0, "error": None,
-           "node": ray.get_runtime_context().get_node_id()}
+           "node": ray.get_runtime_context().get_node_id(), "niceness": os.nice(0)}
     t0 = time.perf_counter()
     if not config["feasible"]:
         rec.update(status="infeasible", wall_s=0.0)
         write_json_atomic(path, rec)
-        tune.report({"infeasible": 1, "flops": config["flops"], "params": config["params"]})
+        tune.report({"infeasible": 1, "flops": config["flops"], "params": config["params"], "trial_number": number})
         return
     proxy, epochs = ctx["proxy"], ctx["proxy"]["epochs"]
     same = [r for r in read_records(Path(ctx["run_dir"])).values()
@@ -122,7 +77,7 @@ def _trainable(config: Dict[str, Any], ctx: Dict[str, Any]) -> None:
         write_json_atomic(path, rec)
         last = rec["history"][-1]
         tune.report({"accuracy": last["val_accuracy"], "flops": config["flops"], "params": config["params"],
-                     "epoch": last["epoch"], "fidelity": rec["fidelity"]})
+                     "epoch": last["epoch"], "fidelity": rec["fidelity"], "trial_number": number})
         return
     try:
         key = (proxy["dataset"], proxy["path"], proxy["train_size"], proxy["val_size"], ctx["seed"])
@@ -131,6 +86,7 @@ def _trainable(config: Dict[str, Any], ctx: Dict[str, Any]) -> None:
             _TRIAL_CACHE[key] = proxy_datasets(proxy, ctx["seed"])
         data = _TRIAL_CACHE[key]
         t_train = time.perf_counter()
+        write_json_atomic(path, rec)  # "running", with its config: what a reader sees if the worker dies
 
         def report(ep) -> None:
             rec["history"].append(ep.__dict__.copy())
@@ -141,7 +97,8 @@ def _trainable(config: Dict[str, Any], ctx: Dict[str, Any]) -> None:
                 rec["status"] = "complete"
             write_json_atomic(path, rec)
             tune.report({"accuracy": ep.val_accuracy, "flops": config["flops"], "params": config["params"],
-                         "epoch": ep.epoch, "val_loss": ep.val_loss, "fidelity": rec["fidelity"]})
+                         "epoch": ep.epoch, "val_loss": ep.val_loss, "fidelity": rec["fidelity"],
+                         "trial_number": number})
 
         train_proxy(arch, proxy, seed=ctx["seed"], data=data, report=report)
         rec["status"] = "complete"
@@ -159,6 +116,12 @@ class SearchResult:
     trials: "Any"  # pandas DataFrame (trials.csv)
 
 
+def objective_values(space: SearchSpace, rec: Dict[str, Any]) -> list:
+    """A finished record's values in the study's order (accuracy, flops[, params])."""
+    have = {"accuracy": rec["history"][-1]["val_accuracy"], "flops": rec["flops"], "params": rec["params"]}
+    return [have[name] for name in space.objective_names()]
+
+
 def _recover_interrupted(study: optuna.Study, run_dir: Path, space: SearchSpace) -> int:
     """Trials left RUNNING by a killed session.
 
@@ -171,10 +134,7 @@ def _recover_interrupted(study: optuna.Study, run_dir: Path, space: SearchSpace)
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         rec = records.get(t.number)
         if rec is not None and rec.get("status") == "complete" and rec.get("history"):
-            values = [rec["history"][-1]["val_accuracy"], rec["flops"]]
-            if "params" in space.objectives:
-                values.append(rec["params"])
-            study.tell(t.number, values)
+            study.tell(t.number, objective_values(space, rec))
             continue
         if rec is not None and rec.get("status") == "infeasible":
             study.tell(t.number, state=optuna.trial.TrialState.PRUNED)
@@ -252,7 +212,18 @@ def _init_ray(space: SearchSpace, address: Optional[str]) -> bool:
         ray.init(address=address, **common)
     else:
         threads = space.proxy["threads"]
-        ray.init(num_cpus=space.search["concurrency"] * threads, **common)
+        # Ray's raylet starts its workers `nice`d by 15 (RAY_worker_niceness), so any other busy process
+        # on the machine starves the trials (measured: 32-46 s per epoch against 1.0 s). The Ray we
+        # start runs them at the driver's own priority plus search.worker_niceness (default 0).
+        previous = os.environ.get("RAY_worker_niceness")
+        os.environ["RAY_worker_niceness"] = str(space.search["worker_niceness"])
+        try:
+            ray.init(num_cpus=space.search["concurrency"] * threads, **common)
+        finally:
+            if previous is None:
+                os.environ.pop("RAY_worker_niceness", None)
+            else:
+                os.environ["RAY_worker_niceness"] = previous
     return True
 
 
@@ -263,9 +234,6 @@ def search(space_path, name: Optional[str] = None, runs_dir="runs", trials: Opti
     >>> result = search("search_spaces/tiny.yaml", name="try", trials=4)   # doctest: +SKIP
     >>> result.trials[["trial_id", "summary", "accuracy", "flops"]]       # doctest: +SKIP
     """
-    from ray import tune
-
-    from .progress import ProgressCallback
     from .space_summary import check_budget
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -284,11 +252,21 @@ def search(space_path, name: Optional[str] = None, runs_dir="runs", trials: Opti
         from .data import proxy_datasets        # tree is only read by the workers: it can be large)
         proxy_datasets(space.proxy, space.seed)
     target = trials or space.search["trials"]
-    run_dir.mkdir(parents=True, exist_ok=True)
+    ensure_writable(run_dir)
+    with run_lock(run_dir):
+        return _run_session(space, run_dir, target, resume, address, progress)
+
+
+def _run_session(space: SearchSpace, run_dir: Path, target: int, resume: bool, address: Optional[str],
+                 progress: bool) -> SearchResult:
+    """One search session on a validated space and a writable, locked run directory."""
+    from ray import tune
+
+    from .progress import ProgressCallback
+
     if not resume:
         freeze_space(run_dir, space)
-
-    study = open_study(run_dir, make_sampler(space))
+    study = open_study(run_dir, make_sampler(space), space=space)
     interrupted = _recover_interrupted(study, run_dir, space) if resume else 0
     reaped = reap_stale_ray(run_dir) if resume else 0
     if not study.trials:
@@ -299,6 +277,8 @@ def search(space_path, name: Optional[str] = None, runs_dir="runs", trials: Opti
                "resumed": resume, "interrupted_requeued": interrupted, "stale_ray_processes_ended": reaped, "address": address or os.environ.get("RAY_ADDRESS")}
     write_manifest(run_dir, space, session)
     if remaining <= 0:
+        if progress:
+            print(f"{run_dir}: {target - remaining} trials finished already ({target} asked for); nothing to run")
         return SearchResult(run_dir, write_trials_csv(run_dir))
 
     if any(set(st.forms) - {"none"} for st in space.stages):
@@ -320,11 +300,15 @@ def search(space_path, name: Optional[str] = None, runs_dir="runs", trials: Opti
         trainable = tune.with_resources(tune.with_parameters(_trainable, ctx=ctx), {"cpu": space.proxy["threads"]})
         callback = ProgressCallback(run_dir, target, space, enabled=progress,
                                     on_first_trial=record_ray_processes if local_ray else None)
+        searcher = StudySearcher(space, study, run_dir)
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # Ray's notices about define-by-run timing and deprecations
+            # Ray's notices about its own deprecations; nothing of ours is silenced (a failed tell is
+            # reported by StudySearcher itself)
+            warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"ray(\.|$)")
+            warnings.filterwarnings("ignore", category=FutureWarning, module=r"ray(\.|$)")
             tuner = tune.Tuner(
                 trainable,
-                tune_config=tune.TuneConfig(search_alg=_make_searcher(space, study), num_samples=remaining,
+                tune_config=tune.TuneConfig(search_alg=searcher, num_samples=remaining,
                                             max_concurrent_trials=space.search["concurrency"],
                                             scheduler=scheduler, reuse_actors=True),
                 run_config=tune.RunConfig(name=f"part-{part}", storage_path=str((run_dir / "tune").resolve()),

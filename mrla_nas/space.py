@@ -51,6 +51,7 @@ OPTIMIZERS = ("sgd", "adamw")
 AUGMENTATIONS = ("none", "flip", "crop_flip")
 CONVENTIONS = ("fvcore", "complete")
 REFERENCE_PLACEMENTS = ("none", "light", "base")
+OBJECTIVES = ("accuracy", "flops", "params")  # the order of the values told to Optuna
 
 _BACKBONE_DEFAULTS = dict(block="bottleneck", layers=[3, 4, 6, 3], channels=[64, 128, 256, 512], stem="7x7",
                           stem_width=None, in_chans=3, num_classes=1000, drop_path_rate=0.0,
@@ -62,7 +63,7 @@ _PROXY_DEFAULTS = dict(dataset="fashion-mnist", path=None, train_size=5000, val_
 _PROXY_LIMITS = dict(train_size=100_000_000, val_size=100_000_000, epochs=100_000, resolution=4096,
                      batch_size=65_536, threads=1024)
 MAX_BACKBONE_CHOICES = 4096
-_SEARCH_DEFAULTS = dict(sampler="tpe", trials=20, concurrency=2, scheduler="none", initial=[])
+_SEARCH_DEFAULTS = dict(sampler="tpe", trials=20, concurrency=2, scheduler="none", initial=[], worker_niceness=0)
 _TOP_KEYS = ("name", "seed", "backbone", "stages", "objectives", "constraints", "proxy", "search",
              "flops_convention")
 _STAGE_KEYS = ("form", "heads", "channels_per_head", "reduction")
@@ -291,12 +292,12 @@ class SearchSpace:
 
     @staticmethod
     def _read_objectives(d) -> Dict[str, str]:
-        _check_keys(d, ("accuracy", "flops", "params"), "objectives")
+        _check_keys(d, OBJECTIVES, "objectives")
         for k, v in d.items():
             _one_of(v, ("max",) if k == "accuracy" else ("min",), f"objectives.{k}")
         if "accuracy" not in d or "flops" not in d:
             raise ConfigError("objectives: accuracy (max) and flops (min) are required; params (min) is optional")
-        return dict(d)
+        return {k: d[k] for k in OBJECTIVES if k in d}  # always in this order: the study's values are too
 
     @staticmethod
     def _read_constraints(d) -> Dict[str, Optional[float]]:
@@ -340,6 +341,9 @@ class SearchSpace:
         _one_of(s["scheduler"], SCHEDULERS, "search.scheduler")
         _pos_int(s["trials"], "search.trials", hi=1_000_000)
         _pos_int(s["concurrency"], "search.concurrency", hi=4096)
+        w = s["worker_niceness"]
+        if not isinstance(w, int) or isinstance(w, bool) or not 0 <= w <= 19:
+            _fail("search.worker_niceness", w, "expected an integer in [0, 19] (added to the driver's own niceness)")
         if not isinstance(s["initial"], list):
             _fail("search.initial", s["initial"], "expected a list of placements (none, light, base, "
                   "or a list of forms, one per stage)")
@@ -353,6 +357,15 @@ class SearchSpace:
             else:
                 _one_of(ref, REFERENCE_PLACEMENTS, p)
         return s
+
+    # ---- objectives --------------------------------------------------------------------------
+    def objective_names(self) -> List[str]:
+        """The objectives, in the order of the study's values: accuracy, flops[, params]."""
+        return list(self.objectives)
+
+    def directions(self) -> List[str]:
+        """Optuna's study directions for :meth:`objective_names`."""
+        return ["maximize" if m == "max" else "minimize" for m in self.objectives.values()]
 
     # ---- structure -------------------------------------------------------------------------
     def backbone_combos(self) -> List[Dict[str, Any]]:

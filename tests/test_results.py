@@ -23,7 +23,7 @@ def _fake_run(tmp_path, trials):
     run = tmp_path / "run"
     run.mkdir(parents=True)
     freeze_space(run, space)
-    study = open_study(run)
+    study = open_study(run, space=space)
     bb = space.backbone_combos()[0]
     for number, (forms, status, acc, flops, fidelity) in enumerate(trials):
         arch = space.reference_config(forms, bb).canonical()

@@ -19,7 +19,7 @@ def _run(tmp_path):
     run = tmp_path / "run"
     (run / "trials").mkdir(parents=True)
     freeze_space(run, space)
-    return space, run, open_study(run, make_sampler(space))
+    return space, run, open_study(run, make_sampler(space), space=space)
 
 
 def _started(study, space):

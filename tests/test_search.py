@@ -201,3 +201,22 @@ def test_asha_stops_trials_early_and_keeps_them_off_the_front(tmp_path):
     run = load_run(result.run_dir)
     assert len(run.front) >= 1 and (run.front["fidelity"] == 1.0).all()
     assert not set(run.front["trial_id"]) & set(stopped["trial_id"])
+
+
+def test_three_objectives_end_to_end(tmp_path, capsys):
+    from mrla_nas.results import load_run
+    from mrla_nas.run_dir import open_study
+
+    space = _space(tmp_path, objectives={"accuracy": "max", "flops": "min", "params": "min"})
+    result = search(space, runs_dir=tmp_path / "runs", trials=4, progress=False)
+    study = open_study(result.run_dir)
+    assert study.metric_names == ["accuracy", "flops", "params"]
+    for t in study.get_trials():
+        assert t.state.name == "COMPLETE" and len(t.values) == 3
+        rec = read_records(result.run_dir)[t.number]
+        assert t.values == [rec["history"][-1]["val_accuracy"], rec["flops"], rec["params"]]
+        assert rec["niceness"] == os.nice(0)  # trials run at the driver's own priority, not Ray's nice 15
+    run = load_run(result.run_dir)
+    assert len(run.reference) == 3 and 0 < run.hypervolume <= 1
+    assert main(["pareto", str(result.run_dir)]) == 0
+    assert "3 objectives: accuracy, flops, params" in capsys.readouterr().out
