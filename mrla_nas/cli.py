@@ -118,6 +118,30 @@ def _cmd_pareto(args) -> None:
     print(f"wrote {runs[0].path / 'pareto.csv'} and {png}")
 
 
+def _cmd_validate(args) -> None:
+    from mrla_nas.validate import validate
+
+    report = validate(args.run, epochs=args.epochs, train_size=args.train_size, seeds=args.seeds,
+                      val_size=args.val_size, val_split=args.val_split, recipe_file=args.recipe,
+                      trials=args.trials, name=args.name, address=args.address, progress=not args.quiet)
+    print(report.text())
+    print(f"wrote {report.out_dir / 'validate.csv'} and {report.out_dir / 'validate.png'}")
+
+
+def _cmd_explain(args) -> None:
+    from mrla_nas.explain import explain, plot_explanation
+
+    e = explain(args.run, resamples=args.resamples, with_importance=not args.no_importance)
+    print(e.text())
+    if args.csv:
+        e.table().to_csv(args.csv, index=False)
+    try:
+        png = plot_explanation(e, e.run.path / "explain.png")
+        print(f"wrote {png}" + (f" and {args.csv}" if args.csv else ""))
+    except OSError as err:
+        print(f"mrla-nas: note: explain.png not written ({err.strerror})", file=sys.stderr)
+
+
 def _cmd_repair(args) -> None:
     from pathlib import Path
 
@@ -234,6 +258,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("runs", nargs="+", help="run directories (several: overlaid in the plot)")
     p.add_argument("--csv", help="also write the front(s) to this CSV file")
     p.set_defaults(func=_cmd_pareto)
+
+    p = sub.add_parser("validate", help="retrain a run's front, knee and reference placements at a higher "
+                                        "fidelity; rank agreement with the proxy")
+    p.add_argument("run", help="a run directory")
+    p.add_argument("--epochs", type=_positive_int, help="validation epochs (default: 4x the proxy's)")
+    p.add_argument("--train-size", type=_positive_int, help="training images (default: the proxy's)")
+    p.add_argument("--seeds", type=_positive_int, help="seeds per network (default: 3, or the proxy's if more)")
+    p.add_argument("--val-size", type=_positive_int, help="validation images (default: the proxy's)")
+    p.add_argument("--val-split", choices=["train", "test"],
+                   help="validation carved from the training split, or the dataset's test split")
+    p.add_argument("--recipe", help="a YAML file of proxy settings for the validation recipe")
+    p.add_argument("--trials", type=_non_negative_int, nargs="+", help="validate these trials instead")
+    p.add_argument("--name", default="validate", help="the validation run's folder in RUN (default: validate)")
+    p.add_argument("--address", help="an existing Ray cluster")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser("explain", help="per-stage effects of MRLA on accuracy and FLOPs, and importances")
+    p.add_argument("run", help="a run directory")
+    p.add_argument("--csv", help="also write the effects table to this CSV file")
+    p.add_argument("--resamples", type=_positive_int, default=1000, help="bootstrap resamples (1000)")
+    p.add_argument("--no-importance", action="store_true", help="skip Optuna's importance evaluators")
+    p.set_defaults(func=_cmd_explain)
 
     p = sub.add_parser("repair", help="make a run's journal readable again after a crash (keeps copies)")
     p.add_argument("run", help="a run directory")

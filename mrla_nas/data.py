@@ -12,7 +12,7 @@ import os
 import pickle
 import struct
 from dataclasses import dataclass
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 import torch
@@ -148,19 +148,26 @@ def load_dataset(name: str, folder: str, split: str = "train", resolution: int =
     raise ConfigError(f"proxy.dataset={name!r}: allowed: fashion-mnist, mnist, cifar10, imagefolder")
 
 
-def stratified_split(labels: torch.Tensor, train_size: int, val_size: int, seed: int) -> Tuple[np.ndarray, np.ndarray]:
-    """Disjoint, class-stratified train/validation indices, the same for the same seed.
+def stratified_split(labels: torch.Tensor, train_size: int, val_size: int, seed: int,
+                     val_seed: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """Disjoint, class-stratified train/validation indices, the same for the same seeds.
 
-    Each class gets its share of both subsets (largest-remainder rounding), drawn from a seeded
-    permutation of that class's examples.
+    The validation subset is carved first and depends only on ``val_seed`` (default: ``seed``) and
+    ``val_size``: recipes with other training sizes, and the seeds of a multi-seed proxy, are all
+    scored on the same held-out images. The training subset comes from the remaining examples:
+    with ``seed == val_seed`` the next ones of the same per-class permutation, otherwise a
+    permutation of them seeded by ``seed``; a smaller ``train_size`` is a prefix of a larger one.
+    Each class gets its share of both subsets (largest-remainder rounding).
     """
+    val_seed = seed if val_seed is None else val_seed
     y = np.asarray(labels)
     n = len(y)
     if train_size + val_size > n:
         raise ConfigError(f"proxy.train_size + proxy.val_size = {train_size + val_size}: more than the "
                           f"{n} training examples available")
     classes, counts = np.unique(y, return_counts=True)
-    rng = np.random.RandomState(seed)
+    rng_val = np.random.RandomState(val_seed)
+    rng_train = np.random.RandomState(seed) if seed != val_seed else None
 
     def shares(total):
         exact = counts * total / n
@@ -169,17 +176,31 @@ def stratified_split(labels: torch.Tensor, train_size: int, val_size: int, seed:
             out[i] += 1
         return out
 
-    tr, va = shares(train_size), shares(val_size)
+    va, tr = shares(val_size), shares(train_size)
     train_idx, val_idx = [], []
-    for c, ntr, nva in zip(classes, tr, va):
-        members = rng.permutation(np.flatnonzero(y == c))
-        train_idx.append(members[:ntr])
-        val_idx.append(members[ntr:ntr + nva])
+    for c, nva, ntr in zip(classes, va, tr):
+        members = rng_val.permutation(np.flatnonzero(y == c))
+        val_idx.append(members[:nva])
+        rest = members[nva:] if rng_train is None else rng_train.permutation(members[nva:])
+        train_idx.append(rest[:ntr])
     return np.sort(np.concatenate(train_idx)), np.sort(np.concatenate(val_idx))
 
 
-def proxy_datasets(proxy: dict, seed: int) -> Tuple[ArrayDataset, ArrayDataset]:
-    """The search's training and validation subsets, both from the training split."""
+def proxy_datasets(proxy: dict, seed: int, val_seed: Optional[int] = None) -> Tuple[ArrayDataset, ArrayDataset]:
+    """The search's training and validation subsets for training seed ``seed``.
+
+    Validation: carved from the training split by ``val_seed`` (default ``seed``), or, with
+    ``proxy.val_split: test``, a stratified subset of ``val_size`` images of the test split (all of
+    it when ``val_size`` is its size): a larger held-out set for measuring a proxy's fidelity.
+    """
+    val_seed = seed if val_seed is None else val_seed
     full = load_dataset(proxy["dataset"], proxy["path"], "train", proxy.get("resolution", 224))
-    tr, va = stratified_split(full.labels, proxy["train_size"], proxy["val_size"], seed)
+    if proxy.get("val_split", "train") == "test":
+        test = load_dataset(proxy["dataset"], proxy["path"], "test", proxy.get("resolution", 224))
+        if proxy["val_size"] > len(test):
+            raise ConfigError(f"proxy.val_size={proxy['val_size']}: the test split has {len(test)} images")
+        tr, _ = stratified_split(full.labels, proxy["train_size"], 0, seed)
+        _, va = stratified_split(test.labels, 0, proxy["val_size"], val_seed)
+        return full.subset(tr), test.subset(va)
+    tr, va = stratified_split(full.labels, proxy["train_size"], proxy["val_size"], seed, val_seed)
     return full.subset(tr), full.subset(va)

@@ -7,6 +7,7 @@ the caller passes ``report`` to receive each epoch's metrics.
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional
@@ -24,11 +25,24 @@ class TrialDiverged(RuntimeError):
 
 @dataclass
 class EpochReport:
+    """One epoch: validation accuracy and loss, training loss, seconds. For several seeds: the means
+    (``seconds`` the sum), with ``val_accuracy_sd`` (sample sd, 0 for one seed) and the per-seed values."""
+
     epoch: int
     val_accuracy: float
     val_loss: float
     train_loss: float
     seconds: float
+    val_accuracy_sd: float = 0.0
+    seeds: List[int] = field(default_factory=list)
+    val_accuracies: List[float] = field(default_factory=list)
+
+    @classmethod
+    def combine(cls, reports: List["EpochReport"], seeds: List[int]) -> "EpochReport":
+        accs = [r.val_accuracy for r in reports]
+        return cls(reports[0].epoch, statistics.fmean(accs), statistics.fmean(r.val_loss for r in reports),
+                   statistics.fmean(r.train_loss for r in reports), sum(r.seconds for r in reports),
+                   statistics.stdev(accs) if len(accs) > 1 else 0.0, list(seeds), accs)
 
 
 @dataclass
@@ -112,6 +126,9 @@ class Trainer:
         self.recipe, self.train = recipe, train
         self.gen = torch.Generator().manual_seed(seed)
         self.model = build_model(arch)
+        # torch's global RNG (dropout, drop-path) as this trainer left it: several trainers can then
+        # take turns (the seeds of one trial, in lockstep) and each gets what it would alone
+        self.rng_state = torch.get_rng_state()
         self.norm = _Normalizer(train, recipe["resolution"])
         self.opt = _optimizer(self.model, recipe)
         steps = recipe["epochs"] * math.ceil(len(train) / recipe["batch_size"])
@@ -120,6 +137,13 @@ class Trainer:
 
     def train_epoch(self) -> float:
         """One epoch; returns the mean training loss. Raises TrialDiverged on NaN/inf."""
+        torch.set_rng_state(self.rng_state)
+        try:
+            return self._train_epoch()
+        finally:
+            self.rng_state = torch.get_rng_state()
+
+    def _train_epoch(self) -> float:
         self.epoch += 1
         model, bs = self.model, self.recipe["batch_size"]
         model.train()
@@ -145,7 +169,8 @@ class Trainer:
 
     def state_dict(self) -> dict:
         return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
-                "scheduler": self.sched.state_dict(), "generator": self.gen.get_state(), "epoch": self.epoch}
+                "scheduler": self.sched.state_dict(), "generator": self.gen.get_state(), "epoch": self.epoch,
+                "rng": self.rng_state}
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
@@ -153,29 +178,57 @@ class Trainer:
         self.sched.load_state_dict(state["scheduler"])
         self.gen.set_state(state["generator"])
         self.epoch = int(state["epoch"])
+        if "rng" in state:
+            self.rng_state = state["rng"]
+
+
+def proxy_seeds(proxy: dict, seed: int) -> List[int]:
+    """The training seeds of a proxy recipe: ``proxy.seeds`` of them, from the space's seed on."""
+    return [seed + i for i in range(int(proxy.get("seeds", 1)))]
 
 
 def train_proxy(arch: ArchConfig, proxy: dict, seed: int = 0, data=None,
-                report: Optional[Callable[[EpochReport], None]] = None) -> ProxyResult:
+                report: Optional[Callable[[EpochReport], None]] = None, val_seed: Optional[int] = None,
+                seeds: Optional[List[int]] = None) -> ProxyResult:
     """Train ``arch`` with the space's proxy recipe; ``report`` is called after every epoch.
+
+    With several ``seeds`` (default: one, ``seed``), one network per seed (its own training subset,
+    initialisation and batch order) is trained in lockstep, epoch by epoch, and each epoch reports
+    their mean with its sd: the per-seed results are exactly those of single-seed runs, and a
+    scheduler sees the mean at every epoch. Validation is the same held-out set for every seed
+    (carved by ``val_seed``, default ``seed``).
 
     Args:
         proxy: the space's ``proxy`` section (dataset, sizes, epochs, resolution, optimizer, ...).
-        data: (train, val) ArrayDatasets, to skip loading (the search loads them once per worker).
+        data: a function seed -> (train, val) ArrayDatasets, or one (train, val) pair for a single
+            seed, to skip loading (the search loads them once per worker).
 
     Raises TrialDiverged on a NaN/inf loss.
     """
     torch.set_num_threads(proxy.get("threads", 1))
-    train, val = data if data is not None else proxy_datasets(proxy, seed)
-    trainer = Trainer(arch, proxy, train, seed)
+    seeds = list(seeds) if seeds is not None else [seed]
+    val_seed = seed if val_seed is None else val_seed
+
+    def datasets(s):
+        if callable(data):
+            return data(s)
+        if data is not None:
+            return data
+        return proxy_datasets(proxy, s, val_seed)
+
+    splits = [datasets(s) for s in seeds]
+    trainers = [Trainer(arch, proxy, train, s) for s, (train, _) in zip(seeds, splits)]
     result = ProxyResult()
     for _ in range(proxy["epochs"]):
-        t0 = time.perf_counter()
-        train_loss = trainer.train_epoch()
-        acc, vloss = trainer.evaluate(val)
-        rep = EpochReport(trainer.epoch, acc, vloss, train_loss, time.perf_counter() - t0)
+        per_seed = []
+        for trainer, (_, val) in zip(trainers, splits):
+            t0 = time.perf_counter()
+            train_loss = trainer.train_epoch()
+            acc, vloss = trainer.evaluate(val)
+            per_seed.append(EpochReport(trainer.epoch, acc, vloss, train_loss, time.perf_counter() - t0))
+        rep = EpochReport.combine(per_seed, seeds)
         result.history.append(rep)
         if report is not None:
             report(rep)
-    result.model = trainer.model
+    result.model = trainers[0].model
     return result

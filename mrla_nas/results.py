@@ -71,12 +71,19 @@ def _stage_label(row: pd.Series, i: int) -> str:
 def front_table(run: Run) -> str:
     if run.front.empty:
         return "no trial has finished at full fidelity yet: the front is empty"
-    lines = [f"{'':2s}{'trial':>5s}  {'arch':22s} {'stage choices':34s} {'accuracy':>8s} {'FLOPs':>14s} {'params':>10s}"]
+    seeds = int(run.space.proxy.get("seeds", 1))
+    acc_head = "accuracy ± sd" if seeds > 1 else "accuracy"
+    width = 16 if seeds > 1 else 8
+    lines = [f"{'':2s}{'trial':>5s}  {'arch':22s} {'stage choices':34s} {acc_head:>{width}s} {'FLOPs':>14s} "
+             f"{'params':>10s}"]
     for _, r in run.front.iterrows():
         stages = " ".join(_stage_label(r, i) for i in range(1, len(run.space.stages) + 1))
         mark = "*" if int(r["trial_id"]) == run.knee else " "
-        lines.append(f"{mark:2s}{int(r['trial_id']):5d}  {r['summary']:22s} {stages:34s} {r['accuracy']:8.4f} "
+        acc = f"{r['accuracy']:.4f}" + (f" ± {r['accuracy_sd']:.4f}" if seeds > 1 else "")
+        lines.append(f"{mark:2s}{int(r['trial_id']):5d}  {r['summary']:22s} {stages:34s} {acc:>{width}s} "
                      f"{int(r['flops']):14,d} {int(r['params']):10,d}")
+    if seeds > 1:
+        lines.append(f"accuracy: mean ± sd over {seeds} seeds (training subset, initialisation, batch order)")
     lines.append(f"front: {len(run.front)} of {int((run.trials['status'] == 'complete').sum())} complete trials "
                  f"({len(run.space.objectives)} objectives: {', '.join(run.space.objective_names())}); "
                  f"hypervolume {run.hypervolume:.4f} (fraction of the box {box_label(run)} that the front "
@@ -120,6 +127,10 @@ def plot_runs(runs: Sequence[Run], out_path) -> Path:
             style = "o" if "params" in run.space.objectives else "-o"
             ax.plot(run.front["flops"].astype(float) / 1e6, run.front["accuracy"], style, color=color, ms=5,
                     label=f"{run.path.name}: front (HV {run.hypervolume:.4f})")
+            if int(run.space.proxy.get("seeds", 1)) > 1:  # seed noise: one sd either way
+                ax.errorbar(run.front["flops"].astype(float) / 1e6, run.front["accuracy"],
+                            yerr=run.front["accuracy_sd"].astype(float), fmt="none", ecolor=color, capsize=3,
+                            alpha=0.8)
             if norm is not None and "params" in run.space.objectives:
                 sc = ax.scatter(run.front["flops"].astype(float) / 1e6, run.front["accuracy"], s=40,
                                 c=run.front["params"].astype(float), cmap="viridis", norm=norm,

@@ -220,6 +220,8 @@ def _row(t, rec: Dict[str, Any]) -> Optional[Dict[str, Any]]:
     for h in hist:
         row[f"acc_epoch_{h['epoch']}"] = h["val_accuracy"]
     row["accuracy"] = hist[-1]["val_accuracy"] if hist and status in ("complete", "stopped") else None
+    row["accuracy_sd"] = hist[-1].get("val_accuracy_sd", 0.0) if row["accuracy"] is not None else None
+    row["seeds"] = len(hist[-1].get("seeds") or [0]) if hist else None
     row["fidelity"] = rec.get("fidelity", 0.0)
     row["error"] = rec.get("error") or t.user_attrs.get("error")
     row["wall_s"] = rec.get("wall_s")

@@ -20,7 +20,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import optuna
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Ray's own console tables: progress.py reports instead
@@ -54,7 +54,7 @@ def _trainable(config: Dict[str, Any], ctx: Dict[str, Any]) -> None:
     from ray import tune
 
     from .data import proxy_datasets
-    from .proxy import train_proxy
+    from .proxy import proxy_seeds, train_proxy
 
     number = config["trial_number"]
     path = record_path(Path(ctx["run_dir"]), number)
@@ -80,11 +80,16 @@ def _trainable(config: Dict[str, Any], ctx: Dict[str, Any]) -> None:
                      "epoch": last["epoch"], "fidelity": rec["fidelity"], "trial_number": number})
         return
     try:
-        key = (proxy["dataset"], proxy["path"], proxy["train_size"], proxy["val_size"], ctx["seed"])
-        if key not in _TRIAL_CACHE:
+        key = tuple(proxy[k] for k in ("dataset", "path", "train_size", "val_size", "val_split", "resolution"))
+        if _TRIAL_CACHE.get("key") != key:  # one worker serves many trials: the subsets are carved once
             _TRIAL_CACHE.clear()
-            _TRIAL_CACHE[key] = proxy_datasets(proxy, ctx["seed"])
-        data = _TRIAL_CACHE[key]
+            _TRIAL_CACHE["key"] = key
+
+        def data(seed: int):
+            if seed not in _TRIAL_CACHE:
+                _TRIAL_CACHE[seed] = proxy_datasets(proxy, seed, val_seed=ctx["seed"])
+            return _TRIAL_CACHE[seed]
+
         t_train = time.perf_counter()
         write_json_atomic(path, rec)  # "running", with its config: what a reader sees if the worker dies
 
@@ -96,11 +101,12 @@ def _trainable(config: Dict[str, Any], ctx: Dict[str, Any]) -> None:
             if ep.epoch == epochs:  # complete before the last report: a scheduler may end the trial there
                 rec["status"] = "complete"
             write_json_atomic(path, rec)
-            tune.report({"accuracy": ep.val_accuracy, "flops": config["flops"], "params": config["params"],
-                         "epoch": ep.epoch, "val_loss": ep.val_loss, "fidelity": rec["fidelity"],
-                         "trial_number": number})
+            tune.report({"accuracy": ep.val_accuracy, "accuracy_sd": ep.val_accuracy_sd, "flops": config["flops"],
+                         "params": config["params"], "epoch": ep.epoch, "val_loss": ep.val_loss,
+                         "fidelity": rec["fidelity"], "trial_number": number})
 
-        train_proxy(arch, proxy, seed=ctx["seed"], data=data, report=report)
+        train_proxy(arch, proxy, seed=ctx["seed"], data=data, report=report,
+                    seeds=proxy_seeds(proxy, ctx["seed"]))
         rec["status"] = "complete"
     except Exception as e:  # recorded with its reason; Ray marks the trial errored, the search goes on
         rec.update(status="failed", error=f"{type(e).__name__}: {e}".splitlines()[0][:500])
@@ -228,8 +234,13 @@ def _init_ray(space: SearchSpace, address: Optional[str]) -> bool:
 
 
 def search(space_path, name: Optional[str] = None, runs_dir="runs", trials: Optional[int] = None,
-           resume: bool = False, address: Optional[str] = None, progress: bool = True) -> SearchResult:
+           resume: bool = False, address: Optional[str] = None, progress: bool = True,
+           enqueue: Optional[List[ArchConfig]] = None) -> SearchResult:
     """Run (or resume) a search; returns the run directory and the trials table.
+
+    ``space_path``: a space file or a :class:`SearchSpace`. ``enqueue``: the networks a new run
+    evaluates first, in order (default: the space's ``search.initial`` placements); ``mrla-nas
+    validate`` runs exactly its chosen networks this way.
 
     >>> result = search("search_spaces/tiny.yaml", name="try", trials=4)   # doctest: +SKIP
     >>> result.trials[["trial_id", "summary", "accuracy", "flops"]]       # doctest: +SKIP
@@ -237,13 +248,14 @@ def search(space_path, name: Optional[str] = None, runs_dir="runs", trials: Opti
     from .space_summary import check_budget
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    space = load_space(space_path)
+    space = space_path if isinstance(space_path, SearchSpace) else load_space(space_path)
     run_dir = Path(runs_dir) / (name or space.name)
     if resume:
         check_run_dir(run_dir)
         frozen = SearchSpace.from_file(run_dir / "space.yaml", check_paths=False)
         if dict(frozen.to_dict(), search=None) != dict(space.to_dict(), search=None):
-            raise ConfigError(f"{space_path}: differs from the run's frozen space ({run_dir}/space.yaml) beyond "
+            source = f"space {space.name!r}" if isinstance(space_path, SearchSpace) else str(space_path)
+            raise ConfigError(f"{source}: differs from the run's frozen space ({run_dir}/space.yaml) beyond "
                               "the search section; resume with the same space or start a new --name")
     elif (run_dir / "study.journal").exists():
         raise ConfigError(f"run directory {str(run_dir)!r} exists; pass --resume to continue it or --name for a new run")
@@ -254,11 +266,11 @@ def search(space_path, name: Optional[str] = None, runs_dir="runs", trials: Opti
     target = trials or space.search["trials"]
     ensure_writable(run_dir)
     with run_lock(run_dir):
-        return _run_session(space, run_dir, target, resume, address, progress)
+        return _run_session(space, run_dir, target, resume, address, progress, enqueue)
 
 
 def _run_session(space: SearchSpace, run_dir: Path, target: int, resume: bool, address: Optional[str],
-                 progress: bool) -> SearchResult:
+                 progress: bool, enqueue: Optional[List[ArchConfig]] = None) -> SearchResult:
     """One search session on a validated space and a writable, locked run directory."""
     from ray import tune
 
@@ -270,7 +282,7 @@ def _run_session(space: SearchSpace, run_dir: Path, target: int, resume: bool, a
     interrupted = _recover_interrupted(study, run_dir, space) if resume else 0
     reaped = reap_stale_ray(run_dir) if resume else 0
     if not study.trials:
-        for arch in space.initial_configs():
+        for arch in (space.initial_configs() if enqueue is None else enqueue):
             study.enqueue_trial(space.params_for(arch))
     remaining = target - _finished(study)
     session = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "target_trials": target,

@@ -58,10 +58,11 @@ _BACKBONE_DEFAULTS = dict(block="bottleneck", layers=[3, 4, 6, 3], channels=[64,
                           mrla_drop_path_rate=0.0)
 _PROXY_DEFAULTS = dict(dataset="fashion-mnist", path=None, train_size=5000, val_size=1000, epochs=2,
                        resolution=28, batch_size=128, optimizer="sgd", lr=0.1, momentum=0.9,
-                       weight_decay=5e-4, augmentation="none", threads=1)
+                       weight_decay=5e-4, augmentation="none", threads=1, seeds=1, val_split="train")
 # Upper bounds: beyond any real recipe, they stop a typo from asking for a terabyte of images.
 _PROXY_LIMITS = dict(train_size=100_000_000, val_size=100_000_000, epochs=100_000, resolution=4096,
-                     batch_size=65_536, threads=1024)
+                     batch_size=65_536, threads=1024, seeds=100)
+VAL_SPLITS = ("train", "test")  # validation carved from the training split, or the dataset's test split
 MAX_BACKBONE_CHOICES = 4096
 _SEARCH_DEFAULTS = dict(sampler="tpe", trials=20, concurrency=2, scheduler="none", initial=[], worker_niceness=0)
 _TOP_KEYS = ("name", "seed", "backbone", "stages", "objectives", "constraints", "proxy", "search",
@@ -311,6 +312,7 @@ class SearchSpace:
         _one_of(p["dataset"], tuple(DATASETS), "proxy.dataset")
         for k, hi in _PROXY_LIMITS.items():
             _pos_int(p[k], f"proxy.{k}", hi=hi)
+        _one_of(p["val_split"], VAL_SPLITS, "proxy.val_split")
         _one_of(p["optimizer"], OPTIMIZERS, "proxy.optimizer")
         _one_of(p["augmentation"], AUGMENTATIONS, "proxy.augmentation")
         p["lr"] = _number(p["lr"], "proxy.lr", lo=1e-8, hi=10)
