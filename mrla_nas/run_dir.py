@@ -188,12 +188,19 @@ def open_study(run_dir: Path, sampler: Optional["optuna.samplers.BaseSampler"] =
     return study
 
 
-def _row(t, rec: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+def interrupted_trials(study: "optuna.Study") -> Dict[int, Optional[Dict[str, Any]]]:
+    """Trial number -> config (or None) of the attempts a killed session left unfinished, as
+    :mod:`mrla_nas.recovery` lists them in the study's ``interrupted`` user attribute (older runs
+    marked the trial itself)."""
+    return {int(k): v for k, v in study.user_attrs.get("interrupted", {}).items()}
+
+
+def _row(t, rec: Dict[str, Any], marked: Dict[int, Any]) -> Optional[Dict[str, Any]]:
     """One trials-table row from an Optuna trial and its record (None: a queued trial, not yet a row)."""
     import optuna
 
     status = rec.get("status")
-    if t.state == optuna.trial.TrialState.FAIL and t.user_attrs.get("interrupted"):
+    if t.state == optuna.trial.TrialState.FAIL and (t.number in marked or t.user_attrs.get("interrupted")):
         status = "interrupted"
     elif t.state == optuna.trial.TrialState.FAIL:
         status = "failed"
@@ -204,7 +211,7 @@ def _row(t, rec: Dict[str, Any]) -> Optional[Dict[str, Any]]:
     elif status == "running" and t.state == optuna.trial.TrialState.COMPLETE:
         # the scheduler ended it: early (stopped) or right after its last epoch (complete)
         status = "complete" if rec.get("fidelity", 0.0) >= 1.0 else "stopped"
-    arch_dict = rec.get("arch") or t.user_attrs.get("arch")
+    arch_dict = rec.get("arch") or t.user_attrs.get("arch") or marked.get(t.number)
     row = {"trial_id": t.number, "status": status}
     if arch_dict:
         arch = ArchConfig.from_dict(arch_dict)
@@ -229,12 +236,37 @@ def _row(t, rec: Dict[str, Any]) -> Optional[Dict[str, Any]]:
     return row
 
 
+_SETTLED = {"complete": 0, "stopped": 1, "infeasible": 2, "failed": 3, "running": 4, "interrupted": 5}
+
+
+def _one_row_per_network(df: pd.DataFrame, proposed: Dict[str, int]) -> pd.DataFrame:
+    """Fold the attempts at one network (an interrupted one and its re-run) into one row, the settled
+    attempt's; ``attempts`` counts them, ``proposed`` how often the sampler proposed the network.
+    Attempts killed before their network was sampled have no key and keep a row each."""
+    if df.empty:
+        return df
+    if "key" not in df:
+        df["key"] = None
+    df = df.sort_values("trial_id").reset_index(drop=True)
+    keyed = df[df["key"].notna()].copy()
+    keyed["_rank"] = keyed["status"].map(_SETTLED).fillna(9)
+    attempts = keyed.groupby("key")["trial_id"].count()
+    keep = keyed.sort_values(["_rank", "trial_id"]).drop_duplicates("key").drop(columns="_rank")
+    keep["attempts"] = keep["key"].map(attempts).astype(int)
+    keep["proposed"] = [int(attempts[k]) + proposed.get(k, 0) for k in keep["key"]]
+    out = pd.concat([keep, df[df["key"].isna()].assign(attempts=1, proposed=1)])
+    return out.sort_values("trial_id").reset_index(drop=True)
+
+
 class TrialsTable:
     """The trials table of a run directory, kept up to date incrementally.
 
-    One row per trial: id, status, config columns, key, params, FLOPs, accuracy per epoch and final,
-    fidelity, error, wall time. Status: complete, stopped (early-stopped), infeasible, failed,
-    interrupted (the session was killed; its config was queued again), running.
+    One row per network: the trial that evaluated it, status, config columns, key, params, FLOPs,
+    accuracy per epoch and final (mean over seeds, with its sd), fidelity, error, wall time,
+    ``attempts`` (more than 1 after an interrupted session) and ``proposed`` (how often the sampler
+    proposed it; re-proposals are answered from the record). Status: complete, stopped
+    (early-stopped), infeasible, failed, interrupted (the session was killed; its config was queued
+    again), running.
 
     Holding one instance (as the search's progress callback does) re-reads only what changed: the
     journal from where it stopped (Optuna's JournalStorage replays incrementally) and the records
@@ -254,23 +286,27 @@ class TrialsTable:
             check_run_dir(self.run_dir)
             self._study = open_study(self.run_dir)
         rows: List[Dict[str, Any]] = []
+        proposed: Dict[str, int] = {}
+        marked = interrupted_trials(self._study)
         for t in self._study.get_trials(deepcopy=False):
+            if "duplicate_of" in t.user_attrs:  # a re-proposal, answered from the original: counted there
+                proposed[t.user_attrs["duplicate_of"]] = proposed.get(t.user_attrs["duplicate_of"], 0) + 1
+                continue
             path = record_path(self.run_dir, t.number)
             try:
                 st = path.stat()
                 mtime = (st.st_mtime_ns, st.st_size)
             except FileNotFoundError:
                 mtime = None
-            stamp = (t.state, len(t.user_attrs), mtime)
+            stamp = (t.state, len(t.user_attrs), mtime, t.number in marked)
             cached = self._rows.get(t.number)
             if cached is None or cached[0] != stamp:
                 rec = json.loads(path.read_text()) if mtime is not None else {}
-                cached = self._rows[t.number] = (stamp, _row(t, rec))
+                cached = self._rows[t.number] = (stamp, _row(t, rec, marked))
             if cached[1] is not None:
                 rows.append(cached[1])
-        df = pd.DataFrame(rows)
+        df = _one_row_per_network(pd.DataFrame(rows), proposed)
         if not df.empty:
-            df = df.sort_values("trial_id").reset_index(drop=True)
             for col in df.columns:
                 if col.endswith(("_heads", "_reduction")) or col in ("params", "flops"):
                     df[col] = df[col].astype("Int64")

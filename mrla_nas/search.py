@@ -31,6 +31,7 @@ os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
 from .arch import ArchConfig, ConfigError  # noqa: E402
 from .run_dir import (check_run_dir, ensure_writable, freeze_space, open_study, read_records,  # noqa: E402
                       record_path, run_lock, write_json_atomic, write_manifest, write_trials_csv)
+from .recovery import finished_networks, recover_interrupted  # noqa: E402
 from .searcher import StudySearcher  # noqa: E402
 from .space import SearchSpace, load_space
 
@@ -69,16 +70,6 @@ def _trainable(config: Dict[str, Any], ctx: Dict[str, Any]) -> None:
         tune.report({"infeasible": 1, "flops": config["flops"], "params": config["params"], "trial_number": number})
         return
     proxy, epochs = ctx["proxy"], ctx["proxy"]["epochs"]
-    same = [r for r in read_records(Path(ctx["run_dir"])).values()
-            if r["key"] == rec["key"] and r["status"] == "complete" and r["trial_id"] != number]
-    if same:  # the sampler proposed a network already trained: same seed, same result, so reuse it
-        rec.update(status="complete", history=same[0]["history"], fidelity=same[0]["fidelity"],
-                   duplicate_of=same[0]["trial_id"], wall_s=time.perf_counter() - t0, train_s=0.0)
-        write_json_atomic(path, rec)
-        last = rec["history"][-1]
-        tune.report({"accuracy": last["val_accuracy"], "flops": config["flops"], "params": config["params"],
-                     "epoch": last["epoch"], "fidelity": rec["fidelity"], "trial_number": number})
-        return
     try:
         key = tuple(proxy[k] for k in ("dataset", "path", "train_size", "val_size", "val_split", "resolution"))
         if _TRIAL_CACHE.get("key") != key:  # one worker serves many trials: the subsets are carved once
@@ -120,52 +111,6 @@ def _trainable(config: Dict[str, Any], ctx: Dict[str, Any]) -> None:
 class SearchResult:
     run_dir: Path
     trials: "Any"  # pandas DataFrame (trials.csv)
-
-
-def objective_values(space: SearchSpace, rec: Dict[str, Any]) -> list:
-    """A finished record's values in the study's order (accuracy, flops[, params])."""
-    have = {"accuracy": rec["history"][-1]["val_accuracy"], "flops": rec["flops"], "params": rec["params"]}
-    return [have[name] for name in space.objective_names()]
-
-
-def _recover_interrupted(study: optuna.Study, run_dir: Path, space: SearchSpace) -> int:
-    """Trials left RUNNING by a killed session.
-
-    A trial whose record is finished (the kill fell between the worker's last write and Optuna's
-    tell) is told now, with its recorded result; any other is marked FAIL (interrupted) and its
-    config queued again. Returns the number queued again.
-    """
-    n = 0
-    records = read_records(run_dir)
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        rec = records.get(t.number)
-        if rec is not None and rec.get("status") == "complete" and rec.get("history"):
-            study.tell(t.number, objective_values(space, rec))
-            continue
-        if rec is not None and rec.get("status") == "infeasible":
-            study.tell(t.number, state=optuna.trial.TrialState.PRUNED)
-            continue
-        study._storage.set_trial_user_attr(t._trial_id, "interrupted", True)
-        if "arch" not in t.user_attrs:  # killed between sampling and the cost measurement
-            try:
-                arch = space.sample(optuna.trial.FixedTrial(t.params))
-                study._storage.set_trial_user_attr(t._trial_id, "arch", arch.to_dict())
-            except ValueError:  # killed while sampling: no full config to name; Optuna fills the rest
-                pass
-        study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
-        if rec is not None:
-            rec.update(status="interrupted", error="the search was stopped while this trial ran; queued again")
-            write_json_atomic(record_path(run_dir, t.number), rec)
-        study.enqueue_trial(t.params, skip_if_exists=False)
-        n += 1
-    return n
-
-
-def _finished(study: optuna.Study) -> int:
-    done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    fails = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))
-             if not t.user_attrs.get("interrupted")]
-    return len(study.get_trials(deepcopy=False, states=done)) + len(fails)
 
 
 def record_ray_processes(run_dir: Path) -> None:
@@ -279,18 +224,20 @@ def _run_session(space: SearchSpace, run_dir: Path, target: int, resume: bool, a
     if not resume:
         freeze_space(run_dir, space)
     study = open_study(run_dir, make_sampler(space), space=space)
-    interrupted = _recover_interrupted(study, run_dir, space) if resume else 0
+    interrupted = recover_interrupted(study, run_dir, space) if resume else 0
     reaped = reap_stale_ray(run_dir) if resume else 0
     if not study.trials:
         for arch in (space.initial_configs() if enqueue is None else enqueue):
             study.enqueue_trial(space.params_for(arch))
-    remaining = target - _finished(study)
+    remaining = min(target, space.size()) - finished_networks(study)  # a trial buys a distinct network
     session = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "target_trials": target,
                "resumed": resume, "interrupted_requeued": interrupted, "stale_ray_processes_ended": reaped, "address": address or os.environ.get("RAY_ADDRESS")}
     write_manifest(run_dir, space, session)
     if remaining <= 0:
-        if progress:
-            print(f"{run_dir}: {target - remaining} trials finished already ({target} asked for); nothing to run")
+        done = finished_networks(study)
+        print(f"{run_dir}: {done} trials finished already ({target} asked for"
+              + (f"; the space holds {space.size()} distinct networks" if done >= space.size() else "")
+              + "); nothing to run")
         return SearchResult(run_dir, write_trials_csv(run_dir))
 
     if any(set(st.forms) - {"none"} for st in space.stages):
@@ -339,4 +286,8 @@ def _run_session(space: SearchSpace, run_dir: Path, target: int, resume: bool, a
         if started_ray:
             import ray
             ray.shutdown()
+    done = finished_networks(study)
+    if done < target and done >= space.size():
+        print(f"{run_dir}: the space holds {space.size()} distinct networks and all {done} are evaluated "
+              f"({target} trials asked for); the search stops here")
     return SearchResult(run_dir, write_trials_csv(run_dir))

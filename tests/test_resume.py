@@ -6,7 +6,9 @@ import yaml
 
 from conftest import DATA
 from mrla_nas.run_dir import freeze_space, open_study, record_path, trials_table, write_json_atomic
-from mrla_nas.search import _recover_interrupted, make_sampler
+from mrla_nas.recovery import recover_interrupted as _recover_interrupted
+from mrla_nas.run_dir import interrupted_trials
+from mrla_nas.search import make_sampler
 from mrla_nas.space import SearchSpace
 
 SPACES = Path(__file__).parent.parent / "search_spaces"
@@ -49,7 +51,7 @@ def test_each_kill_window_is_recovered(tmp_path):
     assert states[t_done.number] == optuna.trial.TrialState.COMPLETE
     assert study.trials[t_done.number].values == [0.5, 20]
     for t in (t_sampled, t_running, t_empty):
-        assert states[t.number] == optuna.trial.TrialState.FAIL and study.trials[t.number].user_attrs["interrupted"]
+        assert states[t.number] == optuna.trial.TrialState.FAIL and t.number in interrupted_trials(study)
     queued = [t.system_attrs["fixed_params"] for t in study.get_trials(states=(optuna.trial.TrialState.WAITING,))]
     assert space.params_for(arch_sampled) in queued and space.params_for(arch_running) in queued
 

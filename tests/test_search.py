@@ -213,6 +213,8 @@ def test_three_objectives_end_to_end(tmp_path, capsys):
     assert study.metric_names == ["accuracy", "flops", "params"]
     for t in study.get_trials():
         assert t.state.name == "COMPLETE" and len(t.values) == 3
+        if "duplicate_of" in t.user_attrs:  # a re-proposal, told the original's values: no record of its own
+            continue
         rec = read_records(result.run_dir)[t.number]
         assert t.values == [rec["history"][-1]["val_accuracy"], rec["flops"], rec["params"]]
         assert rec["niceness"] == os.nice(0)  # trials run at the driver's own priority, not Ray's nice 15
@@ -220,3 +222,17 @@ def test_three_objectives_end_to_end(tmp_path, capsys):
     assert len(run.reference) == 3 and 0 < run.hypervolume <= 1
     assert main(["pareto", str(result.run_dir)]) == 0
     assert "3 objectives: accuracy, flops, params" in capsys.readouterr().out
+
+
+def test_a_budget_buys_distinct_networks_and_an_exhausted_space_stops(tmp_path, capsys):
+    space = _space(tmp_path, search__initial=[])  # tiny: 25 distinct networks, all within budget
+    result = search(space, runs_dir=tmp_path / "runs", trials=15, progress=False)
+    trained = [r["key"] for r in read_records(result.run_dir).values() if r["history"]]
+    assert len(trained) == len(set(trained)) == 15  # 15 trials, 15 networks, none trained twice
+    df = result.trials
+    assert len(df) == 15 and df["key"].is_unique and (df["proposed"] >= 1).all()
+    result = search(space, runs_dir=tmp_path / "runs", trials=40, resume=True, progress=False)
+    assert len(result.trials) == 25 and result.trials["key"].is_unique
+    assert "the space holds 25 distinct networks and all 25 are evaluated" in capsys.readouterr().out
+    trained = [r["key"] for r in read_records(result.run_dir).values() if r["history"]]
+    assert len(trained) == len(set(trained)) == 25
