@@ -142,6 +142,16 @@ def _cmd_explain(args) -> None:
         print(f"mrla-nas: note: explain.png not written ({err.strerror})", file=sys.stderr)
 
 
+def _cmd_table(args) -> None:
+    from mrla_nas.table import export_table, load_table
+
+    out = export_table(args.run, args.output, command=" ".join(["mrla-nas", *sys.argv[1:]]))
+    table = load_table(out)
+    p = table.provenance
+    print(f"wrote {out}: {p['networks']} networks of {p['space_size']} ({'the whole space' if p['complete'] else 'not all'}), "
+          f"seeds {p['seeds']}, {len(table.rows):,} rows (network x seed x epoch)")
+
+
 def _cmd_repair(args) -> None:
     from pathlib import Path
 
@@ -281,6 +291,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resamples", type=_positive_int, default=1000, help="bootstrap resamples (1000)")
     p.add_argument("--no-importance", action="store_true", help="skip Optuna's importance evaluators")
     p.set_defaults(func=_cmd_explain)
+
+    p = sub.add_parser("table", help="export a run as a tabular benchmark (one row per network, seed, epoch)")
+    p.add_argument("run", help="a run directory (search.sampler: brute_force evaluates every network)")
+    p.add_argument("-o", "--output", help="output CSV (default: RUN/table.csv)")
+    p.set_defaults(func=_cmd_table)
 
     p = sub.add_parser("repair", help="make a run's journal readable again after a crash (keeps copies)")
     p.add_argument("run", help="a run directory")

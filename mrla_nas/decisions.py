@@ -26,6 +26,21 @@ COMPLETE, PRUNED, FAIL = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialSt
                           optuna.trial.TrialState.FAIL)
 
 
+def make_sampler(space: SearchSpace) -> optuna.samplers.BaseSampler:
+    """The space's Optuna sampler, seeded by the space's seed (``brute_force``: every network once,
+    to build a table of the whole space)."""
+    name, seed = space.search["sampler"], space.seed
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=6)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(20, space.search["trials"] // 3)))
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=6)
+    if name == "brute_force":
+        return optuna.samplers.BruteForceSampler(seed=seed)
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
 @dataclass
 class Proposal:
     """A network to evaluate: its Optuna trial number, config and cost (measured before training)."""

@@ -13,7 +13,7 @@ import time
 from ray.tune import Callback
 
 from .pareto import pareto
-from .run_dir import TrialsTable, mark_record, read_record
+from .run_dir import WORKER_DIED, TrialsTable, mark_record, read_record
 
 
 def _death_reason(trial) -> str:
@@ -74,7 +74,7 @@ class ProgressCallback(Callback):
         if number is not None:
             rec = read_record(self.run_dir, number)
             if rec is None or rec.get("status") == "running":  # died without a word (os._exit, a signal)
-                mark_record(self.run_dir, number, status="failed", error=f"worker died: {_death_reason(trial)}")
+                mark_record(self.run_dir, number, status="failed", error=f"{WORKER_DIED}: {_death_reason(trial)}")
             rec = read_record(self.run_dir, number) or {}
             print(f"mrla-nas: trial {number} failed: {rec.get('error')}", file=sys.stderr)
         self._refresh()

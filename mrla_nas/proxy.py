@@ -36,13 +36,17 @@ class EpochReport:
     val_accuracy_sd: float = 0.0
     seeds: List[int] = field(default_factory=list)
     val_accuracies: List[float] = field(default_factory=list)
+    val_losses: List[float] = field(default_factory=list)
+    train_losses: List[float] = field(default_factory=list)
+    seconds_per_seed: List[float] = field(default_factory=list)
 
     @classmethod
     def combine(cls, reports: List["EpochReport"], seeds: List[int]) -> "EpochReport":
         accs = [r.val_accuracy for r in reports]
         return cls(reports[0].epoch, statistics.fmean(accs), statistics.fmean(r.val_loss for r in reports),
                    statistics.fmean(r.train_loss for r in reports), sum(r.seconds for r in reports),
-                   statistics.stdev(accs) if len(accs) > 1 else 0.0, list(seeds), accs)
+                   statistics.stdev(accs) if len(accs) > 1 else 0.0, list(seeds), accs,
+                   [r.val_loss for r in reports], [r.train_loss for r in reports], [r.seconds for r in reports])
 
 
 @dataclass

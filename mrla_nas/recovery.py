@@ -12,7 +12,7 @@ from typing import Any, Dict, Optional
 import optuna
 
 from .run_dir import interrupted_trials as interrupted
-from .run_dir import read_records, record_path, write_json_atomic
+from .run_dir import WORKER_DIED, read_records, record_path, write_json_atomic
 from .space import SearchSpace
 
 RUNNING, FAIL, PRUNED = (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.FAIL,
@@ -49,6 +49,18 @@ def recover_interrupted(study: optuna.Study, run_dir: Path, space: SearchSpace) 
     n = 0
     records = read_records(run_dir)
     marked = interrupted(study)
+    for t in study.get_trials(deepcopy=False, states=(FAIL,)):
+        # a worker that died (its node lost, a `ray stop`, the OOM killer) says nothing of the network:
+        # its attempt is retried on resume like an interrupted one; a failure the training raised is kept
+        rec = records.get(t.number)
+        if (t.number not in marked and "duplicate_of" not in t.user_attrs and rec is not None
+                and str(rec.get("error") or "").startswith(WORKER_DIED)):
+            marked[t.number] = t.user_attrs.get("arch")
+            study.set_user_attr("interrupted", {str(k): v for k, v in marked.items()})
+            rec.update(status="interrupted", error=f"{rec['error']}; queued again on resume")
+            write_json_atomic(record_path(run_dir, t.number), rec)
+            study.enqueue_trial(t.params, skip_if_exists=False)
+            n += 1
     for t in study.get_trials(deepcopy=False, states=(RUNNING,)):
         rec = records.get(t.number)
         if "duplicate_of" in t.user_attrs:

@@ -32,6 +32,8 @@ if TYPE_CHECKING:  # optuna is imported where it is used: pareto/export need not
     import optuna
 
 STUDY_NAME = "mrla-nas"
+# How a trial whose worker process vanished is recorded (progress.py); recovery.py retries those.
+WORKER_DIED = "worker died"
 
 
 def write_json_atomic(path: Path, data: Dict[str, Any]) -> None:

@@ -31,22 +31,12 @@ os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
 from .arch import ArchConfig, ConfigError  # noqa: E402
 from .run_dir import (check_run_dir, ensure_writable, freeze_space, open_study, read_records,  # noqa: E402
                       record_path, run_lock, write_json_atomic, write_manifest, write_trials_csv)
+from .decisions import make_sampler  # noqa: E402,F401  (re-exported: the space's sampler)
 from .recovery import finished_networks, recover_interrupted  # noqa: E402
 from .searcher import StudySearcher  # noqa: E402
 from .space import SearchSpace, load_space
 
 _TRIAL_CACHE: Dict[Any, Any] = {}  # per worker process: proxy datasets, reused across trials
-
-
-def make_sampler(space: SearchSpace) -> optuna.samplers.BaseSampler:
-    name, seed = space.search["sampler"], space.seed
-    if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=6)
-    if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(20, space.search["trials"] // 3)))
-    if name == "gp":
-        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=6)
-    return optuna.samplers.RandomSampler(seed=seed)
 
 
 def _trainable(config: Dict[str, Any], ctx: Dict[str, Any]) -> None:

@@ -45,7 +45,7 @@ DATASETS = {
     "cifar10": None,
     "imagefolder": None,
 }
-SAMPLERS = ("tpe", "nsga2", "random", "gp")
+SAMPLERS = ("tpe", "nsga2", "random", "gp", "brute_force")
 SCHEDULERS = ("none", "asha")
 OPTIMIZERS = ("sgd", "adamw")
 AUGMENTATIONS = ("none", "flip", "crop_flip")

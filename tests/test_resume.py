@@ -68,3 +68,22 @@ def test_recovery_twice_changes_nothing(tmp_path):
     assert _recover_interrupted(study, run, space) == 1
     assert _recover_interrupted(study, run, space) == 0
     assert len(study.get_trials(states=(optuna.trial.TrialState.WAITING,))) == 1
+
+
+def test_a_worker_that_died_is_retried_on_resume_a_training_error_is_not(tmp_path):
+    space, run, study = _run(tmp_path)
+    died, raised = _started(study, space), _started(study, space)
+    for (trial, arch), error in ((died, "worker died: the trial's worker process died"),
+                                 (raised, "ConfigError: backbone.num_classes=5: the dataset has 10 classes")):
+        trial.set_user_attr("arch", arch.to_dict())
+        write_json_atomic(record_path(run, trial.number), {"trial_id": trial.number, "arch": arch.to_dict(),
+                                                            "key": arch.key(), "status": "failed", "history": [],
+                                                            "params": 1, "flops": 2, "error": error})
+        study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+    assert _recover_interrupted(study, run, space) == 1
+    assert died[0].number in interrupted_trials(study) and raised[0].number not in interrupted_trials(study)
+    queued = [t.system_attrs["fixed_params"] for t in study.get_trials(states=(optuna.trial.TrialState.WAITING,))]
+    assert queued == [space.params_for(died[1])]
+    df = trials_table(run).set_index("trial_id")
+    assert df.loc[died[0].number, "status"] == "interrupted" and df.loc[raised[0].number, "status"] == "failed"
+    assert _recover_interrupted(study, run, space) == 0  # once
