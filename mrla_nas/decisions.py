@@ -14,6 +14,7 @@ same :class:`Proposer`, so both take the same decisions on the same results:
 from __future__ import annotations
 
 import random
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -24,6 +25,14 @@ from .space import SearchSpace
 
 COMPLETE, PRUNED, FAIL = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
                           optuna.trial.TrialState.FAIL)
+
+
+class _BruteForce(optuna.samplers.BruteForceSampler):
+    """Optuna's brute-force sampler without its ``study.stop()`` once the space is exhausted: that only
+    works inside ``study.optimize``; the Proposer stops an exhausted space itself."""
+
+    def after_trial(self, study, trial, state, values) -> None:
+        pass
 
 
 def make_sampler(space: SearchSpace) -> optuna.samplers.BaseSampler:
@@ -37,7 +46,9 @@ def make_sampler(space: SearchSpace) -> optuna.samplers.BaseSampler:
     if name == "gp":
         return optuna.samplers.GPSampler(seed=seed, n_startup_trials=6)
     if name == "brute_force":
-        return optuna.samplers.BruteForceSampler(seed=seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # stable since 3.1 in practice
+            return _BruteForce(seed=seed)
     return optuna.samplers.RandomSampler(seed=seed)
 
 
@@ -60,10 +71,13 @@ class Proposal:
 @dataclass
 class Outcome:
     """How a network's evaluation ended, as Optuna is told it: ``values`` for COMPLETE; PRUNED (over
-    budget, or stopped early) or FAIL without values."""
+    budget, or stopped early: then ``stopped_epoch`` and the accuracy it had, ``partial_accuracy``,
+    go to the trial's user attributes, never its values) or FAIL without values."""
 
     state: optuna.trial.TrialState
     values: Optional[List[float]] = None
+    stopped_epoch: Optional[int] = None
+    partial_accuracy: Optional[float] = None
 
 
 class Proposer:
@@ -84,6 +98,7 @@ class Proposer:
         self.in_flight: Dict[str, int] = {}           # key -> the trial training it
         self.waiting: Dict[str, List[int]] = {}       # key -> trials parked on it
         self.proposed: Dict[str, int] = {}            # key -> how often the sampler proposed it
+        self.open: Dict[int, optuna.Trial] = {}        # trial number -> its Trial, until told
         self._size = space.size()
         self._load_history()
 
@@ -117,6 +132,7 @@ class Proposer:
                 self._enqueue_unseen()
                 repeats = 0
             trial = self.study.ask()
+            self.open[trial.number] = trial
             arch = self.space.sample(trial)
             key = arch.key()
             self.proposed[key] = self.proposed.get(key, 0) + 1
@@ -124,7 +140,9 @@ class Proposer:
             feasible = self._record_cost(trial, arch, flops, params)
             if key in self.known:
                 trial.set_user_attr("duplicate_of", key)
+                self._annotate(trial.number, self.known[key])
                 self.tell(trial.number, self.known[key])
+                self.open.pop(trial.number, None)
                 repeats += 1
                 continue
             if key in self.in_flight:
@@ -163,8 +181,18 @@ class Proposer:
         self.known[key] = outcome
         told = [number, *self.waiting.pop(key, [])]
         for n in told:
+            self._annotate(n, outcome)
             self.tell(n, outcome)
+            self.open.pop(n, None)
         return told
+
+    def _annotate(self, number: int, outcome: Outcome) -> None:
+        # Optuna cannot report intermediate values in a multi-objective study: a stopped trial's
+        # partial result is a user attribute, which no sampler mistakes for a final value
+        trial = self.open.get(number)
+        if trial is not None and outcome.stopped_epoch is not None:
+            trial.set_user_attr("stopped_epoch", outcome.stopped_epoch)
+            trial.set_user_attr("partial_accuracy", outcome.partial_accuracy)
 
     def _tell(self, number: int, outcome: Outcome) -> None:
         if outcome.state == COMPLETE:

@@ -21,6 +21,7 @@ import optuna
 import pandas as pd
 
 from .decisions import COMPLETE, PRUNED, Outcome, Proposer, make_sampler
+from .halving import rule_for, rung_values
 from .pareto import pareto
 from .space import SearchSpace
 from .table import Table
@@ -35,8 +36,9 @@ class ReplayTrial:
     outcome: Outcome
     flops: int
     params: int
-    accuracy: Optional[float]
-    train_s: float
+    accuracy: Optional[float]   # the full-fidelity accuracy (None when stopped, over budget)
+    train_s: float              # training seconds spent on it
+    epochs: int = 0
 
 
 @dataclass
@@ -47,12 +49,26 @@ class ReplayResult:
 
     def frame(self, upto: Optional[int] = None) -> pd.DataFrame:
         """The finished trials as a trials table (what :func:`mrla_nas.pareto.pareto` reads)."""
-        rows = [{"trial_id": t.number, "key": t.key, "status": "complete" if t.outcome.state == COMPLETE else
-                 ("infeasible" if t.outcome.state == PRUNED else "failed"), "accuracy": t.accuracy,
-                 "flops": t.flops, "params": t.params, "fidelity": 1.0, "end": t.end, "train_s": t.train_s}
+        rows = [{"trial_id": t.number, "key": t.key, "status": self._status(t), "accuracy": t.accuracy,
+                 "flops": t.flops, "params": t.params,
+                 "fidelity": 1.0 if t.outcome.state == COMPLETE else t.epochs / self.space.proxy["epochs"],
+                 "end": t.end, "train_s": t.train_s}
                 for t in self.trials[:upto]]
         return pd.DataFrame(rows, columns=["trial_id", "key", "status", "accuracy", "flops", "params", "fidelity",
                                            "end", "train_s"])
+
+    @staticmethod
+    def _status(t: ReplayTrial) -> str:
+        if t.outcome.state == COMPLETE:
+            return "complete"
+        if t.outcome.state == PRUNED:
+            return "stopped" if t.outcome.stopped_epoch is not None else "infeasible"
+        return "failed"
+
+    def compute_curve(self) -> Tuple[np.ndarray, np.ndarray]:
+        """(cumulative training seconds, normalised hypervolume) after each finished trial."""
+        spent = np.cumsum([t.train_s for t in self.trials])
+        return spent, np.array(self.hypervolume_curve())
 
     def hypervolume_curve(self) -> List[float]:
         """Normalised hypervolume after 1, 2, ... distinct networks (in finishing order)."""
@@ -64,17 +80,21 @@ class ReplayResult:
 
 
 class TableAnswers:
-    """Outcome, cost and training seconds of a network, from a table, averaged over ``seeds``."""
+    """Per-epoch accuracy (mean over ``seeds``) and cumulative training seconds of each network of a
+    table, and its cost."""
 
     def __init__(self, table: Table, space: SearchSpace, seeds: Optional[Sequence[int]] = None):
         self.space = space
         self.seeds = list(seeds) if seeds is not None else table.seeds()
         rows = table.rows[table.rows["seed"].isin(self.seeds)]
-        last = rows.sort_values("epoch").groupby(["key", "seed"]).tail(1)
-        self.accuracy = last.groupby("key")["val_accuracy"].mean().to_dict()
-        self.seconds = rows.groupby("key")["seconds"].sum().to_dict()
+        per_epoch = rows.groupby(["key", "epoch"]).agg(accuracy=("val_accuracy", "mean"), seconds=("seconds", "sum"))
+        self.curve: Dict[str, List[Tuple[float, float]]] = {}  # key -> [(accuracy, cumulative seconds)] by epoch
+        for key, g in per_epoch.groupby(level="key"):
+            g = g.droplevel("key").sort_index()
+            self.curve[key] = list(zip(g["accuracy"].astype(float), g["seconds"].cumsum().astype(float)))
         nets = table.networks().set_index("key")
         self.cost = {k: (int(r.flops), int(r.params)) for k, r in nets.iterrows()}
+        self.epochs = space.proxy["epochs"]
 
     def measure(self, arch) -> Tuple[int, int]:
         key = arch.key()
@@ -82,29 +102,26 @@ class TableAnswers:
             raise KeyError(f"network {arch.summary()} ({key}) is not in the table")
         return self.cost[key]
 
-    def evaluate(self, key: str, feasible: bool) -> Tuple[Outcome, float, Optional[float]]:
-        """(what Optuna is told, simulated training seconds, accuracy)."""
-        if not feasible:
-            return Outcome(PRUNED), 0.0, None
-        acc = float(self.accuracy[key])
+    def values(self, key: str, accuracy: float) -> List[float]:
         flops, params = self.cost[key]
-        have = {"accuracy": acc, "flops": float(flops), "params": float(params)}
-        return Outcome(COMPLETE, [have[n] for n in self.space.objective_names()]), float(self.seconds[key]), acc
+        have = {"accuracy": accuracy, "flops": float(flops), "params": float(params)}
+        return [have[n] for n in self.space.objective_names()]
 
 
 def replay(table: Table, space: Optional[SearchSpace] = None, trials: Optional[int] = None,
            sampler: Optional[str] = None, seed: Optional[int] = None, concurrency: Optional[int] = None,
            seeds: Optional[Sequence[int]] = None, sampler_obj: Optional[optuna.samplers.BaseSampler] = None,
-           initial: Optional[list] = None) -> ReplayResult:
+           initial: Optional[list] = None, scheduler: Optional[str] = None) -> ReplayResult:
     """Replay a search of ``space`` (default: the table's) answered from ``table``.
 
-    ``sampler``/``seed``/``trials``/``concurrency``/``initial`` override the space's search section;
-    ``sampler_obj`` replaces the sampler outright (e.g. TPE with other settings); ``seeds`` are the
-    table's seeds whose mean a trial reports (default: all).
+    ``sampler``/``seed``/``trials``/``concurrency``/``initial``/``scheduler`` override the space's
+    search section; ``sampler_obj`` replaces the sampler outright (e.g. TPE with other settings);
+    ``seeds`` are the table's seeds whose mean a trial reports (default: all). With a scheduler, each
+    trial reports every epoch and the search's :mod:`mrla_nas.halving` rule stops it at a rung.
     """
     space = space or table.space
     overrides = {k: v for k, v in dict(sampler=sampler, trials=trials, concurrency=concurrency,
-                                       initial=initial).items() if v is not None}
+                                       initial=initial, scheduler=scheduler).items() if v is not None}
     if overrides or seed is not None:
         data = space.to_dict()
         data["search"] = dict(data["search"], **overrides)
@@ -112,6 +129,8 @@ def replay(table: Table, space: Optional[SearchSpace] = None, trials: Optional[i
             data["seed"] = seed
         space = SearchSpace.from_dict(data, check_paths=False)
     answers = TableAnswers(table, space, seeds)
+    rule = rule_for(space)
+    kind = space.search["scheduler"]
     study = optuna.create_study(directions=space.directions(), sampler=sampler_obj or make_sampler(space))
     for arch in space.initial_configs():
         study.enqueue_trial(space.params_for(arch))
@@ -119,24 +138,39 @@ def replay(table: Table, space: Optional[SearchSpace] = None, trials: Optional[i
     target = min(space.search["trials"], space.size())
     slots = space.search["concurrency"]
     result = ReplayResult(space, study=study)
-    running: List[tuple] = []
-    clock, started, order = 0.0, 0, 0
+    events: List[tuple] = []   # (time, order, proposal, epoch just finished, start time)
+    clock, started, order, running = 0.0, 0, 0, 0
     while len(result.trials) < target:
-        while len(running) < slots and started < target:
+        while running < slots and started < target:
             p = proposer.propose()
             if p is None:
                 break
-            outcome, seconds, acc = answers.evaluate(p.arch.key(), p.feasible)
-            heapq.heappush(running, (clock + seconds, order, p, outcome, seconds, acc, clock))
-            started += 1
-            order += 1
-        if not running:
+            started, running, order = started + 1, running + 1, order + 1
+            if not p.feasible:  # counted, never trained: ends at once
+                heapq.heappush(events, (clock, order, p, 0, clock))
+            else:
+                heapq.heappush(events, (clock + answers.curve[p.arch.key()][0][1], order, p, 1, clock))
+        if not events:
             break
-        end, _, p, outcome, seconds, acc, start = heapq.heappop(running)
-        clock = end
-        proposer.finish(p.number, p.arch.key(), outcome)
-        result.trials.append(ReplayTrial(p.number, p.arch.key(), start, end, outcome, p.flops, p.params, acc,
-                                         seconds))
+        time, _, p, epoch, start = heapq.heappop(events)
+        clock = time
+        key = p.arch.key()
+        if not p.feasible:
+            outcome, acc, spent = Outcome(PRUNED), None, 0.0
+        else:
+            acc, spent = answers.curve[key][epoch - 1]
+            last = epoch == answers.epochs
+            if not last and (rule is None or rule.decide(
+                    p.number, epoch, rung_values(space, kind, acc, *answers.cost[key]))):
+                order += 1  # the trial goes on to its next epoch
+                heapq.heappush(events, (start + answers.curve[key][epoch][1], order, p, epoch + 1, start))
+                continue
+            outcome = (Outcome(COMPLETE, answers.values(key, acc)) if last else
+                       Outcome(PRUNED, stopped_epoch=epoch, partial_accuracy=acc))
+        running -= 1
+        proposer.finish(p.number, key, outcome)
+        result.trials.append(ReplayTrial(p.number, key, start, time, outcome, p.flops, p.params,
+                                         acc if outcome.state == COMPLETE else None, spent, epoch))
     return result
 
 

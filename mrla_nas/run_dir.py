@@ -210,8 +210,8 @@ def _row(t, rec: Dict[str, Any], marked: Dict[int, Any]) -> Optional[Dict[str, A
         return None
     elif status is None:
         status = "running"
-    elif status == "running" and t.state == optuna.trial.TrialState.COMPLETE:
-        # the scheduler ended it: early (stopped) or right after its last epoch (complete)
+    elif status == "running" and t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED):
+        # the scheduler ended it: early (stopped, PRUNED for Optuna) or right after its last epoch
         status = "complete" if rec.get("fidelity", 0.0) >= 1.0 else "stopped"
     arch_dict = rec.get("arch") or t.user_attrs.get("arch") or marked.get(t.number)
     row = {"trial_id": t.number, "status": status}

@@ -1,9 +1,10 @@
 """The search: Ray Tune runs proxy trainings of architectures that Optuna proposes, scored on
-accuracy (max) against fvcore FLOPs (min); resumable from the run directory.
+accuracy (max) against fvcore FLOPs (min) [and params (min)]; resumable from the run directory.
 
-Early stopping and two objectives: with ``search.scheduler: asha`` Ray's ASHA stops trials on
-accuracy alone, so every trial records its fidelity (epochs done / epochs asked) and the Pareto
-front is built from full-fidelity trials only (``mrla_nas.pareto.front_candidates``).
+Early stopping: ``search.scheduler: moasha`` stops trials by multi-objective successive halving,
+``asha`` by the same rule on accuracy alone (:mod:`mrla_nas.halving`); a stopped trial is PRUNED for
+Optuna, every trial records its fidelity (epochs done / epochs asked) and the Pareto front is built
+from full-fidelity trials only (``mrla_nas.pareto.front_candidates``).
 
 Resume: the Optuna study lives in ``study.journal``; ``resume=True`` continues it to the requested
 number of finished trials. A trial that was running when the search was killed is marked
@@ -31,7 +32,8 @@ os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
 from .arch import ArchConfig, ConfigError  # noqa: E402
 from .run_dir import (check_run_dir, ensure_writable, freeze_space, open_study, read_records,  # noqa: E402
                       record_path, run_lock, write_json_atomic, write_manifest, write_trials_csv)
-from .decisions import make_sampler  # noqa: E402,F401  (re-exported: the space's sampler)
+from .decisions import make_sampler  # noqa: E402
+from .halving import rule_for  # noqa: E402
 from .recovery import finished_networks, recover_interrupted  # noqa: E402
 from .searcher import StudySearcher  # noqa: E402
 from .space import SearchSpace, load_space
@@ -210,6 +212,7 @@ def _run_session(space: SearchSpace, run_dir: Path, target: int, resume: bool, a
     from ray import tune
 
     from .progress import ProgressCallback
+    from .scheduler import HalvingScheduler
 
     if not resume:
         freeze_space(run_dir, space)
@@ -240,11 +243,8 @@ def _run_session(space: SearchSpace, run_dir: Path, target: int, resume: bool, a
         record_ray_processes(run_dir)
     try:
         part = 1 + len(list((run_dir / "tune").glob("part-*"))) if (run_dir / "tune").exists() else 1
-        scheduler = None
-        if space.search["scheduler"] == "asha":
-            scheduler = tune.schedulers.ASHAScheduler(metric="accuracy", mode="max", time_attr="epoch",
-                                                      max_t=space.proxy["epochs"], grace_period=1,
-                                                      reduction_factor=2)
+        rule = rule_for(space)  # asha / moasha: the rule the table replay uses too
+        scheduler = HalvingScheduler(rule, space, space.search["scheduler"]) if rule is not None else None
         ctx = {"run_dir": str(run_dir.resolve()), "proxy": space.proxy, "seed": space.seed}
         trainable = tune.with_resources(tune.with_parameters(_trainable, ctx=ctx), {"cpu": space.proxy["threads"]})
         callback = ProgressCallback(run_dir, target, space, enabled=progress,

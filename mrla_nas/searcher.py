@@ -38,12 +38,15 @@ def fvcore_cost(space: SearchSpace):
 
 
 def outcome_of(space: SearchSpace, result: Optional[Dict], error: bool) -> Outcome:
-    """A Ray trial's last result as what Optuna is told."""
+    """A Ray trial's last result as what Optuna is told: a trial that ended before the proxy's last
+    epoch was stopped by the scheduler, and is PRUNED (its partial accuracy kept apart)."""
     if result and result.get("infeasible"):
         return Outcome(PRUNED)
     values = [result.get(name) for name in space.objective_names()] if result and not error else None
     if values is None or any(v is None for v in values):
         return Outcome(FAIL)
+    if int(result.get("epoch", space.proxy["epochs"])) < space.proxy["epochs"]:
+        return Outcome(PRUNED, stopped_epoch=int(result["epoch"]), partial_accuracy=float(result["accuracy"]))
     return Outcome(COMPLETE, [float(v) for v in values])
 
 

@@ -46,7 +46,7 @@ DATASETS = {
     "imagefolder": None,
 }
 SAMPLERS = ("tpe", "nsga2", "random", "gp", "brute_force")
-SCHEDULERS = ("none", "asha")
+SCHEDULERS = ("none", "asha", "moasha")
 OPTIMIZERS = ("sgd", "adamw")
 AUGMENTATIONS = ("none", "flip", "crop_flip")
 CONVENTIONS = ("fvcore", "complete")
@@ -64,7 +64,8 @@ _PROXY_LIMITS = dict(train_size=100_000_000, val_size=100_000_000, epochs=100_00
                      batch_size=65_536, threads=1024, seeds=100)
 VAL_SPLITS = ("train", "test")  # validation carved from the training split, or the dataset's test split
 MAX_BACKBONE_CHOICES = 4096
-_SEARCH_DEFAULTS = dict(sampler="tpe", trials=20, concurrency=2, scheduler="none", initial=[], worker_niceness=0)
+_SEARCH_DEFAULTS = dict(sampler="tpe", trials=20, concurrency=2, scheduler="none", initial=[], worker_niceness=0,
+                        grace_period=1, reduction_factor=2, rungs=None)
 _TOP_KEYS = ("name", "seed", "backbone", "stages", "objectives", "constraints", "proxy", "search",
              "flops_convention")
 _STAGE_KEYS = ("form", "heads", "channels_per_head", "reduction")
@@ -207,6 +208,12 @@ class SearchSpace:
         space = cls(name, seed, backbone, stages, objectives, constraints, proxy, search, convention)
         space._check_divisibility()
         space._check_sizes()
+        if search["scheduler"] != "none":
+            from .halving import rungs_for
+            if not rungs_for(proxy["epochs"], search["grace_period"], search["reduction_factor"], search["rungs"]):
+                raise ConfigError(f"search.scheduler={search['scheduler']!r}: no rung below proxy.epochs="
+                                  f"{proxy['epochs']} (grace_period {search['grace_period']}); early stopping needs "
+                                  "more epochs than its first rung, or scheduler: none")
         for i, ref in enumerate(search["initial"]):
             space._check_contains(space.reference_config(ref, space.backbone_combos()[0]), f"search.initial[{i}]")
         return space
@@ -343,6 +350,15 @@ class SearchSpace:
         _one_of(s["scheduler"], SCHEDULERS, "search.scheduler")
         _pos_int(s["trials"], "search.trials", hi=1_000_000)
         _pos_int(s["concurrency"], "search.concurrency", hi=4096)
+        _pos_int(s["grace_period"], "search.grace_period", hi=100_000)
+        eta = s["reduction_factor"]
+        if not isinstance(eta, int) or isinstance(eta, bool) or not 2 <= eta <= 100:
+            _fail("search.reduction_factor", eta, "expected an integer in [2, 100] (eta: 1/eta of a rung continues)")
+        if s["rungs"] is not None:
+            if not isinstance(s["rungs"], list) or not s["rungs"]:
+                _fail("search.rungs", s["rungs"], "expected null or a non-empty list of epochs")
+            for i, r in enumerate(s["rungs"]):
+                _pos_int(r, f"search.rungs[{i}]", hi=100_000)
         w = s["worker_niceness"]
         if not isinstance(w, int) or isinstance(w, bool) or not 0 <= w <= 19:
             _fail("search.worker_niceness", w, "expected an integer in [0, 19] (added to the driver's own niceness)")

@@ -18,7 +18,7 @@ TINY = yaml.safe_load((DATA.parent.parent / "search_spaces" / "tiny.yaml").read_
 
 
 def _space(**search):
-    data = dict(TINY, proxy=dict(TINY["proxy"], path=str(DATA / "fmnist_slice")),
+    data = dict(TINY, proxy=dict(TINY["proxy"], path=str(DATA / "fmnist_slice"), epochs=2),
                 search=dict(TINY["search"], **search))
     return SearchSpace.from_dict(data)
 
@@ -91,3 +91,44 @@ def test_live_search_and_replay_take_the_same_decisions(tmp_path, capsys):
     header = (tmp_path / "table.csv").read_text().splitlines()[1]
     assert json.loads(header[2:])["recipe"]["epochs"] == 1
     assert np.isfinite(again.hypervolume_curve()).all()
+
+
+def test_replay_with_early_stopping_prunes_at_rungs_and_spends_less():
+    space = _space(trials=25, concurrency=2, initial=[], sampler="random")
+    table = _synthetic_table(space)
+    full = replay(table, seed=0)
+    for kind in ("asha", "moasha"):
+        stopped = replay(table, seed=0, scheduler=kind)
+        pruned = [t for t in stopped.trials if t.outcome.state.name == "PRUNED"]
+        assert pruned and all(t.epochs == 1 and t.outcome.stopped_epoch == 1 for t in pruned)
+        assert all(t.accuracy is None for t in pruned)  # a stopped trial never reaches the front
+        assert stopped.compute_curve()[0][-1] < full.compute_curve()[0][-1]
+        assert len(stopped.trials) == 25
+
+
+@pytest.mark.slow
+def test_live_moasha_and_replay_stop_the_same_trials(tmp_path):
+    def space_file(name, **search):
+        data = dict(TINY, name=name, proxy=dict(TINY["proxy"], path=str(DATA / "fmnist_slice"), epochs=3,
+                                                train_size=300, val_size=200),
+                    search=dict(TINY["search"], concurrency=1, initial=[], **search))
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(data))
+        return path, data
+
+    full_path, _ = space_file("all", sampler="brute_force", scheduler="none")
+    full = search(full_path, runs_dir=tmp_path / "runs", trials=25, progress=False)
+    table = load_table(main(["table", str(full.run_dir), "-o", str(tmp_path / "t.csv")]) or tmp_path / "t.csv")
+    assert table.provenance["complete"]
+    live_path, data = space_file("mo", sampler="tpe", scheduler="moasha")
+    live = search(live_path, runs_dir=tmp_path / "runs", trials=10, progress=False)
+    again = replay(table, space=SearchSpace.from_dict(data), trials=10)
+    live_rows = live.trials.sort_values("trial_id")
+    assert again.keys() == live_rows["key"].tolist()
+    assert [ReplayStatus(t) for t in again.trials] == live_rows["status"].tolist()
+    assert (live_rows["status"] == "stopped").any()
+
+
+def ReplayStatus(t):
+    from mrla_nas.replay import ReplayResult
+    return ReplayResult._status(t)

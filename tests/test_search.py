@@ -189,15 +189,22 @@ def test_search_on_an_existing_two_node_cluster(tmp_path):
     assert manifest["sessions"][0]["address"] == f"127.0.0.1:{port}"
 
 
-def test_asha_stops_trials_early_and_keeps_them_off_the_front(tmp_path):
+@pytest.mark.parametrize("scheduler", ["asha", "moasha"])
+def test_early_stopping_prunes_trials_and_keeps_them_off_the_front(tmp_path, scheduler):
     from mrla_nas.results import load_run
+    from mrla_nas.run_dir import open_study
 
-    space = _space(tmp_path, search__scheduler="asha", proxy__epochs=4, proxy__train_size=600,
+    space = _space(tmp_path, search__scheduler=scheduler, proxy__epochs=4, proxy__train_size=600,
                    search__initial=[])
     result = search(space, runs_dir=tmp_path / "runs", trials=10, progress=False)
     df = result.trials
     stopped = df[df["status"] == "stopped"]
     assert len(stopped) >= 1 and (stopped["fidelity"] < 1).all()
+    study = open_study(result.run_dir)
+    for tid in stopped["trial_id"]:  # told PRUNED, with its partial accuracy apart from any value
+        t = study.trials[int(tid)]
+        assert t.state.name == "PRUNED" and t.values is None
+        assert t.user_attrs["stopped_epoch"] in (1, 2) and 0 <= t.user_attrs["partial_accuracy"] <= 1
     run = load_run(result.run_dir)
     assert len(run.front) >= 1 and (run.front["fidelity"] == 1.0).all()
     assert not set(run.front["trial_id"]) & set(stopped["trial_id"])
