@@ -1,64 +1,111 @@
-"""Hypervolume after N trials for TPE, NSGA-II and random sampling, several seeds, on a space.
+"""Samplers measured on the default space's table by replay: normalised hypervolume after N distinct
+networks (N = 5..60), 100 repeats each, mean and 95% interval; distinct networks and simulated time
+until the table's most accurate network is found.
 
-    .venv/bin/python experiments/bench_samplers.py --space search_spaces/fmnist_resnet20.yaml \
-        --trials 12 --seeds 0 1 2 --out experiments/results/samplers.json
+    python experiments/bench_samplers.py --table experiments/tables/fmnist_resnet20_default.csv \\
+        --repeats 100 --out experiments/results/samplers.json   (GP: 20 repeats; its asks take seconds)
 
-Each (sampler, seed) is a full search in its own run directory under --runs-dir; the hypervolume
-after every finished trial is recomputed from the trials table (reference point: accuracy 0 and the
-space's FLOPs budget).
+Each repeat r is a search with sampler seed r that sees the results of table seed r mod 2 (one
+seed's noise, as a single-seed search would); its front is scored with the networks' mean accuracy
+over both table seeds (less noise: closer to how good the found networks are). The space's own
+settings otherwise (2 trials at a time, the three reference placements first).
 """
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import tempfile
+import sys
 import time
+import warnings
 from pathlib import Path
 
-import yaml
+import numpy as np
+import optuna
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from mrla_nas.pareto import pareto  # noqa: E402
+from mrla_nas.replay import replay  # noqa: E402
+from mrla_nas.table import load_table  # noqa: E402
+
+N_MAX = 60
+
+
+def samplers():
+    """name -> factory(seed): Optuna's samplers with the settings worth comparing."""
+    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    return {
+        "random": lambda s: optuna.samplers.RandomSampler(seed=s),
+        "tpe": lambda s: optuna.samplers.TPESampler(seed=s, n_startup_trials=6),
+        "tpe_multivariate": lambda s: optuna.samplers.TPESampler(seed=s, n_startup_trials=6, multivariate=True,
+                                                                 group=True),
+        "tpe_startup10": lambda s: optuna.samplers.TPESampler(seed=s, n_startup_trials=10, multivariate=True,
+                                                              group=True),
+        "nsga2": lambda s: optuna.samplers.NSGAIISampler(seed=s, population_size=10),
+        "gp": lambda s: optuna.samplers.GPSampler(seed=s, n_startup_trials=6, warn_independent_sampling=False),
+    }
+
+
+def true_curve(result, truth, space):
+    """Normalised hypervolume after each distinct network, scored with the mean accuracies."""
+    df = result.frame()
+    df["accuracy"] = [truth[k] if s == "complete" else None for k, s in zip(df["key"], df["status"])]
+    return [pareto(df.iloc[: i + 1], space.objectives, space.constraints)[1] for i in range(len(df))]
+
+
+def _rel(path) -> str:
+    p = Path(path).resolve()
+    return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--space", default="search_spaces/fmnist_resnet20.yaml")
-    ap.add_argument("--trials", type=int, default=12)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--samplers", nargs="+", default=["tpe", "nsga2", "random"])
-    ap.add_argument("--runs-dir")
-    ap.add_argument("--out")
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--table", default=str(ROOT / "experiments" / "tables" / "fmnist_resnet20_default.csv"))
+    ap.add_argument("--repeats", type=int, default=100)
+    ap.add_argument("--only", nargs="*", help="sampler names to run")
+    ap.add_argument("--gp-repeats", type=int, default=20, help="GP asks take seconds each: fewer repeats")
+    ap.add_argument("--out", default=str(ROOT / "experiments" / "results" / "samplers.json"))
     args = ap.parse_args()
-
-    from mrla_nas.pareto import pareto
-    from mrla_nas.search import search
-    from mrla_nas.space import load_space
-
-    runs_dir = Path(args.runs_dir or tempfile.mkdtemp(prefix="mrla-samplers-"))
-    runs_dir.mkdir(parents=True, exist_ok=True)
-    base = yaml.safe_load(Path(args.space).read_text())
-    max_flops = load_space(args.space).constraints["max_flops"]
-    results = {}
-    for sampler in args.samplers:
-        for seed in args.seeds:
-            space = dict(base, seed=seed, search=dict(base.get("search", {}), sampler=sampler))
-            path = runs_dir / f"{sampler}-{seed}.yaml"
-            path.write_text(yaml.safe_dump(space))
-            t0 = time.perf_counter()
-            done = (runs_dir / f"{sampler}-{seed}" / "study.journal").exists()  # rerun: resume, redo nothing
-            res = search(path, name=f"{sampler}-{seed}", runs_dir=runs_dir, trials=args.trials, progress=False,
-                         resume=done)
-            df = res.trials.sort_values("trial_id")
-            curve = [pareto(df.iloc[: i + 1], max_flops=max_flops)[1] for i in range(len(df))]
-            results[f"{sampler}/{seed}"] = {"hypervolume": curve, "wall_s": round(time.perf_counter() - t0, 1),
-                                            "front_size": len(pareto(df, max_flops=max_flops)[0])}
-            print(sampler, seed, f"HV {curve[-1]:.4g}", f"{results[f'{sampler}/{seed}']['wall_s']}s", flush=True)
-    summary = {s: {"final_hv_mean": statistics.mean(results[f"{s}/{k}"]["hypervolume"][-1] for k in args.seeds),
-                   "final_hv_stdev": statistics.pstdev(results[f"{s}/{k}"]["hypervolume"][-1] for k in args.seeds)}
-               for s in args.samplers}
-    print(json.dumps(summary, indent=1))
-    if args.out:
-        Path(args.out).write_text(json.dumps({"space": args.space, "trials": args.trials, "seeds": args.seeds,
-                                              "runs_dir": str(runs_dir), "summary": summary, "runs": results}, indent=1))
+    table = load_table(args.table)
+    space = table.space
+    last = table.rows.sort_values("epoch").groupby(["key", "seed"]).tail(1)
+    truth = last.groupby("key")["val_accuracy"].mean().to_dict()
+    best_key = max(truth, key=truth.get)
+    seeds = table.seeds()
+    doc = json.loads(Path(args.out).read_text()) if Path(args.out).exists() and args.only else {}
+    doc.update({"command": "python experiments/bench_samplers.py --repeats %d" % args.repeats,
+                "table": _rel(args.table), "repeats": args.repeats, "n_max": N_MAX,
+                "date": time.strftime("%Y-%m-%d"), "space_size": space.size(),
+                "results": doc.get("results", {})})
+    for name, factory in samplers().items():
+        if args.only and name not in args.only:
+            continue
+        t0 = time.perf_counter()
+        curves, to_best, time_to_best = [], [], []
+        repeats = min(args.repeats, args.gp_repeats) if name == "gp" else args.repeats
+        for r in range(repeats):
+            result = replay(table, trials=N_MAX, seed=r, seeds=[seeds[r % len(seeds)]], sampler_obj=factory(r))
+            curve = true_curve(result, truth, space)
+            curves.append(curve + [curve[-1]] * (N_MAX - len(curve)))
+            keys = result.keys()
+            found = keys.index(best_key) + 1 if best_key in keys else None
+            to_best.append(found)
+            time_to_best.append(result.trials[found - 1].end if found else None)
+        m = np.array(curves)
+        mean, sd = m.mean(0), m.std(0, ddof=1)
+        half = 1.96 * sd / np.sqrt(len(m))
+        found = [x for x in to_best if x is not None]
+        doc["results"][name] = {
+            "hv_mean": mean.tolist(), "hv_low": (mean - half).tolist(), "hv_high": (mean + half).tolist(),
+            "best_found_fraction": len(found) / len(to_best),
+            "networks_to_best_median": float(np.median(found)) if found else None,
+            "seconds_to_best_median": float(np.median([t for t in time_to_best if t is not None])) if found else None,
+            "repeats": repeats, "replay_seconds": time.perf_counter() - t0}
+        print(f"{name:18s} HV@20 {mean[19]:.4f} HV@40 {mean[39]:.4f} HV@60 {mean[59]:.4f}  best found "
+              f"{len(found)}/{len(to_best)} (median {doc['results'][name]['networks_to_best_median']})  "
+              f"[{time.perf_counter() - t0:.0f} s]", flush=True)
+    Path(args.out).write_text(json.dumps(doc, indent=1))
 
 
 if __name__ == "__main__":

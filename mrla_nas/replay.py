@@ -128,6 +128,7 @@ def replay(table: Table, space: Optional[SearchSpace] = None, trials: Optional[i
         if seed is not None:
             data["seed"] = seed
         space = SearchSpace.from_dict(data, check_paths=False)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created" per replay
     answers = TableAnswers(table, space, seeds)
     rule = rule_for(space)
     kind = space.search["scheduler"]

@@ -172,12 +172,13 @@ def _init_ray(space: SearchSpace, address: Optional[str]) -> bool:
 
 def search(space_path, name: Optional[str] = None, runs_dir="runs", trials: Optional[int] = None,
            resume: bool = False, address: Optional[str] = None, progress: bool = True,
-           enqueue: Optional[List[ArchConfig]] = None) -> SearchResult:
+           enqueue: Optional[List[ArchConfig]] = None, trainable=None) -> SearchResult:
     """Run (or resume) a search; returns the run directory and the trials table.
 
     ``space_path``: a space file or a :class:`SearchSpace`. ``enqueue``: the networks a new run
     evaluates first, in order (default: the space's ``search.initial`` placements); ``mrla-nas
-    validate`` runs exactly its chosen networks this way.
+    validate`` runs exactly its chosen networks this way. ``trainable(config, ctx)`` replaces the
+    proxy training (benchmarks of the orchestration itself: experiments/bench_orchestration.py).
 
     >>> result = search("search_spaces/tiny.yaml", name="try", trials=4)   # doctest: +SKIP
     >>> result.trials[["trial_id", "summary", "accuracy", "flops"]]       # doctest: +SKIP
@@ -203,11 +204,11 @@ def search(space_path, name: Optional[str] = None, runs_dir="runs", trials: Opti
     target = trials or space.search["trials"]
     ensure_writable(run_dir)
     with run_lock(run_dir):
-        return _run_session(space, run_dir, target, resume, address, progress, enqueue)
+        return _run_session(space, run_dir, target, resume, address, progress, enqueue, trainable)
 
 
 def _run_session(space: SearchSpace, run_dir: Path, target: int, resume: bool, address: Optional[str],
-                 progress: bool, enqueue: Optional[List[ArchConfig]] = None) -> SearchResult:
+                 progress: bool, enqueue: Optional[List[ArchConfig]] = None, train_fn=None) -> SearchResult:
     """One search session on a validated space and a writable, locked run directory."""
     from ray import tune
 
@@ -246,7 +247,8 @@ def _run_session(space: SearchSpace, run_dir: Path, target: int, resume: bool, a
         rule = rule_for(space)  # asha / moasha: the rule the table replay uses too
         scheduler = HalvingScheduler(rule, space, space.search["scheduler"]) if rule is not None else None
         ctx = {"run_dir": str(run_dir.resolve()), "proxy": space.proxy, "seed": space.seed}
-        trainable = tune.with_resources(tune.with_parameters(_trainable, ctx=ctx), {"cpu": space.proxy["threads"]})
+        trainable = tune.with_resources(tune.with_parameters(train_fn or _trainable, ctx=ctx),
+                                        {"cpu": space.proxy["threads"]})
         callback = ProgressCallback(run_dir, target, space, enabled=progress,
                                     on_first_trial=record_ray_processes if local_ray else None)
         searcher = StudySearcher(space, study, run_dir)

@@ -1,0 +1,119 @@
+"""Early stopping measured on the 6-epoch table by replay: none / asha / moasha, 100 repeats.
+
+    python experiments/bench_early_stopping.py --repeats 100 --out experiments/results/early_stopping.json
+
+Each repeat r: sampler TPE (seed r), the results of table seed r mod 2 (what a single-seed search
+sees), 2 trials at a time, the same trial budget for every scheduler. Scored with the networks'
+mean full-fidelity accuracy over both seeds:
+
+1. the summed training seconds each scheduler needs to reach 99% of the final hypervolume of the
+   same search (same r) without early stopping (inf if it never does within the budget);
+2. the hypervolume at equal compute: searches of up to the whole space, cut at fractions of the
+   compute the search without stopping spent on its budget.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from mrla_nas.pareto import pareto  # noqa: E402
+from mrla_nas.replay import replay  # noqa: E402
+from mrla_nas.table import load_table  # noqa: E402
+
+FRACTIONS = (0.25, 0.5, 0.75, 1.0)
+
+
+def true_curve(result, truth, space):
+    """(cumulative training seconds, normalised hypervolume scored with mean accuracies) per trial."""
+    df = result.frame()
+    df["accuracy"] = [truth[k] if s == "complete" else None for k, s in zip(df["key"], df["status"])]
+    hv = [pareto(df.iloc[: i + 1], space.objectives, space.constraints)[1] for i in range(len(df))]
+    return np.cumsum(df["train_s"].to_numpy(float)), np.array(hv)
+
+
+def compute_to_reach(spent, hv, target):
+    hit = np.flatnonzero(hv >= target - 1e-12)
+    return float(spent[hit[0]]) if len(hit) else math.inf
+
+
+def hv_at(spent, hv, budget):
+    ok = np.flatnonzero(spent <= budget + 1e-9)
+    return float(hv[ok[-1]]) if len(ok) else 0.0
+
+
+def _rel(path) -> str:
+    p = Path(path).resolve()
+    return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--table", default=str(ROOT / "experiments" / "tables" / "fmnist_resnet20_early_stopping.csv"))
+    ap.add_argument("--repeats", type=int, default=100)
+    ap.add_argument("--trials", type=int, default=40)
+    ap.add_argument("--eta", type=int, nargs="+", default=[2, 3])
+    ap.add_argument("--out", default=str(ROOT / "experiments" / "results" / "early_stopping.json"))
+    args = ap.parse_args()
+    table = load_table(args.table)
+    space = table.space
+    last = table.rows.sort_values("epoch").groupby(["key", "seed"]).tail(1)
+    truth = last.groupby("key")["val_accuracy"].mean().to_dict()
+    seeds = table.seeds()
+    configs = [("none", None)] + [(kind, eta) for eta in args.eta for kind in ("asha", "moasha")]
+    results = {}
+    none_final, none_compute = {}, {}
+    t0 = time.perf_counter()
+    for kind, eta in configs:
+        name = kind if eta is None else f"{kind}_eta{eta}"
+        reach, equal, finals, spent_total = [], {f: [] for f in FRACTIONS}, [], []
+        for r in range(args.repeats):
+            data = space.to_dict()
+            data["search"] = dict(data["search"], reduction_factor=eta or 2, grace_period=1, rungs=None)
+            from mrla_nas.space import SearchSpace
+            sp = SearchSpace.from_dict(data, check_paths=False)
+            common = dict(space=sp, sampler="tpe", seed=r, seeds=[seeds[r % len(seeds)]], scheduler=kind)
+            res = replay(table, trials=args.trials, **common)
+            spent, hv = true_curve(res, truth, sp)
+            if kind == "none":
+                none_final[r], none_compute[r] = float(hv[-1]), float(spent[-1])
+            reach.append(compute_to_reach(spent, hv, 0.99 * none_final[r]))
+            finals.append(float(hv[-1]))
+            spent_total.append(float(spent[-1]))
+            wide = replay(table, trials=space.size(), **common)  # as far as the whole space goes
+            w_spent, w_hv = true_curve(wide, truth, sp)
+            for f in FRACTIONS:
+                equal[f].append(hv_at(w_spent, w_hv, f * none_compute[r]))
+        reach_arr = np.array(reach)
+        finite = reach_arr[np.isfinite(reach_arr)]
+        ratio = np.array([none_compute[r] / reach[r] if math.isfinite(reach[r]) else 0.0
+                          for r in range(args.repeats)])
+        results[name] = {
+            "reached_fraction": float(np.isfinite(reach_arr).mean()),
+            "compute_to_99pct_median_s": float(np.median(reach_arr)) if len(finite) else None,
+            "speedup_vs_none_median": float(np.median(ratio)),
+            "final_hv_mean": float(np.mean(finals)), "compute_total_mean_s": float(np.mean(spent_total)),
+            "hv_at_equal_compute": {str(f): [float(np.mean(v)), float(1.96 * np.std(v, ddof=1) / math.sqrt(len(v)))]
+                                    for f, v in equal.items()},
+            "hv_at_equal_compute_per_repeat": {str(f): v for f, v in equal.items()},
+        }
+        print(f"{name:14s} reached {results[name]['reached_fraction']:.2f}  speedup median "
+              f"{results[name]['speedup_vs_none_median']:.2f}x  final HV {np.mean(finals):.4f}  compute "
+              f"{np.mean(spent_total):.0f} s  HV@compute {[round(float(np.mean(v)), 4) for v in equal.values()]}  "
+              f"[{time.perf_counter() - t0:.0f} s]", flush=True)
+    doc = {"command": f"python experiments/bench_early_stopping.py --repeats {args.repeats} --trials {args.trials}",
+           "table": _rel(args.table), "repeats": args.repeats, "trials": args.trials,
+           "date": time.strftime("%Y-%m-%d"), "results": results}
+    Path(args.out).write_text(json.dumps(doc, indent=1))
+
+
+if __name__ == "__main__":
+    main()
