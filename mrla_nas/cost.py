@@ -3,9 +3,12 @@
 Conventions (1 FLOP = one multiply-add, fvcore's unit, in both):
 
 ``"fvcore"``
-    fvcore's own handles (conv, linear, matmul/einsum, batch norm, adaptive average pooling) plus one
-    for MRLA-base's weighted sum over earlier blocks (``t`` multiply-adds per output element, what
-    fvcore counts for the official ``einsum``). Everything else (sigmoid, softmax, elementwise
+    fvcore's own handles (conv, linear, matmul/einsum, batch norm, layer norm, adaptive average
+    pooling) plus one for MRLA-base's weighted sum over earlier blocks (``t`` multiply-adds per output
+    element, what fvcore counts for the official ``einsum``) and one for
+    ``F.scaled_dot_product_attention``, which fvcore cannot see (timm's fused attention: it would
+    drop all attention matmuls, 179M on DeiT-T): 2 x N x N_k x d per sample and head, what it counts
+    for the two matmuls of the unfused form. Everything else (sigmoid, softmax, elementwise
     add/mul, max-pool) costs 0, as fvcore leaves it. This reproduces the FLOPs the MRLA authors and
     most papers report; use it to compare with published numbers.
 
@@ -62,7 +65,21 @@ def _max_pool(inputs, outputs) -> int:
     return k * _prod(get_shape(outputs[0]))
 
 
-_FVCORE_EXTRA = {"prim::PythonOp.WeightedLayerSum": _weighted_layer_sum}
+def _sdpa(inputs, outputs) -> int:
+    # F.scaled_dot_product_attention (timm's fused attention): Q K^T and A V, each N x N_k x d
+    # multiply-adds per (sample, head), what fvcore counts for the two matmuls of the unfused form
+    q, k = get_shape(inputs[0]), get_shape(inputs[1])
+    return 2 * _prod(q) * k[-2]
+
+
+def _sdpa_complete(inputs, outputs) -> int:
+    # ... plus the scaling (1), the softmax (3) of the N x N_k scores
+    q, k = get_shape(inputs[0]), get_shape(inputs[1])
+    return _sdpa(inputs, outputs) + 4 * _prod(q[:-1]) * k[-2]
+
+
+_FVCORE_EXTRA = {"prim::PythonOp.WeightedLayerSum": _weighted_layer_sum,
+                 "aten::scaled_dot_product_attention": _sdpa}
 
 _ELEMENTWISE = ["aten::add", "aten::add_", "aten::sub", "aten::sub_", "aten::mul", "aten::mul_", "aten::div",
                 "aten::div_", "aten::addcmul", "aten::addcmul_", "aten::relu", "aten::relu_", "aten::sigmoid",
@@ -78,6 +95,7 @@ _COMPLETE_EXTRA = {
     **{op: elementwise_flop_counter(0, 1) for op in _ELEMENTWISE},
     **{op: (lambda inputs, outputs: 0) for op in _DATA_MOVEMENT},
     "aten::softmax": elementwise_flop_counter(0, 3),
+    "aten::scaled_dot_product_attention": _sdpa_complete,
     "aten::max_pool2d": _max_pool,
     "aten::mean": elementwise_flop_counter(1, 0),
     "aten::sum": elementwise_flop_counter(1, 0),

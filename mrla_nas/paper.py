@@ -12,21 +12,27 @@ from __future__ import annotations
 
 import math
 
-# Channels per head of the official ResNets: 32 for MRLA-light, 16 for MRLA-base.
-PAPER_DIM_PER_HEAD = {"light": 32, "base": 16}
+# Channels per head of the official networks: the ResNets use 32 for MRLA-light and 16 for
+# MRLA-base, the DeiTs 16 for both (``dim_mrla``).
+PAPER_DIM_PER_HEAD = {"resnet": {"light": 32, "base": 16}, "vit": {"light": 16, "base": 16}}
 
 
-def paper_heads(form: str, width: int) -> int:
-    """The paper's default head count for an MRLA unit of ``width`` channels.
+def paper_heads(form: str, width: int, family: str = "resnet") -> int:
+    """The paper's default head count for an MRLA unit of ``width`` channels in a ``family`` network.
 
-    ``PAPER_DIM_PER_HEAD[form]`` channels per head; ``gcd(width, d)`` channels for widths that are
-    not multiples of d (the 16-wide stages of a CIFAR ResNet get one 16-channel head).
+    ``PAPER_DIM_PER_HEAD[family][form]`` channels per head; ``gcd(width, d)`` channels for widths
+    that are not multiples of d (the 16-wide stages of a CIFAR ResNet get one 16-channel head).
+
+    >>> paper_heads("light", 192, "vit"), paper_heads("light", 192)
+    (12, 6)
     """
-    if form not in PAPER_DIM_PER_HEAD:
-        raise ValueError(f"form={form!r}; allowed: {sorted(PAPER_DIM_PER_HEAD)}")
+    if family not in PAPER_DIM_PER_HEAD:
+        raise ValueError(f"family={family!r}; allowed: {sorted(PAPER_DIM_PER_HEAD)}")
+    if form not in PAPER_DIM_PER_HEAD[family]:
+        raise ValueError(f"form={form!r}; allowed: {sorted(PAPER_DIM_PER_HEAD[family])}")
     if not isinstance(width, int) or isinstance(width, bool) or width < 1:
         raise ValueError(f"width={width!r}: expected a positive integer")
-    return width // math.gcd(width, PAPER_DIM_PER_HEAD[form])
+    return width // math.gcd(width, PAPER_DIM_PER_HEAD[family][form])
 
 
 def eca_kernel_size(channels: int) -> int:

@@ -30,6 +30,36 @@ def test_params_exact_and_fvcore_flops_within_half_percent(name, kwargs, params,
     assert abs(cost.flops - flops) / flops <= 0.005
 
 
+# DeiTs (shared/MRLA.md): timm's own counted with its attention included, the MRLA ones from the
+# official classes; MRLA-base's first block of each of the 3 groups holds no Wq here (5 weights each)
+DEIT = [
+    ("deit_tiny_patch16_224", 5_717_416, 1_258_411_200, 0),
+    ("mrla_light_deit_tiny_patch16_224", 5_749_792, 1_267_491_264, 0),
+    ("mrla_base_deit_tiny_patch16_224", 5_742_880, 1_266_354_270, 3 * 5),
+    ("deit_small_patch16_224", 22_050_664, 4_608_338_304, 0),
+    ("mrla_light_deit_small_patch16_224", 22_115_296, 4_626_498_432, 0),
+    ("mrla_base_deit_small_patch16_224", 22_101_472, 4_624_224_414, 3 * 5),
+]
+
+
+@pytest.mark.parametrize("name,params,flops,unused", DEIT, ids=[r[0] for r in DEIT])
+def test_deit_params_exact_and_flops_within_half_percent_with_attention(name, params, flops, unused):
+    cost = measure(timm.create_model(name), (1, 3, 224, 224), convention="fvcore")
+    assert cost.params == params - unused
+    assert abs(cost.flops - flops) / flops <= 0.005
+
+
+def test_fused_attention_is_counted_in_both_conventions():
+    # timm's F.scaled_dot_product_attention is invisible to fvcore's own handles: 179M on DeiT-T
+    model = timm.create_model("deit_tiny_patch16_224")
+    attention = 12 * 2 * 3 * 197 * 197 * 64  # blocks x (QK^T + AV) x heads x N x N x d
+    fv = measure(model, (1, 3, 224, 224), "fvcore")
+    full = measure(model, (1, 3, 224, 224), "complete")
+    assert fv.by_operator["scaled_dot_product_attention"] == attention
+    assert full.by_operator["scaled_dot_product_attention"] == attention + 12 * 4 * 3 * 197 * 197
+    assert "aten::scaled_dot_product_attention" not in fv.uncounted
+
+
 def test_complete_convention_counts_every_operator_and_more_than_fvcore():
     model = timm.create_model("mrla_base_resnet20")
     fv = measure(model, (1, 3, 32, 32), "fvcore")

@@ -1,9 +1,11 @@
 """mrla-nas reproduces the tensors of the official MRLA implementation (tests/data/reference)."""
+import contextlib
+
 import pytest
 import torch
 
 from conftest import load_reference, rel_err, unit_state_dict
-from mrla_nas.layers import MRLABase, MRLALight
+from mrla_nas.layers import MRLABase, MRLALight, cpu_ops
 from mrla_nas.models import from_official_state_dict
 
 TOL = 1e-5
@@ -69,3 +71,22 @@ def test_converter_errors_are_clear():
         from_official_state_dict(broken)
     with pytest.raises(ValueError, match="stem"):
         from_official_state_dict({"fc.weight": torch.zeros(10, 512)})
+
+
+@pytest.mark.parametrize("name,form", [("mrla_light_deit_e64_d8", "light"), ("mrla_base_deit_e64_d8", "base")])
+def test_deit_networks_and_every_block_match_official_through_converter(name, form):
+    ref = load_reference(name)
+    model = from_official_state_dict(ref["state_dict"], num_heads=ref["config"]["num_heads"]).eval()
+    assert [s["form"] for s in model.mrla_specs] == [form, form] and model.mrla_group_size == 4
+    blocks = []
+    hooks = [b.register_forward_hook(lambda m, i, o: blocks.append(o[0])) for b in model.blocks]
+    for plain in (False, True):  # the C++ kernels and the plain PyTorch path
+        blocks.clear()
+        with torch.no_grad(), (cpu_ops.plain_pytorch() if plain else contextlib.nullcontext()):
+            out = model(ref["input"])
+        assert rel_err(out, ref["output"]) <= TOL
+        assert len(blocks) == len(ref["block_outputs"]) == 8
+        for got, expected in zip(blocks, ref["block_outputs"]):
+            assert rel_err(got, expected) <= TOL
+    for h in hooks:
+        h.remove()

@@ -14,11 +14,22 @@ import mrla_nas  # noqa: F401  (registers the models)
 from mrla_nas.models import MRLAResNet
 
 MODELS = sorted(timm.list_models("mrla_*"))
+VITS = [m for m in MODELS if "deit" in m]
 SMALL = 64  # input side for the ImageNet-sized models (timm uses 128-384; the properties are the same)
+
+
+def _create(name, **kwargs):
+    """The model at a small input: a ViT's input size is fixed by its position embedding, so it is
+    built for SMALL px (timm's create_model argument img_size)."""
+    if name in VITS:
+        kwargs.setdefault("img_size", SMALL)
+    return timm.create_model(name, pretrained=False, **kwargs)
 
 
 def _size(model):
     c, h, w = model.default_cfg["input_size"]
+    if getattr(model, "patch_embed", None) is not None:
+        return (c, *model.patch_embed.img_size)
     return (c, min(h, SMALL), min(w, SMALL))
 
 
@@ -39,12 +50,12 @@ def _fx_model(model, train=False):
 
 
 def test_every_mrla_name_is_covered():
-    assert len(MODELS) == 9 and "mrla_resnet" in MODELS
+    assert len(MODELS) == 15 and "mrla_resnet" in MODELS and len(VITS) == 6
 
 
 @pytest.mark.parametrize("name", MODELS)
 def test_builds_with_defaults_and_forward_is_finite(name):
-    model = timm.create_model(name, pretrained=False).eval()
+    model = _create(name).eval()
     x = torch.randn(1, *_size(model))
     with torch.no_grad():
         out = model(x)
@@ -55,7 +66,7 @@ def test_builds_with_defaults_and_forward_is_finite(name):
 
 @pytest.mark.parametrize("name", MODELS)
 def test_every_parameter_gets_a_gradient(name):
-    model = timm.create_model(name, pretrained=False, num_classes=42).train()
+    model = _create(name, num_classes=42).train()
     out = model(torch.randn(2, *_size(model)))
     out.mean().backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None]
@@ -64,21 +75,38 @@ def test_every_parameter_gets_a_gradient(name):
 
 @pytest.mark.parametrize("name", MODELS)
 def test_fx_forward_is_exact_and_fx_backward_reaches_every_parameter(name):
-    model = timm.create_model(name, pretrained=False).eval()
+    model = _create(name).eval()
     x = torch.randn(1, *_size(model))
     with torch.inference_mode():
         out = model(x)
         fx_out = torch.cat(tuple(_fx_model(model)(x).values()))
     assert torch.equal(fx_out, out)
 
-    model = timm.create_model(name, pretrained=False, num_classes=42).train()
+    model = _create(name, num_classes=42).train()
     n_params = sum(p.numel() for p in model.parameters())
     fx = _fx_model(model, train=True)
     torch.cat(tuple(fx(torch.randn(2, *_size(model))).values())).mean().backward()
     assert sum(p.grad.numel() for p in fx.parameters() if p.grad is not None) == n_params
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", VITS)
+def test_vit_default_cfg_forward_features_and_head(name):
+    model = _create(name).eval()
+    cfg, state = model.default_cfg, model.state_dict()
+    assert cfg["classifier"] + ".weight" in state and cfg["first_conv"] + ".weight" in state
+    assert cfg["fixed_input_size"] and cfg["input_size"] == (3, 224, 224)
+    x = torch.randn(1, *_size(model))
+    with torch.no_grad():
+        feats = model.forward_features(x)
+        assert feats.shape == (1, 1 + (SMALL // 16) ** 2, model.num_features)
+        pre = model.forward_head(feats, pre_logits=True)
+        assert pre.shape == (1, model.head_hidden_size)
+        model.reset_classifier(0)
+        assert model(x).shape == pre.shape
+        assert _create(name, num_classes=0).eval()(x).shape == (1, model.num_features)
+
+
+@pytest.mark.parametrize("name", [m for m in MODELS if m not in VITS])
 def test_default_cfg_forward_features_and_head(name):
     model = timm.create_model(name, pretrained=False).eval()
     cfg = model.default_cfg
@@ -101,19 +129,19 @@ def test_default_cfg_forward_features_and_head(name):
 
 @pytest.mark.parametrize("name", MODELS)
 def test_features_only_channels_and_strides(name):
-    model = timm.create_model(name, pretrained=False, features_only=True).eval()
+    model = _create(name, features_only=True).eval()
     channels, reductions = model.feature_info.channels(), model.feature_info.reduction()
-    size = _size(model)
+    size = (3, SMALL, SMALL)
     with torch.no_grad():
         outs = model(torch.randn(1, *size))
-    assert len(outs) == len(channels) >= 4
+    assert len(outs) == len(channels) >= (3 if name in VITS else 4)
     for c, r, o in zip(channels, reductions, outs):
         assert o.shape[1] == c and o.shape[-1] <= math.ceil(size[-1] / r) + 1
 
 
 @pytest.mark.parametrize("name", MODELS)
 def test_forward_intermediates_as_timm_asks(name):
-    model = timm.create_model(name, pretrained=False).eval()
+    model = _create(name).eval()
     info = timm.models.FeatureInfo(model.feature_info, len(model.feature_info))
     x = torch.randn(1, *_size(model))
     with torch.no_grad():
@@ -125,6 +153,27 @@ def test_forward_intermediates_as_timm_asks(name):
         assert torch.allclose(final, again, rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="output_fmt='NHWC'"):
         model.forward_intermediates(x, output_fmt="NHWC")
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"indices": 2}, {"indices": [0, 3], "stop_early": True, "norm": True},
+                                    {"indices": [1], "intermediates_only": True, "output_fmt": "NLC"},
+                                    {"return_prefix_tokens": True}])
+def test_vit_forward_intermediates_equal_timm_vit(kwargs):
+    from mrla_nas.models import MRLAVisionTransformer
+    args = dict(img_size=32, patch_size=8, embed_dim=64, depth=4, num_heads=2, num_classes=10)
+    ours = MRLAVisionTransformer(mrla="none", **args).eval()
+    theirs = timm.models.VisionTransformer(**args).eval()
+    theirs.load_state_dict(ours.state_dict())
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(ours(x), theirs(x))
+        a, b = ours.forward_intermediates(x, **kwargs), theirs.forward_intermediates(x, **kwargs)
+    flat = lambda v: [t for item in v for t in (item if isinstance(item, tuple) else (item,))]  # noqa: E731
+    if kwargs.get("intermediates_only"):
+        a, b = (None, a), (None, b)
+    else:
+        assert torch.equal(a[0], b[0])
+    assert all(torch.equal(u, v) for u, v in zip(flat(a[1]), flat(b[1]))) and len(a[1]) == len(b[1])
 
 
 def _same_as_timm_resnet():

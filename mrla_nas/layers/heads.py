@@ -126,6 +126,11 @@ class LayerQueryKeyValue(nn.Module):
             weight = weight.expand(batch, -1, -1, -1, -1)
         return weight.reshape(batch * c, 1, *self.Wv.weight.shape[-2:])
 
+    def gate(self, x: torch.Tensor) -> torch.Tensor:
+        """MRLA-light's ``sigmoid(<Q_h, K_h>/sqrt(d))`` per sample and head: [B, g]."""
+        q, k = self.query_key(x)
+        return torch.sigmoid(self.head_scores(q, k))
+
     def head_scores(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         """<Q_h, K_h> / sqrt(d) for every head: [B, C] x [B, C] -> [B, g]."""
         b = q.shape[0]
@@ -140,12 +145,13 @@ class MRLAUnit(nn.Module):
     """
 
     form = "light"
+    family = "resnet"  # whose paper default of channels per head applies (mrla_nas.paper)
 
     def __init__(self, channels: int, heads: Optional[int] = None, dim_per_head: Optional[int] = None,
                  kernel_size: Optional[int] = None, reduction: Optional[int] = None, channel_wise: bool = False,
                  has_query: bool = True, has_key: bool = True):
         super().__init__()
         if heads is None and dim_per_head is None and not channel_wise:
-            heads = paper_heads(self.form, channels)
+            heads = paper_heads(self.form, channels, self.family)
         self.heads = resolve_heads(channels, heads, dim_per_head, channel_wise)
         self.qkv = LayerQueryKeyValue(channels, self.heads, kernel_size, reduction, has_query, has_key)

@@ -40,8 +40,7 @@ class MRLALight(MRLAUnit):
 
     def gate(self, x: torch.Tensor) -> torch.Tensor:
         """sigmoid(<Q_h, K_h>/sqrt(d)) per sample and head: [B, g]."""
-        q, k = self.qkv.query_key(x)
-        return torch.sigmoid(self.qkv.head_scores(q, k))
+        return self.qkv.gate(x)
 
     def forward(self, x: torch.Tensor, o_prev: torch.Tensor) -> torch.Tensor:
         gated_v = self.qkv.value(x, self.gate(x))   # gate_h * Wv(x)_h

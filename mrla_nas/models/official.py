@@ -1,4 +1,5 @@
-"""Load checkpoints of the official MRLA code (joyfang1106/MRLA) into mrla-nas networks.
+"""Load checkpoints of the official MRLA code (joyfang1106/MRLA) into mrla-nas networks: ResNets,
+and the DeiTs (timm's ViT key layout plus ``blocks.N.mrla.*``; the same renames apply).
 
 The official ResNets name things differently from timm and from us:
 
@@ -17,6 +18,7 @@ An MRLA-base stage's first block has no Wq here (it is never used there): the of
 """
 from __future__ import annotations
 
+import math
 import re
 from collections import OrderedDict
 from typing import Dict, Mapping, Optional
@@ -32,7 +34,7 @@ _RENAMES = [
 ]
 
 
-_FIRST_BLOCK_QK = re.compile(r"^layer\d+\.0\.mrla\.qkv\.(Wq|Wk)\.")
+_UNUSED_QK = re.compile(r"(^|\.)mrla\.qkv\.(Wq|Wk)\.")
 
 
 def _unwrap(checkpoint: Mapping) -> Dict[str, torch.Tensor]:
@@ -108,38 +110,82 @@ def _infer_arch(sd: Dict[str, torch.Tensor], form: Optional[str]) -> dict:
                 in_chans=in_chans, num_classes=sd["fc.weight"].shape[0], **stem)
 
 
+def _infer_vit(sd: Dict[str, torch.Tensor], form: Optional[str], num_heads: Optional[int]) -> dict:
+    """The DeiT-MRLA layout (``cls_token``, ``blocks.N.*``): width, depth, patch and image size, MLP
+    ratio, classes and the form of each group of 4 blocks, read off the keys and shapes."""
+    c = sd["cls_token"].shape[-1]
+    blocks = sorted({int(m.group(1)) for k in sd for m in [re.match(r"^blocks\.(\d+)\.", k)] if m})
+    if not blocks or blocks != list(range(len(blocks))):
+        raise ValueError("no consecutive blocks.N.* keys: not a DeiT checkpoint")
+    proj = sd["patch_embed.proj.weight"]
+    patch = int(proj.shape[-1])
+    side = math.isqrt(sd["pos_embed"].shape[1] - 1)
+    if side * side != sd["pos_embed"].shape[1] - 1:
+        raise ValueError(f"pos_embed of {sd['pos_embed'].shape[1]} tokens: not a class token + a square grid")
+    if num_heads is None:
+        if c % 64:
+            raise ValueError(f"embed dim {c}: attention heads cannot be read off a checkpoint; give num_heads= "
+                             "(DeiT-T/S/B use 64 channels per head)")
+        num_heads = c // 64
+
+    def block_form(i):
+        if f"blocks.{i}.mrla.lambda_t" in sd:
+            return "light"
+        return "base" if any(k.startswith(f"blocks.{i}.mrla.") for k in sd) else "none"
+
+    forms = [block_form(i) for i in blocks]
+    size = 4  # the official MRLA-base resets its memory every 4 blocks
+    groups = [forms[g:g + size] for g in range(0, len(forms), size)]
+    for g, members in enumerate(groups):
+        if len(set(members)) != 1:
+            raise ValueError(f"blocks {g * size}-{g * size + len(members) - 1} mix MRLA forms {members}")
+    group_forms = [m[0] for m in groups]
+    if form is not None and set(group_forms) != {form}:
+        raise ValueError(f"form={form!r} but the checkpoint's blocks are {sorted(set(group_forms))}")
+    return dict(embed_dim=c, depth=len(blocks), num_heads=num_heads, patch_size=patch, img_size=side * patch,
+                in_chans=int(proj.shape[1]), num_classes=int(sd["head.weight"].shape[0]),
+                mlp_ratio=sd["blocks.0.mlp.fc1.weight"].shape[0] / c, qkv_bias="blocks.0.attn.qkv.bias" in sd,
+                mrla=[dict(form=f) for f in group_forms], mrla_group_size=size)
+
+
 def from_official_state_dict(state_dict: Mapping, form: Optional[str] = None, num_classes: Optional[int] = None,
-                             **model_kwargs) -> MRLAResNet:
-    """Build the mrla-nas network equivalent to an official MRLA ResNet checkpoint and load it.
+                             num_heads: Optional[int] = None, **model_kwargs):
+    """Build the mrla-nas network equivalent to an official MRLA checkpoint (a ResNet, or a DeiT:
+    ``deit/deit_mrla_light.py`` / ``deit_mrla_base.py``) and load it.
 
     Args:
         state_dict: the official state_dict, a DDP one (``module.`` keys) or ``{"state_dict": ...}``.
         form: ``"light"`` or ``"base"``; inferred from the keys when None (and checked when given).
-        num_classes: a different number of classes drops the checkpoint's classifier (a fresh ``fc``).
-        model_kwargs: further :class:`MRLAResNet` arguments (e.g. ``drop_path_rate``).
+        num_classes: a different number of classes drops the checkpoint's classifier (a fresh head).
+        num_heads: a DeiT's attention heads (not stored in the weights; default: 64 channels per
+            head, as DeiT-T/S/B).
+        model_kwargs: further :class:`MRLAResNet` / :class:`MRLAVisionTransformer` arguments.
 
     >>> sd = torch.load("resnet50_mrlal.pth.tar", weights_only=True)   # doctest: +SKIP
     >>> model = from_official_state_dict(sd, "light")                  # doctest: +SKIP
     """
+    from .mrla_vit import MRLAVisionTransformer
+
     sd = official_to_mrla_nas_keys(state_dict)
-    arch = _infer_arch(sd, form)
+    vit = "cls_token" in sd
+    arch = _infer_vit(sd, form, num_heads) if vit else _infer_arch(sd, form)
+    head = "head." if vit else "fc."
     if num_classes is not None and num_classes != arch["num_classes"]:
         arch["num_classes"] = num_classes
-        sd = OrderedDict((k, v) for k, v in sd.items() if not k.startswith("fc."))
-    model = MRLAResNet(**dict(arch, **model_kwargs))
-    # Official MRLA-base checkpoints hold Wq (and, in a stage of one block, Wk) in each stage's first
-    # block, which never gets a gradient there (its softmax is over one key); our first blocks have
-    # none. Those keys, and only those, are dropped.
+        sd = OrderedDict((k, v) for k, v in sd.items() if not k.startswith(head))
+    model = (MRLAVisionTransformer if vit else MRLAResNet)(**dict(arch, **model_kwargs))
+    # Official MRLA-base checkpoints hold Wq (and, in a stage or group of one block, Wk) in each
+    # stage's (group's) first block, which never gets a gradient there (its softmax is over one
+    # key); our first blocks have none. Those keys, and only those, are dropped.
     ours = model.state_dict()
-    unused = [k for k in sd if k not in ours and _FIRST_BLOCK_QK.match(k)]
-    sd = OrderedDict((k, v) for k, v in sd.items() if k not in set(unused))
+    sd = OrderedDict((k, v) for k, v in sd.items() if k in ours or not _UNUSED_QK.search(k))
     missing, unexpected = model.load_state_dict(sd, strict=False)
-    missing = [k for k in missing if not k.startswith("fc.") or "fc.weight" in sd]
+    missing = [k for k in missing if not k.startswith(head) or f"{head}weight" in sd]
     problems = []
     if missing:
         problems.append(f"missing {missing[:5]}{' ...' if len(missing) > 5 else ''}")
     if unexpected:
         problems.append(f"unmapped {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
     if problems:
-        raise ValueError("checkpoint does not map onto an MRLA ResNet: " + "; ".join(problems))
+        raise ValueError(f"checkpoint does not map onto an MRLA {'ViT' if vit else 'ResNet'}: " + "; ".join(problems))
     return model

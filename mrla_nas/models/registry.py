@@ -7,6 +7,7 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, register_mo
 
 from ..arch import ArchConfig, load_arch
 from .mrla_resnet import MRLAResNet
+from .mrla_vit import MRLAVisionTransformer
 
 
 def _cfg(**kwargs):
@@ -16,6 +17,12 @@ def _cfg(**kwargs):
                interpolation="bilinear", mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
                first_conv="conv1", classifier="fc")
     return dict(cfg, **kwargs)
+
+
+def _deit_cfg(**kwargs):
+    # timm's DeiT configuration: 224 px, fixed input (the position embedding), the class token's head
+    return _cfg(pool_size=None, crop_pct=0.9, interpolation="bicubic", fixed_input_size=True,
+                first_conv="patch_embed.proj", classifier="head", **kwargs)
 
 
 def _small_cfg(**kwargs):
@@ -32,6 +39,8 @@ default_cfgs = generate_default_cfgs({
     "mrla_light_resnet56": _small_cfg(),
     "mrla_base_resnet56": _small_cfg(),
     "mrla_resnet": _cfg(),
+    **{f"mrla_{form}_deit_{size}_patch16_224": _deit_cfg() for form in ("light", "base")
+       for size in ("tiny", "small", "base")},
 })
 
 
@@ -140,3 +149,57 @@ def mrla_resnet(pretrained=False, arch=None, **kwargs) -> MRLAResNet:
     """
     arch = DEFAULT_ARCH if arch is None else as_arch(arch)
     return _create("mrla_resnet", pretrained, **dict(arch.model_kwargs(), **kwargs))
+
+
+DEIT_SIZES = {"tiny": dict(embed_dim=192, num_heads=3), "small": dict(embed_dim=384, num_heads=6),
+              "base": dict(embed_dim=768, num_heads=12)}
+
+
+def _deit(form: str, size: str, pretrained: bool, kwargs) -> MRLAVisionTransformer:
+    """MRLA DeiT as the official ``deit_mrla{l,b}_{size}_patch16_224``: 12 blocks, MRLA in every one,
+    16 channels per MRLA head, MRLA-base's memory reset every 4 blocks."""
+    variant = f"mrla_{form}_deit_{size}_patch16_224"
+    if pretrained:
+        raise ValueError(f"{variant}: no pretrained weights are registered; load an official checkpoint "
+                         "with mrla_nas.models.from_official_state_dict")
+    args = dict(patch_size=16, depth=12, mrla=form, mrla_group_size=4, **DEIT_SIZES[size])
+    kwargs = dict(args, **kwargs)
+    out_indices = kwargs.pop("out_indices", 3)
+    return build_model_with_cfg(MRLAVisionTransformer, variant, pretrained,
+                                feature_cfg=dict(out_indices=out_indices, feature_cls="getter"), **kwargs)
+
+
+@register_model
+def mrla_light_deit_tiny_patch16_224(pretrained=False, **kwargs) -> MRLAVisionTransformer:
+    """MRLA-light DeiT-T (official ``deit_mrlal_tiny_patch16_224``)."""
+    return _deit("light", "tiny", pretrained, kwargs)
+
+
+@register_model
+def mrla_base_deit_tiny_patch16_224(pretrained=False, **kwargs) -> MRLAVisionTransformer:
+    """MRLA-base DeiT-T (official ``deit_mrlab_tiny_patch16_224``)."""
+    return _deit("base", "tiny", pretrained, kwargs)
+
+
+@register_model
+def mrla_light_deit_small_patch16_224(pretrained=False, **kwargs) -> MRLAVisionTransformer:
+    """MRLA-light DeiT-S (official ``deit_mrlal_small_patch16_224``)."""
+    return _deit("light", "small", pretrained, kwargs)
+
+
+@register_model
+def mrla_base_deit_small_patch16_224(pretrained=False, **kwargs) -> MRLAVisionTransformer:
+    """MRLA-base DeiT-S (official ``deit_mrlab_small_patch16_224``)."""
+    return _deit("base", "small", pretrained, kwargs)
+
+
+@register_model
+def mrla_light_deit_base_patch16_224(pretrained=False, **kwargs) -> MRLAVisionTransformer:
+    """MRLA-light DeiT-B (official ``deit_mrlal_base_patch16_224``)."""
+    return _deit("light", "base", pretrained, kwargs)
+
+
+@register_model
+def mrla_base_deit_base_patch16_224(pretrained=False, **kwargs) -> MRLAVisionTransformer:
+    """MRLA-base DeiT-B (official ``deit_mrlab_base_patch16_224``)."""
+    return _deit("base", "base", pretrained, kwargs)
