@@ -1,258 +1,45 @@
-"""``ArchConfig``: one network of the search, as plain data (no torch).
+"""Architecture configs: one network of the search, as plain data (no torch).
 
-An ArchConfig is the backbone (timm ResNet layout) plus one entry per stage (MRLA form, heads,
-reduction). It round-trips through YAML/JSON with plain Python types, and has a canonical key:
-configs that build the same network get the same key.
+A config is a backbone (a ResNet: :class:`ArchConfig`; a ViT: :class:`~mrla_nas.backbones.ViTConfig`)
+plus one MRLA entry per stage or group of blocks (form, heads, reduction). It round-trips through
+YAML/JSON with plain Python types and has a canonical key: configs that build the same network get
+the same key. Each backbone lives in its own module of :mod:`mrla_nas.backbones`; this module reads
+any of them.
 
->>> arch = ArchConfig.from_dict({"block": "basic", "layers": [3, 3, 3], "channels": [16, 32, 64],
-...                              "stem": "small", "stages": ["light", "none", {"form": "base"}]})
+>>> arch = arch_from_dict({"block": "basic", "layers": [3, 3, 3], "channels": [16, 32, 64],
+...                        "stem": "small", "stages": ["light", "none", {"form": "base"}]})
 >>> arch.summary()
 'basic[3,3,3] L-B'
->>> ArchConfig.from_yaml(arch.to_yaml()) == arch
-True
+>>> arch_from_dict({"backbone": "vit", "embed_dim": 64, "depth": 4, "num_heads": 2, "patch_size": 4,
+...                 "img_size": 28, "stages": ["base"]}).summary()
+'vit[64x4,p4] B'
 """
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Tuple
 
-import yaml
-
+from .backbones import FORMS, ArchConfig, NetworkConfig, StageConfig, ViTConfig, config_from_dict
+from .backbones.resnet import BLOCKS, DEFAULT_STEM_WIDTH, LIMITS, MAX_FEATURE_MAP, MAX_PARAMS, STEMS
 from .errors import ConfigError, did_you_mean, key_label, show
 from .paper import paper_heads
-from .yaml_io import load_yaml_file, load_yaml_text
+from .yaml_io import load_yaml_file
 
-FORMS = ("none", "light", "base")
-BLOCKS = {"basic": 1, "bottleneck": 4}  # block type -> channel expansion
-STEMS = ("7x7", "deep", "small")
-DEFAULT_STEM_WIDTH = {"7x7": 64, "deep": 32, "small": 16}
-# Bounds checked before anything is built: far beyond the networks MRLA was published on, they keep
-# a typo or a hostile file from asking for terabytes (one source for the configs and the spaces).
-LIMITS = {"stages": 8, "blocks": 512, "channels": 8192, "stem_width": 4096, "in_chans": 1024,
-          "num_classes": 1_000_000}
-MAX_PARAMS = 2_000_000_000           # about 8 GB of float32 weights
-MAX_FEATURE_MAP = 1 << 26            # elements of one image's largest feature map (256 MiB in float32)
+__all__ = ["ArchConfig", "ViTConfig", "NetworkConfig", "StageConfig", "FORMS", "BLOCKS", "STEMS",
+           "DEFAULT_STEM_WIDTH", "LIMITS", "MAX_PARAMS", "MAX_FEATURE_MAP", "ConfigError", "did_you_mean",
+           "key_label", "show", "paper_heads", "arch_from_dict", "load_arch", "load_arch_document"]
+
+arch_from_dict = config_from_dict  # any backbone's config from a mapping (ResNet when no `backbone:`)
 
 
-@dataclass(frozen=True)
-class StageConfig:
-    """MRLA in one stage: ``form`` none/light/base, ``heads`` (None: the paper's), ``reduction``
-    (None: the paper's Conv1d Q/K projection; r: an SE-style C -> C/r -> C one)."""
-
-    form: str = "none"
-    heads: Optional[int] = None
-    reduction: Optional[int] = None
-
-    def short(self) -> str:
-        return {"none": "-", "light": "L", "base": "B"}[self.form]
-
-
-@dataclass(frozen=True)
-class ArchConfig:
-    block: str = "bottleneck"
-    layers: Tuple[int, ...] = (3, 4, 6, 3)
-    channels: Tuple[int, ...] = (64, 128, 256, 512)
-    stem: str = "7x7"
-    stem_width: Optional[int] = None
-    in_chans: int = 3
-    num_classes: int = 1000
-    drop_path_rate: float = 0.0
-    mrla_drop_path_rate: float = 0.0
-    stages: Tuple[StageConfig, ...] = field(default_factory=tuple)
-
-    # ---- construction and validation -------------------------------------------------------
-    @classmethod
-    def from_dict(cls, data: Dict[str, Any], where: str = "arch") -> "ArchConfig":
-        """Build and validate; errors name the field (``where`` is the path prefix)."""
-        if not isinstance(data, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
-        if "arch" in data and isinstance(data["arch"], dict):  # an exported file: arch + metrics
-            return cls.from_dict(data["arch"], f"{where}.arch")
-        allowed = {f for f in cls.__dataclass_fields__}
-        for k in data:
-            if k not in allowed:
-                raise ConfigError(f"{where}.{key_label(k)}: unknown key{did_you_mean(k, allowed)}; "
-                                  f"allowed: {sorted(allowed)}")
-        d = dict(data)
-        for key, limit in (("layers", LIMITS["blocks"]), ("channels", LIMITS["channels"])):
-            if key in d:
-                v = d[key]
-                if (not isinstance(v, (list, tuple)) or not v or len(v) > LIMITS["stages"]
-                        or not all(_is_pos_int(x) and x <= limit for x in v)):
-                    raise ConfigError(f"{where}.{key}={show(v)}: expected a list of 1 to {LIMITS['stages']} "
-                                      f"integers in [1, {limit}], one per stage")
-                d[key] = tuple(v)
-        n = len(d.get("layers", cls.layers))
-        stages = d.get("stages", ["none"] * n)
-        if isinstance(stages, (str, dict)):
-            stages = [stages] * n
-        if not isinstance(stages, (list, tuple)):
-            raise ConfigError(f"{where}.stages={show(stages)}: expected a list with one entry per stage")
-        d["stages"] = tuple(_stage_from(s, f"{where}.stages[{i}]") for i, s in enumerate(stages))
-        arch = cls(**d)
-        arch.validate(where)
-        return arch
-
-    def validate(self, where: str = "arch") -> None:
-        if self.block not in BLOCKS:
-            raise ConfigError(f"{where}.block={show(self.block)}: allowed: {list(BLOCKS)}{did_you_mean(self.block, BLOCKS)}")
-        if self.stem not in STEMS:
-            raise ConfigError(f"{where}.stem={show(self.stem)}: allowed: {list(STEMS)}{did_you_mean(self.stem, STEMS)}")
-        if len(self.layers) != len(self.channels):
-            raise ConfigError(f"{where}.channels: {len(self.channels)} stages, but layers has {len(self.layers)}")
-        if len(self.stages) != len(self.layers):
-            raise ConfigError(f"{where}.stages: {len(self.stages)} entries for {len(self.layers)} stages")
-        for key in ("in_chans", "num_classes"):
-            v = getattr(self, key)
-            if not _is_pos_int(v) or v > LIMITS[key]:
-                raise ConfigError(f"{where}.{key}={show(v)}: expected an integer in [1, {LIMITS[key]:,}]")
-        if self.stem_width is not None and not (_is_pos_int(self.stem_width)
-                                                and self.stem_width <= LIMITS["stem_width"]):
-            raise ConfigError(f"{where}.stem_width={show(self.stem_width)}: expected an integer in "
-                              f"[1, {LIMITS['stem_width']}] or null")
-        for key in ("drop_path_rate", "mrla_drop_path_rate"):
-            v = getattr(self, key)
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v < 1:
-                raise ConfigError(f"{where}.{key}={show(v)}: expected a number in [0, 1)")
-        if self.params_bound() > MAX_PARAMS:
-            raise ConfigError(f"{where}: about {self.params_bound():,} parameters, more than the "
-                              f"{MAX_PARAMS:,} mrla-nas builds; check layers and channels")
-        for i, (s, width) in enumerate(zip(self.stages, self.widths())):
-            if s.form == "none":
-                continue
-            if s.heads is not None and width % s.heads:
-                raise ConfigError(f"{where}.stages[{i}].heads={s.heads}: must divide the stage width {width}")
-            if s.reduction is not None and width % s.reduction:
-                raise ConfigError(f"{where}.stages[{i}].reduction={s.reduction}: must divide the stage width {width}")
-
-    # ---- derived ---------------------------------------------------------------------------
-    def widths(self) -> Tuple[int, ...]:
-        """Output channels of each stage (the width MRLA runs at)."""
-        return tuple(c * BLOCKS[self.block] for c in self.channels)
-
-    def params_bound(self) -> int:
-        """An upper bound of the parameter count, from the layout alone (nothing built): convolutions,
-        projection shortcuts, MRLA's Q/K projections at their largest, the classifier."""
-        sw = self.stem_width or DEFAULT_STEM_WIDTH[self.stem]
-        n = {"7x7": 49 * self.in_chans * sw, "small": 9 * self.in_chans * sw,
-             "deep": 9 * (self.in_chans * sw + sw * sw + 2 * sw * sw)}[self.stem]
-        inplanes = 2 * sw if self.stem == "deep" else sw
-        for blocks, c, width in zip(self.layers, self.channels, self.widths()):
-            for b in range(blocks):
-                if self.block == "basic":
-                    n += 9 * inplanes * c + 9 * c * c
-                else:
-                    n += inplanes * c + 9 * c * c + c * width
-                n += inplanes * width if b == 0 else 0      # projection shortcut
-                n += 4 * width * width + 16 * width        # MRLA (an SE-style projection at r=1), BNs
-                inplanes = width
-        return n + inplanes * self.num_classes + self.num_classes
-
-    def largest_feature_map(self, resolution: int) -> int:
-        """Elements of one image's largest feature map at ``resolution`` (the stem's or a stage's)."""
-        stride = 1 if self.stem == "small" else 2
-        sw = (self.stem_width or DEFAULT_STEM_WIDTH[self.stem]) * (2 if self.stem == "deep" else 1)
-        side = -(-resolution // stride)
-        out = sw * side * side
-        side = side if self.stem == "small" else -(-side // 2)   # the stem's max-pool
-        for i, width in enumerate(self.widths()):
-            side = side if i == 0 else -(-side // 2)
-            out = max(out, width * side * side)
-        return out
-
-    def check_input(self, resolution: int, where: str = "input") -> None:
-        """ConfigError when one image of ``resolution`` px would need an unreasonable feature map."""
-        if self.largest_feature_map(resolution) > MAX_FEATURE_MAP:
-            raise ConfigError(f"{where}={resolution}: a {resolution} px image needs a feature map of "
-                              f"{self.largest_feature_map(resolution):,} values in this network, more than the "
-                              f"{MAX_FEATURE_MAP:,} mrla-nas allows; lower the resolution or the widths")
-
-    def canonical(self) -> "ArchConfig":
-        """The same network with every default made explicit and every irrelevant field dropped."""
-        stages = []
-        for s, width in zip(self.stages, self.widths()):
-            if s.form == "none":
-                stages.append(StageConfig())
-            else:
-                stages.append(StageConfig(s.form, s.heads or paper_heads(s.form, width), s.reduction))
-        return replace(self, stem_width=self.stem_width or DEFAULT_STEM_WIDTH[self.stem],
-                       drop_path_rate=float(self.drop_path_rate), mrla_drop_path_rate=float(self.mrla_drop_path_rate),
-                       stages=tuple(stages))
-
-    def key(self) -> str:
-        """Canonical key: equal for configs that build the same network."""
-        blob = json.dumps(self.canonical().to_dict(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha1(blob.encode()).hexdigest()[:16]
-
-    def summary(self) -> str:
-        """A short human-readable label, e.g. ``bottleneck[3,4,6,3] LL-B``."""
-        return f"{self.block}[{','.join(map(str, self.layers))}] {''.join(s.short() for s in self.stages)}"
-
-    def model_kwargs(self) -> Dict[str, Any]:
-        """Arguments of :class:`mrla_nas.models.MRLAResNet` for this config."""
-        return dict(block=self.block, layers=self.layers, channels=self.channels, stem_type=self.stem,
-                    stem_width=self.stem_width, in_chans=self.in_chans, num_classes=self.num_classes,
-                    drop_path_rate=self.drop_path_rate, mrla_drop_path_rate=self.mrla_drop_path_rate,
-                    mrla=[dict(form=s.form, heads=s.heads, reduction=s.reduction) for s in self.stages])
-
-    # ---- serialisation ---------------------------------------------------------------------
-    def to_dict(self) -> Dict[str, Any]:
-        d = asdict(self)
-        d["layers"], d["channels"] = list(self.layers), list(self.channels)
-        d["stages"] = [asdict(s) for s in self.stages]
-        return d
-
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict())
-
-    @classmethod
-    def from_yaml(cls, text: str) -> "ArchConfig":
-        return cls.from_dict(load_yaml_text(text, "arch"))
-
-    @classmethod
-    def from_json(cls, text: str) -> "ArchConfig":
-        return cls.from_dict(json.loads(text))
-
-
-def _is_pos_int(x) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool) and x > 0
-
-
-def _stage_from(s, where: str) -> StageConfig:
-    if isinstance(s, StageConfig):
-        return s
-    if isinstance(s, str):
-        s = {"form": s}
-    if not isinstance(s, dict):
-        raise ConfigError(f"{where}={show(s)}: expected a form name or a mapping with form/heads/reduction")
-    allowed = {"form", "heads", "reduction"}
-    for k in s:
-        if k not in allowed:
-            raise ConfigError(f"{where}.{key_label(k)}: unknown key{did_you_mean(k, allowed)}; "
-                              f"allowed: {sorted(allowed)}")
-    form = s.get("form", "none")
-    if form not in FORMS:
-        raise ConfigError(f"{where}.form={show(form)}: allowed: {list(FORMS)}{did_you_mean(form, FORMS)}")
-    for k in ("heads", "reduction"):
-        if s.get(k) is not None and not _is_pos_int(s[k]):
-            raise ConfigError(f"{where}.{k}={show(s[k])}: expected a positive integer or null")
-    return StageConfig(form, s.get("heads"), s.get("reduction"))
-
-
-def load_arch(path) -> ArchConfig:
-    """Read an ArchConfig from a YAML or JSON file (an exported file with ``arch:`` works too); read as
+def load_arch(path) -> NetworkConfig:
+    """Read a config from a YAML or JSON file (an exported file with ``arch:`` works too); read as
     safely and boundedly as a search space (:mod:`mrla_nas.yaml_io`)."""
     data = load_yaml_file(path, "architecture file")  # YAML is a superset of JSON
-    return ArchConfig.from_dict(data, where=str(path))
+    return arch_from_dict(data, where=str(path))
 
 
-def load_arch_document(path) -> Tuple[ArchConfig, Dict[str, Any]]:
-    """An ArchConfig and, for an exported file, its ``metrics`` (input shape, FLOPs...; {} otherwise)."""
+def load_arch_document(path) -> Tuple[NetworkConfig, Dict[str, Any]]:
+    """A config and, for an exported file, its ``metrics`` (input shape, FLOPs...; {} otherwise)."""
     data = load_yaml_file(path, "architecture file")
     metrics = data.get("metrics") if isinstance(data, dict) and isinstance(data.get("arch"), dict) else None
-    return ArchConfig.from_dict(data, where=str(path)), metrics if isinstance(metrics, dict) else {}
+    return arch_from_dict(data, where=str(path)), metrics if isinstance(metrics, dict) else {}

@@ -20,7 +20,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import optuna
 
-from .arch import ArchConfig
+from .arch import ArchConfig, arch_from_dict
 from .space import SearchSpace
 
 COMPLETE, PRUNED, FAIL = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
@@ -111,12 +111,12 @@ class Proposer:
             arch = t.user_attrs.get("arch")
             if arch is None or t.number in marked or t.user_attrs.get("interrupted") or "duplicate_of" in t.user_attrs:
                 continue
-            key = ArchConfig.from_dict(arch).key()
+            key = arch_from_dict(arch).key()
             self.known.setdefault(key, Outcome(t.state, list(t.values) if t.state == COMPLETE else None))
         for t in self.study.get_trials(deepcopy=False):
             arch = t.user_attrs.get("arch")
             if arch is not None and t.number not in marked and not t.user_attrs.get("interrupted"):
-                key = ArchConfig.from_dict(arch).key()
+                key = arch_from_dict(arch).key()
                 self.proposed[key] = self.proposed.get(key, 0) + 1
 
     def exhausted(self) -> bool:

@@ -7,7 +7,7 @@ its session is gone without Optuna's private storage calls.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 import optuna
 

@@ -8,7 +8,7 @@ from typing import Optional, Sequence, Tuple
 import pandas as pd
 import yaml
 
-from .arch import ArchConfig, ConfigError
+from .arch import ConfigError, arch_from_dict
 from .pareto import pareto
 from .run_dir import check_run_dir, trials_table
 from .space import REFERENCE_PLACEMENTS, SearchSpace
@@ -193,7 +193,7 @@ def export(run: Run, row: pd.Series, out_path) -> Path:
     from .run_dir import read_records
 
     rec = read_records(run.path)[int(row["trial_id"])]
-    arch = ArchConfig.from_dict(rec["arch"])
+    arch = arch_from_dict(rec["arch"])
     doc = {"arch": arch.to_dict(),
            "metrics": {"accuracy": float(row["accuracy"]), "flops": int(row["flops"]), "params": int(row["params"]),
                        "flops_convention": run.space.flops_convention,

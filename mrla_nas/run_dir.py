@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional
 import pandas as pd
 import yaml
 
-from .arch import ArchConfig, ConfigError
+from .arch import ConfigError, arch_from_dict
 
 if TYPE_CHECKING:  # optuna is imported where it is used: pareto/export need not load it
     import optuna
@@ -216,7 +216,7 @@ def _row(t, rec: Dict[str, Any], marked: Dict[int, Any]) -> Optional[Dict[str, A
     arch_dict = rec.get("arch") or t.user_attrs.get("arch") or marked.get(t.number)
     row = {"trial_id": t.number, "status": status}
     if arch_dict:
-        arch = ArchConfig.from_dict(arch_dict)
+        arch = arch_from_dict(arch_dict)
         row["summary"] = arch.summary()
         for i, s in enumerate(arch.canonical().stages, start=1):
             row[f"stage{i}_form"] = s.form

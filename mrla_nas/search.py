@@ -29,9 +29,9 @@ os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Ray's own console tables: pr
 # would reject that result.
 os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
 
-from .arch import ArchConfig, ConfigError  # noqa: E402
-from .run_dir import (check_run_dir, ensure_writable, freeze_space, open_study, read_records,  # noqa: E402
-                      record_path, run_lock, write_json_atomic, write_manifest, write_trials_csv)
+from .arch import ArchConfig, ConfigError, arch_from_dict  # noqa: E402
+from .run_dir import (check_run_dir, ensure_writable, freeze_space, open_study, record_path,  # noqa: E402
+                      run_lock, write_json_atomic, write_manifest, write_trials_csv)
 from .decisions import make_sampler  # noqa: E402
 from .halving import rule_for  # noqa: E402
 from .recovery import finished_networks, recover_interrupted  # noqa: E402
@@ -51,7 +51,7 @@ def _trainable(config: Dict[str, Any], ctx: Dict[str, Any]) -> None:
 
     number = config["trial_number"]
     path = record_path(Path(ctx["run_dir"]), number)
-    arch = ArchConfig.from_dict(config["arch"])
+    arch = arch_from_dict(config["arch"])
     rec = {"trial_id": number, "arch": config["arch"], "key": arch.key(), "params": config["params"],
            "flops": config["flops"], "status": "running", "history": [], "fidelity": 0.0, "error": None,
            "node": ray.get_runtime_context().get_node_id(), "niceness": os.nice(0)}

@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import pandas as pd
 
-from .arch import ArchConfig
+from .arch import ArchConfig, arch_from_dict
 from .errors import ConfigError
 from .run_dir import check_run_dir, read_records, versions
 from .space import SearchSpace
@@ -66,7 +66,7 @@ def table_rows(run_dir: Path) -> pd.DataFrame:
     for rec in read_records(run_dir).values():
         if rec.get("status") != "complete" or not rec.get("history"):
             continue
-        arch = ArchConfig.from_dict(rec["arch"])
+        arch = arch_from_dict(rec["arch"])
         base = {"key": rec["key"], "summary": arch.summary(), "arch": arch.canonical().to_json()}
         for i, s in enumerate(arch.canonical().stages, start=1):
             base.update({f"stage{i}_form": s.form, f"stage{i}_heads": s.heads, f"stage{i}_reduction": s.reduction})
@@ -124,7 +124,7 @@ def load_table(path) -> Table:
 def row_for(table: Table, key: str, seed: int) -> Tuple[ArchConfig, pd.DataFrame]:
     """A network's config (from the table's ``arch`` column) and its per-epoch rows for ``seed``."""
     curve = table.curves()[key][seed]
-    arch = ArchConfig.from_json(curve.at[0, "arch"])
+    arch = arch_from_dict(json.loads(curve.at[0, "arch"]))
     if arch.key() != key:
         raise ConfigError(f"row_for: the table's arch column builds {arch.key()}, not {key}")
     return arch, curve

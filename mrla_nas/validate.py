@@ -23,7 +23,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from .arch import ArchConfig
+from .arch import ArchConfig, arch_from_dict
 from .errors import ConfigError
 from .pareto import non_dominated
 from .results import REFERENCE_LABELS, Run, load_run
@@ -125,10 +125,10 @@ def chosen_networks(run: Run, trials: Optional[List[int]] = None) -> List[Dict[s
         for t in trials:
             if t not in records or not records[t].get("arch"):
                 raise ConfigError(f"--trials: trial {t} is not in {run.path}")
-            add(ArchConfig.from_dict(records[t]["arch"]), "chosen", t)
+            add(arch_from_dict(records[t]["arch"]), "chosen", t)
         return list(out.values())
     for _, row in run.front.iterrows():
-        add(ArchConfig.from_dict(records[int(row["trial_id"])]["arch"]),
+        add(arch_from_dict(records[int(row["trial_id"])]["arch"]),
             "knee" if int(row["trial_id"]) == run.knee else "front", int(row["trial_id"]))
     measured = run.reference_rows()
     bb = run.space.backbone_combos()[0]

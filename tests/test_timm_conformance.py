@@ -14,7 +14,7 @@ import mrla_nas  # noqa: F401  (registers the models)
 from mrla_nas.models import MRLAResNet
 
 MODELS = sorted(timm.list_models("mrla_*"))
-VITS = [m for m in MODELS if "deit" in m]
+VITS = [m for m in MODELS if "deit" in m or m == "mrla_vit"]
 SMALL = 64  # input side for the ImageNet-sized models (timm uses 128-384; the properties are the same)
 
 
@@ -50,7 +50,7 @@ def _fx_model(model, train=False):
 
 
 def test_every_mrla_name_is_covered():
-    assert len(MODELS) == 15 and "mrla_resnet" in MODELS and len(VITS) == 6
+    assert len(MODELS) == 16 and {"mrla_resnet", "mrla_vit"} <= set(MODELS) and len(VITS) == 7
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -94,7 +94,8 @@ def test_vit_default_cfg_forward_features_and_head(name):
     model = _create(name).eval()
     cfg, state = model.default_cfg, model.state_dict()
     assert cfg["classifier"] + ".weight" in state and cfg["first_conv"] + ".weight" in state
-    assert cfg["fixed_input_size"] and cfg["input_size"] == (3, 224, 224)
+    # the registered DeiTs are 224 px; mrla_vit's configuration is that of its arch (here SMALL px)
+    assert cfg["fixed_input_size"] and cfg["input_size"] == ((3, SMALL, SMALL) if name == "mrla_vit" else (3, 224, 224))
     x = torch.randn(1, *_size(model))
     with torch.no_grad():
         feats = model.forward_features(x)

@@ -14,7 +14,7 @@ group's form is none, light or base, and a base group's memory starts fresh at i
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Union
 
 import torch
 from timm.layers import register_notrace_module

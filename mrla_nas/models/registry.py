@@ -5,7 +5,7 @@ import os
 
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 
-from ..arch import ArchConfig, load_arch
+from ..arch import ArchConfig, NetworkConfig, arch_from_dict, load_arch
 from .mrla_resnet import MRLAResNet
 from .mrla_vit import MRLAVisionTransformer
 
@@ -41,6 +41,7 @@ default_cfgs = generate_default_cfgs({
     "mrla_resnet": _cfg(),
     **{f"mrla_{form}_deit_{size}_patch16_224": _deit_cfg() for form in ("light", "base")
        for size in ("tiny", "small", "base")},
+    "mrla_vit": _deit_cfg(),
 })
 
 
@@ -115,29 +116,33 @@ def mrla_base_resnet56(pretrained=False, **kwargs) -> MRLAResNet:
     return _cifar("mrla_base_resnet56", "base", 56, pretrained, kwargs)
 
 
-def as_arch(arch) -> ArchConfig:
-    """An ArchConfig from an ArchConfig, a dict, or a YAML/JSON file path."""
-    if isinstance(arch, ArchConfig):
+def as_arch(arch) -> NetworkConfig:
+    """A config (any backbone) from a config, a dict, or a YAML/JSON file path."""
+    if isinstance(arch, NetworkConfig):
         return arch
     if isinstance(arch, dict):
-        return ArchConfig.from_dict(arch)
+        return arch_from_dict(arch)
     if isinstance(arch, (str, os.PathLike)):
         return load_arch(arch)
     raise TypeError(f"arch: expected an ArchConfig, a dict or a file path, got {type(arch).__name__}")
 
 
-def build_model(arch, **overrides) -> MRLAResNet:
-    """The network of an ArchConfig (or dict, or YAML/JSON path); ``overrides`` replace model arguments.
+def build_model(arch, **overrides):
+    """The network of a config (or dict, or YAML/JSON path) of any backbone; ``overrides`` replace
+    model arguments.
 
     >>> from mrla_nas import ArchConfig
     >>> net = build_model({"block": "basic", "layers": [1, 1], "channels": [16, 32], "stem": "small",
     ...                    "num_classes": 10, "stages": ["light", "base"]})
     """
-    return MRLAResNet(**dict(as_arch(arch).model_kwargs(), **overrides))
+    from ..backbones import get_backbone
+
+    arch = as_arch(arch)
+    return get_backbone(arch.backbone).build(arch, **overrides)
 
 
 # What ``mrla_resnet`` builds without ``arch=``: the paper's headline network, MRLA-light ResNet-50.
-DEFAULT_ARCH = ArchConfig.from_dict({"stages": "light"})
+DEFAULT_ARCH = arch_from_dict({"stages": "light"})
 
 
 @register_model
@@ -148,7 +153,31 @@ def mrla_resnet(pretrained=False, arch=None, **kwargs) -> MRLAResNet:
     Other keyword arguments (``num_classes``, ``in_chans``, ``drop_path_rate``, ...) override the config's.
     """
     arch = DEFAULT_ARCH if arch is None else as_arch(arch)
+    if not isinstance(arch, ArchConfig):
+        raise ValueError(f"mrla_resnet: arch is a {arch.backbone} config; use timm.create_model('mrla_{arch.backbone}', "
+                         "arch=...) or mrla_nas.build_model")
     return _create("mrla_resnet", pretrained, **dict(arch.model_kwargs(), **kwargs))
+
+
+# What ``mrla_vit`` builds without ``arch=``: MRLA-light DeiT-T.
+DEFAULT_VIT = arch_from_dict({"backbone": "vit", "stages": "light"})
+
+
+@register_model
+def mrla_vit(pretrained=False, arch=None, **kwargs) -> MRLAVisionTransformer:
+    """Any MRLA ViT from an ``arch=`` ViT config, dict or YAML path (what ``mrla-nas export`` writes for
+    a ViT space); without ``arch=``, MRLA-light DeiT-T (``DEFAULT_VIT``)."""
+    arch = DEFAULT_VIT if arch is None else as_arch(arch)
+    if arch.backbone != "vit":
+        raise ValueError(f"mrla_vit: arch is a {arch.backbone} config; use timm.create_model('mrla_resnet', arch=...)")
+    if pretrained:
+        raise ValueError("mrla_vit: no pretrained weights are registered")
+    kwargs = dict(arch.model_kwargs(), **kwargs)
+    out_indices = kwargs.pop("out_indices", 3)
+    size = (kwargs["in_chans"], kwargs["img_size"], kwargs["img_size"])  # the position embedding fixes it
+    overlay = dict(kwargs.pop("pretrained_cfg_overlay", None) or {}, input_size=size, num_classes=kwargs["num_classes"])
+    return build_model_with_cfg(MRLAVisionTransformer, "mrla_vit", pretrained, pretrained_cfg_overlay=overlay,
+                                feature_cfg=dict(out_indices=out_indices, feature_cls="getter"), **kwargs)
 
 
 DEIT_SIZES = {"tiny": dict(embed_dim=192, num_heads=3), "small": dict(embed_dim=384, num_heads=6),

@@ -1,0 +1,183 @@
+"""What every backbone shares: the per-stage MRLA choice, the canonical key, serialisation, and the
+registry through which the config reader, the search space and the builder find a backbone.
+
+A backbone (``resnet.py``, ``vit.py``; a third is one new file) owns its config dataclass, the
+fields and validators of a space's ``backbone:`` section, the MRLA width of each stage or group, and
+its builder. ``SearchSpace``, the search, ``pareto``, ``export`` and the CLI only use this interface.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from typing import Any, Dict, List, Optional, Tuple
+
+import yaml
+
+from ..errors import ConfigError, did_you_mean, key_label, show
+from ..yaml_io import load_yaml_text
+
+FORMS = ("none", "light", "base")
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """MRLA in one stage (ResNet) or group of blocks (ViT): ``form`` none/light/base, ``heads``
+    (None: the paper's), ``reduction`` (None: the paper's Conv1d Q/K projection; r: an SE-style
+    C -> C/r -> C one)."""
+
+    form: str = "none"
+    heads: Optional[int] = None
+    reduction: Optional[int] = None
+
+    def short(self) -> str:
+        return {"none": "-", "light": "L", "base": "B"}[self.form]
+
+
+def is_pos_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x > 0
+
+
+def stage_from(s, where: str) -> StageConfig:
+    """A stage entry of a config file: a form name or a mapping with form/heads/reduction."""
+    if isinstance(s, StageConfig):
+        return s
+    if isinstance(s, str):
+        s = {"form": s}
+    if not isinstance(s, dict):
+        raise ConfigError(f"{where}={show(s)}: expected a form name or a mapping with form/heads/reduction")
+    allowed = {"form", "heads", "reduction"}
+    for k in s:
+        if k not in allowed:
+            raise ConfigError(f"{where}.{key_label(k)}: unknown key{did_you_mean(k, allowed)}; "
+                              f"allowed: {sorted(allowed)}")
+    form = s.get("form", "none")
+    if form not in FORMS:
+        raise ConfigError(f"{where}.form={show(form)}: allowed: {list(FORMS)}{did_you_mean(form, FORMS)}")
+    for k in ("heads", "reduction"):
+        if s.get(k) is not None and not is_pos_int(s[k]):
+            raise ConfigError(f"{where}.{k}={show(s[k])}: expected a positive integer or null")
+    return StageConfig(form, s.get("heads"), s.get("reduction"))
+
+
+def check_stage_divisibility(stages, widths, where: str) -> None:
+    for i, (s, width) in enumerate(zip(stages, widths)):
+        if s.form == "none":
+            continue
+        if s.heads is not None and width % s.heads:
+            raise ConfigError(f"{where}.stages[{i}].heads={s.heads}: must divide the width {width}")
+        if s.reduction is not None and width % s.reduction:
+            raise ConfigError(f"{where}.stages[{i}].reduction={s.reduction}: must divide the width {width}")
+
+
+class NetworkConfig:
+    """Mixin of the config dataclasses: canonical key, summary, YAML/JSON round trip.
+
+    A subclass defines ``backbone`` (its registry name), ``canonical()``, ``to_dict()``,
+    ``from_dict()``, ``widths()``, ``summary()`` and ``model_kwargs()``.
+    """
+
+    backbone = ""
+
+    def key(self) -> str:
+        """Canonical key: equal for configs that build the same network."""
+        blob = json.dumps(self.canonical().to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha1(blob.encode()).hexdigest()[:16]
+
+    def stage_summary(self) -> str:
+        return "".join(s.short() for s in self.stages)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+    @classmethod
+    def from_yaml(cls, text: str):
+        return cls.from_dict(load_yaml_text(text, "arch"))
+
+    @classmethod
+    def from_json(cls, text: str):
+        return cls.from_dict(json.loads(text))
+
+    def _stage_dicts(self) -> List[Dict[str, Any]]:
+        return [asdict(s) for s in self.stages]
+
+
+class Backbone:
+    """A backbone family as the search space and the builder see it (one instance per family)."""
+
+    name = ""
+    family = ""                      # whose paper default of channels per head applies (mrla_nas.paper)
+    config_cls: type = NetworkConfig
+    space_defaults: Dict[str, Any] = {}   # the fields of a space's backbone section, with defaults
+    list_fields: Tuple[str, ...] = ()     # fields whose one value is a list (choices: a list of lists)
+    stage_word = "stage"
+
+    def check_field(self, key: str, value: Any, path: str) -> Any:
+        """Validate one value (one choice) of a backbone field; raise ConfigError naming ``path``."""
+        raise NotImplementedError
+
+    def make(self, bb: Dict[str, Any], stages) -> NetworkConfig:
+        """The config of backbone choice ``bb`` (one value per field) with ``stages``."""
+        raise NotImplementedError
+
+    def fields_of(self, arch: NetworkConfig) -> Dict[str, Any]:
+        """The backbone part of a config, as a space's choices name it (for ``contains``)."""
+        raise NotImplementedError
+
+    def same_choice(self, key: str, a: Any, b: Any, bb: Dict[str, Any]) -> bool:
+        """Whether two values of field ``key`` are the same backbone (``stem_width: null`` is the stem's)."""
+        return a == b
+
+    def resolve_choices(self, choices: Dict[str, tuple], resolution: int) -> Dict[str, tuple]:
+        """A space's backbone choices once the proxy's resolution is known (ViT: its image size)."""
+        return choices
+
+    def stage_count(self, bb: Dict[str, Any]) -> int:
+        raise NotImplementedError
+
+    def widths(self, bb: Dict[str, Any]) -> Tuple[int, ...]:
+        """The MRLA width of each stage or group of backbone choice ``bb``."""
+        raise NotImplementedError
+
+    def build(self, arch: NetworkConfig, **overrides):
+        raise NotImplementedError
+
+    def default_input_size(self, arch: NetworkConfig) -> int:
+        raise NotImplementedError
+
+    def describe(self, arch: NetworkConfig) -> List[str]:
+        """One line per stage or group, for ``mrla-nas build``."""
+        raise NotImplementedError
+
+
+_REGISTRY: Dict[str, Backbone] = {}
+
+
+def register(backbone: Backbone) -> Backbone:
+    _REGISTRY[backbone.name] = backbone
+    return backbone
+
+
+def get_backbone(name: str, where: str = "backbone.type") -> Backbone:
+    if not isinstance(name, str) or name not in _REGISTRY:
+        raise ConfigError(f"{where}={show(name)}: allowed: {', '.join(sorted(_REGISTRY))}"
+                          f"{did_you_mean(name, _REGISTRY)}")
+    return _REGISTRY[name]
+
+
+def backbone_names() -> List[str]:
+    return sorted(_REGISTRY)
+
+
+def config_from_dict(data: Dict[str, Any], where: str = "arch") -> NetworkConfig:
+    """The config of any backbone from a mapping (``backbone: vit``; without it, a ResNet), or from an
+    exported file's ``arch:`` section."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    if "arch" in data and isinstance(data["arch"], dict):  # an exported file: arch + metrics
+        return config_from_dict(data["arch"], f"{where}.arch")
+    name = data.get("backbone", "resnet")
+    return get_backbone(name, f"{where}.backbone").config_cls.from_dict(data, where)
