@@ -42,6 +42,20 @@ def _cmd_space(args) -> None:
     from mrla_nas.space import load_space
     from mrla_nas.space_summary import format_summary, summarize
 
+    if args.space == "init":  # mrla-nas space init BACKBONE: write a space instead of reading one
+        from mrla_nas.space_init import space_template
+        if not args.backbone:
+            raise UsageError("space init: give BACKBONE, a registered MRLA model name or an architecture file")
+        text = space_template(args.backbone, args.dataset)
+        if args.output:
+            with open(args.output, "w") as f:
+                f.write(text)
+            print(f"wrote {args.output}")
+        else:
+            sys.stdout.write(text)
+        return
+    if args.backbone:
+        raise UsageError(f"space: one SPACE.yaml (or `space init BACKBONE`), not {args.space!r} and {args.backbone!r}")
     space = load_space(args.space, check_paths=not args.no_path_check)
     print(format_summary(space, summarize(space)))
 
@@ -56,25 +70,26 @@ def _recorded_input(metrics: dict, arch) -> Optional[tuple]:
 
 def _cmd_build(args) -> None:
     from mrla_nas.arch import load_arch_document
+    from mrla_nas.backbones import get_backbone
     from mrla_nas.cost import measure
     from mrla_nas.models import build_model
 
     arch, metrics = load_arch_document(args.file)
+    kind = get_backbone(arch.backbone)
     recorded = _recorded_input(metrics, arch)
     if args.input_size is not None:
         shape, source = (1, arch.in_chans, args.input_size, args.input_size), "--input-size"
     elif recorded is not None:
         shape, source = recorded, "recorded in the file"
-    else:  # a plain config: the size its stem is made for
-        size = 32 if arch.stem == "small" else 224
-        shape, source = (1, arch.in_chans, size, size), f"default for the {arch.stem} stem; --input-size to change"
+    else:  # a plain config: the input its backbone is made for
+        size = kind.default_input_size(arch)
+        shape, source = (1, arch.in_chans, size, size), f"default for this {arch.backbone}; --input-size to change"
     arch.check_input(shape[-1], "--input-size")
     convention = args.convention or metrics.get("flops_convention") or "fvcore"
     cost = measure(build_model(arch), shape, convention=convention)
     print(f"{arch.summary()}  key {arch.key()}")
-    for i, (s, w) in enumerate(zip(arch.canonical().stages, arch.widths()), start=1):
-        extra = "" if s.form == "none" else f" heads={s.heads} reduction={s.reduction}"
-        print(f"  stage {i}: {arch.layers[i - 1]} x {arch.block}, width {w}, MRLA {s.form}{extra}")
+    for line in kind.describe(arch):
+        print(f"  {line}")
     print(f"  input {shape[1:]} ({source})")
     print(f"  params {cost.params:,}  FLOPs {cost.flops:,} ({convention})")
     if recorded == shape and metrics.get("flops") not in (None, cost.flops) and convention == metrics.get(
@@ -249,8 +264,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--convention", choices=["fvcore", "complete"], default="fvcore")
     p.set_defaults(func=_cmd_cost)
 
-    p = sub.add_parser("space", help="validate a YAML search space and summarise it")
-    p.add_argument("space", help="path to SPACE.yaml")
+    p = sub.add_parser("space", help="validate a YAML search space and summarise it; `space init BACKBONE` "
+                                     "writes one")
+    p.add_argument("space", help="path to SPACE.yaml, or init")
+    p.add_argument("backbone", nargs="?", help="with init: a registered MRLA model name or an architecture file")
+    p.add_argument("--dataset", default="fashion-mnist", help="with init: fashion-mnist, mnist, cifar10, imagefolder")
+    p.add_argument("-o", "--output", help="with init: write the space to this file")
     p.add_argument("--no-path-check", action="store_true", help="do not require the dataset folder to exist")
     p.set_defaults(func=_cmd_space)
 

@@ -34,7 +34,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
-from .arch import BLOCKS, DEFAULT_STEM_WIDTH, FORMS, LIMITS, STEMS, ArchConfig, StageConfig
+from .arch import FORMS, NetworkConfig, StageConfig
+from .backbones import Backbone, get_backbone
 from .errors import ConfigError, did_you_mean, key_label, show
 from .paper import paper_heads
 from .yaml_io import load_yaml_file, load_yaml_text
@@ -53,9 +54,6 @@ CONVENTIONS = ("fvcore", "complete")
 REFERENCE_PLACEMENTS = ("none", "light", "base")
 OBJECTIVES = ("accuracy", "flops", "params")  # the order of the values told to Optuna
 
-_BACKBONE_DEFAULTS = dict(block="bottleneck", layers=[3, 4, 6, 3], channels=[64, 128, 256, 512], stem="7x7",
-                          stem_width=None, in_chans=3, num_classes=1000, drop_path_rate=0.0,
-                          mrla_drop_path_rate=0.0)
 _PROXY_DEFAULTS = dict(dataset="fashion-mnist", path=None, train_size=5000, val_size=1000, epochs=2,
                        resolution=28, batch_size=128, optimizer="sgd", lr=0.1, momentum=0.9,
                        weight_decay=5e-4, augmentation="none", threads=1, seeds=1, val_split="train")
@@ -144,12 +142,13 @@ class StageChoices:
     channels_per_head: Tuple[int, ...]          # alternative to heads
     reductions: Tuple[Optional[int], ...]
 
-    def resolved_heads(self, form: str, width: int) -> List[int]:
-        """The distinct head counts this stage allows for ``form`` at ``width``."""
+    def resolved_heads(self, form: str, width: int, family: str = "resnet") -> List[int]:
+        """The distinct head counts this stage allows for ``form`` at ``width`` (``null``: the paper's
+        default for that backbone family)."""
         if self.channels_per_head:
             vals = [width // d for d in self.channels_per_head]
         else:
-            vals = [h or paper_heads(form, width) for h in self.heads]
+            vals = [h or paper_heads(form, width, family) for h in self.heads]
         return sorted(set(vals))
 
 
@@ -164,6 +163,12 @@ class SearchSpace:
     proxy: Dict[str, Any]
     search: Dict[str, Any]
     flops_convention: str = "fvcore"
+    backbone_type: str = "resnet"              # which of mrla_nas.backbones: resnet, vit
+
+    @property
+    def kind(self) -> Backbone:
+        """The backbone family (:mod:`mrla_nas.backbones`): its fields, widths, configs and builder."""
+        return get_backbone(self.backbone_type)
 
     # ---- reading ---------------------------------------------------------------------------
     @classmethod
@@ -197,15 +202,16 @@ class SearchSpace:
         if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2 ** 32:
             _fail("seed", seed, "expected an integer in [0, 2**32)")
 
-        backbone = cls._read_backbone(data.get("backbone", {}))
-        n_stages = len(backbone["layers"][0])
+        kind, backbone = cls._read_backbone(data.get("backbone", {}))
+        proxy = cls._read_proxy(data.get("proxy", {}), check_paths)
+        backbone = kind.resolve_choices(backbone, proxy["resolution"])
+        n_stages = cls._stage_count(kind, backbone)
         stages = cls._read_stages(data.get("stages", {"form": ["none", "light"]}), n_stages)
         objectives = cls._read_objectives(data.get("objectives", {"accuracy": "max", "flops": "min"}))
         constraints = cls._read_constraints(data.get("constraints", {}))
-        proxy = cls._read_proxy(data.get("proxy", {}), check_paths)
         search = cls._read_search(data.get("search", {}), n_stages)
         convention = _one_of(data.get("flops_convention", "fvcore"), CONVENTIONS, "flops_convention")
-        space = cls(name, seed, backbone, stages, objectives, constraints, proxy, search, convention)
+        space = cls(name, seed, backbone, stages, objectives, constraints, proxy, search, convention, kind.name)
         space._check_divisibility()
         space._check_sizes()
         if search["scheduler"] != "none":
@@ -219,13 +225,17 @@ class SearchSpace:
         return space
 
     @staticmethod
-    def _read_backbone(d) -> Dict[str, Tuple]:
-        _check_keys(d, tuple(_BACKBONE_DEFAULTS), "backbone")
+    def _read_backbone(d) -> Tuple[Backbone, Dict[str, Tuple]]:
+        """``backbone.type`` (resnet, vit) and every field of that backbone as a tuple of choices."""
+        if not isinstance(d, dict):
+            _fail("backbone", d, "expected a mapping")
+        kind = get_backbone(d.get("type", "resnet"), "backbone.type")
+        _check_keys(d, ("type", *kind.space_defaults), "backbone")
         out = {}
-        for key, default in _BACKBONE_DEFAULTS.items():
+        for key, default in kind.space_defaults.items():
             path = f"backbone.{key}"
             raw = d.get(key, default)
-            if key in ("layers", "channels"):
+            if key in kind.list_fields:
                 # a list of ints is one fixed value; a list of lists (or {choices: }) are choices
                 if isinstance(raw, dict):
                     vals = _choices(raw, path)
@@ -233,38 +243,24 @@ class SearchSpace:
                     vals = raw
                 else:
                     vals = [raw]
-                hi = LIMITS["blocks" if key == "layers" else "channels"]
-                for i, v in enumerate(vals):
-                    p = f"{path}[{i}]" if len(vals) > 1 else path
-                    if not isinstance(v, list) or not v or len(v) > LIMITS["stages"]:
-                        _fail(p, v, f"expected a list of 1 to {LIMITS['stages']} positive integers, one per stage")
-                    for j, x in enumerate(v):
-                        _pos_int(x, f"{p}[{j}]", hi=hi)
-                out[key] = tuple(dict.fromkeys(tuple(v) for v in vals))
-                continue
-            vals = _choices(raw, path)
-            for i, v in enumerate(vals):
-                p = f"{path}[{i}]" if len(vals) > 1 else path
-                if key == "block":
-                    _one_of(v, tuple(BLOCKS), p)
-                elif key == "stem":
-                    _one_of(v, STEMS, p)
-                elif key == "stem_width":
-                    _pos_int(v, p, allow_none=True, hi=LIMITS["stem_width"])
-                elif key in ("in_chans", "num_classes"):
-                    _pos_int(v, p, hi=LIMITS[key])
-                else:
-                    _number(v, p, 0, 0.99)
-            out[key] = tuple(dict.fromkeys(vals))
+            else:
+                vals = _choices(raw, path)
+            checked = [kind.check_field(key, v, f"{path}[{i}]" if len(vals) > 1 else path) for i, v in enumerate(vals)]
+            out[key] = tuple(dict.fromkeys(checked))
         combos = math.prod(len(v) for v in out.values())
         if combos > MAX_BACKBONE_CHOICES:
             _fail("backbone", f"<{combos:,} combinations>", f"at most {MAX_BACKBONE_CHOICES:,} combinations of "
                   "backbone choices; search fewer backbones at once")
-        lengths = {len(v) for v in out["layers"] + out["channels"]}
-        if len(lengths) != 1:
-            _fail("backbone.channels", [list(c) for c in out["channels"]],
-                  f"every layers/channels choice must have the same number of stages (got {sorted(lengths)})")
-        return out
+        return kind, out
+
+    @staticmethod
+    def _stage_count(kind: Backbone, backbone: Dict[str, Tuple]) -> int:
+        keys = list(backbone)
+        counts = {kind.stage_count(dict(zip(keys, vals))) for vals in itertools.product(*backbone.values())}
+        if len(counts) != 1:
+            _fail("backbone", f"<{len(counts)} stage counts>", f"every backbone choice must have the same number "
+                  f"of {kind.stage_word}s (got {sorted(counts)}): the stages section is one entry per {kind.stage_word}")
+        return counts.pop()
 
     @staticmethod
     def _read_stages(d, n_stages: int) -> Tuple[StageChoices, ...]:
@@ -390,9 +386,8 @@ class SearchSpace:
         keys = list(self.backbone)
         return [dict(zip(keys, vals)) for vals in itertools.product(*(self.backbone[k] for k in keys))]
 
-    @staticmethod
-    def _widths(bb: Dict[str, Any]) -> Tuple[int, ...]:
-        return tuple(c * BLOCKS[bb["block"]] for c in bb["channels"])
+    def _widths(self, bb: Dict[str, Any]) -> Tuple[int, ...]:
+        return self.kind.widths(bb)
 
     def _check_sizes(self) -> None:
         """Every backbone choice within mrla-nas's limits at the proxy resolution (from the layout alone)."""
@@ -410,7 +405,8 @@ class SearchSpace:
         for bb in self.backbone_combos():
             for i, (st, width) in enumerate(zip(self.stages, self._widths(bb))):
                 base = "stages" if len(set(self.stages)) == 1 and len(self.stages) > 1 else f"stages[{i}]"
-                why = f"stage {i + 1} is {width} wide (backbone {bb['block']} channels {list(bb['channels'])})"
+                why = f"{self.kind.stage_word} {i + 1} is {width} wide" + (
+                    f" (backbone choice {self._label(bb)})" if self._label(bb) else "")
                 for j, h in enumerate(st.heads):
                     if h is not None and width % h:
                         raise ConfigError(f"{base}.heads[{j}]={h}: does not divide the stage width; {why}")
@@ -421,11 +417,9 @@ class SearchSpace:
                     if r is not None and width % r:
                         raise ConfigError(f"{base}.reduction[{j}]={r}: does not divide the stage width; {why}")
 
-    def arch(self, bb: Dict[str, Any], stages: List[StageConfig]) -> ArchConfig:
-        return ArchConfig(block=bb["block"], layers=tuple(bb["layers"]), channels=tuple(bb["channels"]),
-                          stem=bb["stem"], stem_width=bb["stem_width"], in_chans=bb["in_chans"],
-                          num_classes=bb["num_classes"], drop_path_rate=bb["drop_path_rate"],
-                          mrla_drop_path_rate=bb["mrla_drop_path_rate"], stages=tuple(stages))
+    def arch(self, bb: Dict[str, Any], stages: List[StageConfig]) -> NetworkConfig:
+        """The config of backbone choice ``bb`` with ``stages``."""
+        return self.kind.make(bb, stages)
 
     def reference_config(self, placement, bb: Dict[str, Any]) -> ArchConfig:
         """'none' / 'light' / 'base' everywhere (the paper's heads and projection), or a list of forms."""
@@ -439,25 +433,23 @@ class SearchSpace:
         except ConfigError:
             return False
 
-    def _check_contains(self, arch: ArchConfig, path: str) -> None:
-        bb = dict(block=arch.block, layers=tuple(arch.layers), channels=tuple(arch.channels), stem=arch.stem,
-                  stem_width=arch.stem_width, in_chans=arch.in_chans, num_classes=arch.num_classes,
-                  drop_path_rate=arch.drop_path_rate, mrla_drop_path_rate=arch.mrla_drop_path_rate)
+    def _check_contains(self, arch: NetworkConfig, path: str) -> None:
+        if arch.backbone != self.backbone_type:
+            raise ConfigError(f"{path}: a {arch.backbone} network; the space searches {self.backbone_type} networks")
+        kind = self.kind
+        bb = kind.fields_of(arch)
         for k, v in bb.items():
-            choices = self.backbone[k]
-            if k == "stem_width":  # null means the stem's default width
-                choices = [c or DEFAULT_STEM_WIDTH[arch.stem] for c in choices]
-                v = v or DEFAULT_STEM_WIDTH[arch.stem]
-            if v not in choices:
-                raise ConfigError(f"{path}: backbone.{k}={show(v)} is not among the space's choices {list(self.backbone[k])}")
+            if not any(kind.same_choice(k, v, c, bb) for c in self.backbone[k]):
+                raise ConfigError(f"{path}: backbone.{k}={v!r} is not among the space's choices {list(self.backbone[k])}")
         canon = arch.canonical()
         for i, (s, st, width) in enumerate(zip(canon.stages, self.stages, arch.widths())):
             if s.form not in st.forms:
                 raise ConfigError(f"{path}: stage {i + 1} form {show(s.form)} is not allowed there ({list(st.forms)})")
             if s.form == "none":
                 continue
-            if s.heads not in st.resolved_heads(s.form, width):
-                raise ConfigError(f"{path}: stage {i + 1} heads={s.heads} not allowed ({st.resolved_heads(s.form, width)})")
+            allowed = st.resolved_heads(s.form, width, self.kind.family)
+            if s.heads not in allowed:
+                raise ConfigError(f"{path}: {self.kind.stage_word} {i + 1} heads={s.heads} not allowed ({allowed})")
             if s.reduction not in st.reductions:
                 raise ConfigError(f"{path}: stage {i + 1} reduction={s.reduction} not allowed ({list(st.reductions)})")
 
@@ -493,7 +485,7 @@ class SearchSpace:
         for k, choices in self.backbone.items():
             if len(choices) == 1:
                 bb[k] = choices[0]
-            elif k in ("layers", "channels"):
+            elif k in self.kind.list_fields:
                 labels = [",".join(map(str, c)) for c in choices]
                 bb[k] = choices[labels.index(trial.suggest_categorical(f"backbone.{k}", labels))]
             else:
@@ -518,8 +510,8 @@ class SearchSpace:
         params: Dict[str, Any] = {}
         for k, choices in self.backbone.items():
             if len(choices) > 1:
-                v = getattr(arch, "stem" if k == "stem" else k)
-                params[f"backbone.{k}"] = ",".join(map(str, v)) if k in ("layers", "channels") else v
+                v = self.kind.fields_of(arch)[k]
+                params[f"backbone.{k}"] = ",".join(map(str, v)) if k in self.kind.list_fields else v
         canon = arch.canonical()
         for i, (s, st, width) in enumerate(zip(canon.stages, self.stages, arch.widths()), start=1):
             if len(st.forms) > 1:
@@ -530,7 +522,8 @@ class SearchSpace:
                 if len(st.channels_per_head) > 1:
                     params[f"stage{i}.channels_per_head"] = width // s.heads
             elif len(st.heads) > 1:
-                params[f"stage{i}.heads"] = next(h for h in st.heads if (h or paper_heads(s.form, width)) == s.heads)
+                params[f"stage{i}.heads"] = next(h for h in st.heads
+                                                 if (h or paper_heads(s.form, width, self.kind.family)) == s.heads)
             if len(st.reductions) > 1:
                 params[f"stage{i}.reduction"] = s.reduction
         return params
@@ -552,7 +545,7 @@ class SearchSpace:
         for st, width in zip(self.stages, self._widths(bb)):
             opts = [StageConfig()] if "none" in st.forms else []
             opts += [StageConfig(f, h, r) for f in st.forms if f != "none"
-                     for h in st.resolved_heads(f, width) for r in st.reductions]
+                     for h in st.resolved_heads(f, width, self.kind.family) for r in st.reductions]
             out.append(opts)
         return out
 
@@ -561,6 +554,8 @@ class SearchSpace:
         def plain(v):
             return [plain(x) for x in v] if isinstance(v, (list, tuple)) else v
         bb = {k: (plain(v[0]) if len(v) == 1 else {"choices": plain(v)}) for k, v in self.backbone.items()}
+        if self.backbone_type != "resnet":  # a ResNet space's frozen copy stays what it always was
+            bb = {"type": self.backbone_type, **bb}
         stages = [dict(form=list(s.forms), reduction=list(s.reductions),
                        **({"channels_per_head": list(s.channels_per_head)} if s.channels_per_head
                           else {"heads": list(s.heads)})) for s in self.stages]

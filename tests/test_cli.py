@@ -51,7 +51,7 @@ def test_build_of_a_plain_config_uses_the_stem_default(tmp_path, capsys):
     path = tmp_path / "arch.yaml"
     path.write_text(ARCH.to_yaml())
     assert main(["build", str(path)]) == 0
-    assert "input (1, 32, 32) (default for the small stem" in capsys.readouterr().out
+    assert "input (1, 32, 32) (default for this resnet" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("argv", [["build", "x.yaml", "--input-size", "0"], ["build", "x.yaml", "--input-size", "1e9"],

@@ -56,7 +56,7 @@ FIELD = [
     ("bad block", [("backbone.block", "resnet")], "backbone.block='resnet'"),
     ("bad stem", [("backbone.stem", "7x77")], "backbone.stem='7x77'"),
     ("layers not ints", [("backbone.layers", [1, "two"])], "backbone.layers[1]='two'"),
-    ("layers/channels length", [("backbone.channels", [8, 16, 32])], "backbone.channels="),
+    ("layers/channels length", [("backbone.channels", [8, 16, 32])], "backbone.channels: 3 stages, but layers has 2"),
     ("zero classes", [("backbone.num_classes", 0)], "backbone.num_classes=0"),
     ("empty choice list", [("stages.form", [])], "stages.form=[]: the choice list is empty"),
     ("unknown form", [("stages.form", ["none", "lite"])], "stages.form[1]='lite'"),

@@ -243,3 +243,28 @@ def test_a_budget_buys_distinct_networks_and_an_exhausted_space_stops(tmp_path, 
     assert "the space holds 25 distinct networks and all 25 are evaluated" in capsys.readouterr().out
     trained = [r["key"] for r in read_records(result.run_dir).values() if r["history"]]
     assert len(trained) == len(set(trained)) == 25
+
+
+def test_vit_space_search_pareto_export_and_rebuild(tmp_path, capsys):
+    data = yaml.safe_load((SPACES / "fmnist_vit.yaml").read_text())
+    data["proxy"].update(path=str(DATA / "fmnist_slice"), train_size=300, val_size=200, epochs=1)
+    space = tmp_path / "vit.yaml"
+    space.write_text(yaml.safe_dump(data))
+    assert main(["space", str(space)]) == 0
+    result = search(space, runs_dir=tmp_path / "runs", trials=4, progress=False)
+    df = result.trials
+    assert len(df) == 4 and set(df["status"]) == {"complete"} and df["summary"].str.startswith("vit[64x6,p4]").all()
+    run = result.run_dir
+    assert main(["pareto", str(run)]) == 0 and "group" not in capsys.readouterr().err
+    out_file = tmp_path / "best.yaml"
+    assert main(["export", str(run), "-o", str(out_file)]) == 0
+    doc = yaml.safe_load(out_file.read_text())
+    assert doc["arch"]["backbone"] == "vit" and doc["metrics"]["input_shape"] == [1, 1, 28, 28]
+    arch = load_arch(out_file)
+    for model in (build_model(arch), timm.create_model("mrla_vit", arch=str(out_file))):
+        assert count_params(model) == doc["metrics"]["params"]
+        assert measure(model, doc["metrics"]["input_shape"]).flops == doc["metrics"]["flops"]
+    capsys.readouterr()
+    assert main(["build", str(out_file)]) == 0
+    out = capsys.readouterr().out
+    assert "group 1: blocks 0-1" in out and f"FLOPs {doc['metrics']['flops']:,}" in out
