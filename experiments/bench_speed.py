@@ -1,9 +1,13 @@
-"""Forward+backward time of MRLA ResNets relative to timm's ResNet-50 on the CPU.
+"""Forward+backward time of MRLA networks relative to their timm baselines on the CPU.
 
 Interleaved rounds (each model timed once per round, in turn) so that machine noise hits all
 models alike; medians over rounds. Train mode, SGD-free (only forward + backward).
 
     .venv/bin/python experiments/bench_speed.py --threads 2 --batch 8 --size 224 --rounds 15
+    .venv/bin/python experiments/bench_speed.py --rounds 21 --models deit_tiny_patch16_224 \
+        mrla_light_deit_tiny_patch16_224 mrla_base_deit_tiny_patch16_224 resnet50 mrla_light_resnet50 mrla_base_resnet50
+
+Each MRLA model is compared with the last model without MRLA listed before it (its baseline).
 
 Writes a JSON next to the printed table when --out is given.
 """
@@ -66,19 +70,26 @@ def main() -> None:
         for n, m in models.items():
             times[n].append(step_time(m, x, n.endswith(":plain")))
 
-    base = args.models[0]
-    base_med = statistics.median(times[base])
-    base_flops = measure(models[base], (1, 3, args.size, args.size)).flops
-    rows = []
+    # each model against its own baseline: the last model without MRLA listed before it
+    rows, base = [], args.models[0]
     for n in models:
-        med = statistics.median(times[n])
+        if "mrla" not in n:
+            base = n
+        med, low = statistics.median(times[n]), min(times[n])
         flops = measure(models[n], (1, 3, args.size, args.size)).flops
-        rows.append(dict(model=n, median_s=round(med, 4), time_ratio=round(med / base_med, 3),
+        base_flops = measure(models[base], (1, 3, args.size, args.size)).flops
+        ratios = [a / b for a, b in zip(times[n], times[base])]  # per round: the same moment for both
+        rows.append(dict(model=n, baseline=base, median_s=round(med, 4), min_s=round(low, 4),
+                         time_ratio=round(med / statistics.median(times[base]), 3),
+                         time_ratio_min=round(low / min(times[base]), 3),
+                         time_ratio_paired_median=round(statistics.median(ratios), 3),
                          flops_ratio=round(flops / base_flops, 4),
                          iqr_s=round(statistics.quantiles(times[n], n=4)[2] - statistics.quantiles(times[n], n=4)[0], 4)))
-    print(f"{'model':28s} {'median s':>9s} {'x time':>7s} {'x FLOPs':>8s} {'IQR s':>7s}")
+    print(f"{'model':34s} {'baseline':24s} {'median s':>9s} {'x time':>7s} {'x min':>6s} {'x paired':>8s} "
+          f"{'x FLOPs':>8s}")
     for r in rows:
-        print(f"{r['model']:28s} {r['median_s']:9.4f} {r['time_ratio']:7.3f} {r['flops_ratio']:8.4f} {r['iqr_s']:7.4f}")
+        print(f"{r['model']:34s} {r['baseline']:24s} {r['median_s']:9.4f} {r['time_ratio']:7.3f} "
+              f"{r['time_ratio_min']:6.3f} {r['time_ratio_paired_median']:8.3f} {r['flops_ratio']:8.4f}")
     if args.out:
         meta = dict(vars(args), torch=torch.__version__, timm=timm.__version__, machine=platform.machine(),
                     processor=platform.processor(), cpu_count=torch.get_num_threads())
