@@ -108,6 +108,26 @@ def report(nets) -> dict:
     return doc
 
 
+def markdown(doc: dict) -> str:
+    """The tables of experiments/results/proxy_fidelity.md from the report."""
+    ref = doc["reference"]["name"]
+    lines = ["| recipe | cost | Kendall tau [95% CI] | Spearman rho [95% CI] | mean seed sd | s per seed | best network |",
+             "|---|---|---|---|---|---|---|"]
+    for name, r in doc["recipes"].items():
+        k, s = r["kendall"], r["spearman"]
+        rec = r["recipe"]
+        cost = rec.get("train_size", 0) * rec.get("epochs", 0) * (rec.get("resolution", 28) / 28) ** 2
+        lines.append(f"| {name} | {cost:,.0f} image-epochs | {k[0]:+.2f} [{k[1]:+.2f}, {k[2]:+.2f}] | "
+                     f"{s[0]:+.2f} [{s[1]:+.2f}, {s[2]:+.2f}] | {r['mean_seed_sd']:.4f} | "
+                     f"{r['seconds_per_seed_mean']:.0f} | {r['top_network']} |")
+    lines += ["", "Per network: mean [95% t-interval] over 3 seeds.", "",
+              "| network | " + " | ".join(doc["recipes"]) + " |", "|---|" + "---|" * len(doc["recipes"])]
+    for net, per in doc["per_network"].items():
+        cells = [f"{per[n][0]:.4f} [{per[n][2]:.4f}, {per[n][3]:.4f}]" if n in per else "-" for n in doc["recipes"]]
+        lines.append(f"| {net} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--report", action="store_true", help="only tabulate the finished runs")
@@ -118,6 +138,7 @@ def main() -> None:
     if not args.report:
         run_all(base, nets)
     doc = report(nets)
+    (ROOT / "experiments" / "results" / "proxy_fidelity_tables.md").write_text(markdown(doc))
     for name, r in doc["recipes"].items():
         k, s = r["kendall"], r["spearman"]
         print(f"{name:26s} tau {k[0]:+.2f} [{k[1]:+.2f}, {k[2]:+.2f}]  rho {s[0]:+.2f} [{s[1]:+.2f}, {s[2]:+.2f}]  "

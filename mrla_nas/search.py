@@ -28,6 +28,9 @@ os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Ray's own console tables: pr
 # An over-budget trial reports its cost but no accuracy (it is never trained); Tune's strict check
 # would reject that result.
 os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+# Tune's own per-result loggers (progress.csv, result.json, TensorBoard) duplicate the trial records
+# and cost file writes on every report; the records and trials.csv are the run's account.
+os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 
 from .arch import ArchConfig, ConfigError, arch_from_dict  # noqa: E402
 from .run_dir import (check_run_dir, ensure_writable, freeze_space, open_study, record_path,  # noqa: E402
