@@ -37,6 +37,7 @@ demo: setup
 	if [ -f runs/demo/study.journal ]; then RESUME=--resume; fi; \
 	$(VENV)/bin/mrla-nas search $(DEMO_SPACE) --name demo $$RESUME
 	$(VENV)/bin/mrla-nas pareto runs/demo
+	$(VENV)/bin/mrla-nas explain runs/demo
 	$(VENV)/bin/mrla-nas export runs/demo --knee
 
 test: setup

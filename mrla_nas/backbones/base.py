@@ -60,6 +60,16 @@ def stage_from(s, where: str) -> StageConfig:
     return StageConfig(form, s.get("heads"), s.get("reduction"))
 
 
+def stages_from(data: Dict[str, Any], n: int, where: str, word: str = "stage") -> Tuple[StageConfig, ...]:
+    """A config's ``stages``: one entry per stage (or group), or one for all; default no MRLA."""
+    stages = data.get("stages", ["none"] * n)
+    if isinstance(stages, (str, dict)):
+        stages = [stages] * n
+    if not isinstance(stages, (list, tuple)):
+        raise ConfigError(f"{where}.stages={show(stages)}: expected a list with one entry per {word}")
+    return tuple(stage_from(s, f"{where}.stages[{i}]") for i, s in enumerate(stages))
+
+
 def check_stage_divisibility(stages, widths, where: str) -> None:
     for i, (s, width) in enumerate(zip(stages, widths)):
         if s.form == "none":

@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from ..errors import ConfigError, did_you_mean, key_label, show
 from ..paper import paper_heads
 from .base import (Backbone, NetworkConfig, StageConfig, check_stage_divisibility, is_pos_int, register,
-                   stage_from)
+                   stages_from)
 
 BLOCKS = {"basic": 1, "bottleneck": 4}  # block type -> channel expansion
 STEMS = ("7x7", "deep", "small")
@@ -69,13 +69,7 @@ class ArchConfig(NetworkConfig):
                     raise ConfigError(f"{where}.{key}={show(v)}: expected a list of 1 to {LIMITS['stages']} "
                                       f"integers in [1, {limit}], one per stage")
                 d[key] = tuple(v)
-        n = len(d.get("layers", cls.layers))
-        stages = d.get("stages", ["none"] * n)
-        if isinstance(stages, (str, dict)):
-            stages = [stages] * n
-        if not isinstance(stages, (list, tuple)):
-            raise ConfigError(f"{where}.stages={show(stages)}: expected a list with one entry per stage")
-        d["stages"] = tuple(stage_from(s, f"{where}.stages[{i}]") for i, s in enumerate(stages))
+        d["stages"] = stages_from(d, len(d.get("layers", cls.layers)), where)
         arch = cls(**d)
         arch.validate(where)
         return arch

@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Tuple
 from ..errors import ConfigError, did_you_mean, key_label, show
 from ..paper import paper_heads
 from .base import (Backbone, NetworkConfig, StageConfig, check_stage_divisibility, is_pos_int, register,
-                   stage_from)
+                   stages_from)
 
 LIMITS = {"embed_dim": 4096, "depth": 256, "num_heads": 256, "patch_size": 256, "img_size": 4096,
           "in_chans": 1024, "num_classes": 1_000_000, "group_size": 256, "tokens": 16_384}
@@ -61,13 +61,7 @@ class ViTConfig(NetworkConfig):
             if k in d and not (is_pos_int(d[k]) and d[k] <= LIMITS[k]):
                 raise ConfigError(f"{where}.{k}={show(d[k])}: expected an integer in [1, {LIMITS[k]:,}]")
         depth, size = d.get("depth", cls.depth), d.get("group_size", cls.group_size)
-        n = -(-depth // size)
-        stages = d.get("stages", ["none"] * n)
-        if isinstance(stages, (str, dict)):
-            stages = [stages] * n
-        if not isinstance(stages, (list, tuple)):
-            raise ConfigError(f"{where}.stages={show(stages)}: expected a list with one entry per group of blocks")
-        d["stages"] = tuple(stage_from(s, f"{where}.stages[{i}]") for i, s in enumerate(stages))
+        d["stages"] = stages_from(d, -(-depth // size), where, "group of blocks")
         arch = cls(**d)
         arch.validate(where)
         return arch

@@ -33,11 +33,16 @@ class MRLAStage(nn.ModuleList):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         memory = None
         for block in self:
-            if self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting():
-                x, memory = checkpoint(block, x, memory, use_reentrant=False)
-            else:
-                x, memory = block(x, memory)
+            x, memory = call_block(block, x, memory, self.grad_checkpointing)
         return x
+
+
+def call_block(block: nn.Module, x: torch.Tensor, memory, checkpointing: bool):
+    """``block(x, memory)``, recomputed in the backward pass when ``checkpointing`` (non-reentrant
+    checkpointing takes the memory's lists of tensors as they are)."""
+    if checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting():
+        return checkpoint(block, x, memory, use_reentrant=False)
+    return block(x, memory)
 
 
 def _stage_specs(mrla: Union[str, StageSpec, Sequence[Union[str, StageSpec]]], n: int) -> List[StageSpec]:

@@ -21,10 +21,10 @@ from timm.layers import register_notrace_module
 from timm.models._features import feature_take_indices  # timm exports it nowhere public; its ViT uses it
 from timm.models.vision_transformer import Block, VisionTransformer
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from ..arch import FORMS
 from ..layers import TokenMRLABase, TokenMRLALight
+from .mrla_resnet import call_block
 
 
 @register_notrace_module  # torch.fx keeps the block whole: its MRLA-base memory is not a tensor
@@ -77,9 +77,7 @@ class MRLABlocks(nn.ModuleList):
         return x
 
     def run(self, block, x, memory):
-        if self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting():
-            return checkpoint(block, x, memory, use_reentrant=False)
-        return block(x, memory)
+        return call_block(block, x, memory, self.grad_checkpointing)
 
 
 def group_specs(mrla: Any, groups: int) -> List[Dict[str, Any]]:
