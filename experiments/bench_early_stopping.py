@@ -55,6 +55,31 @@ def _rel(path) -> str:
     return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p)
 
 
+def _mean_curve(curves, points: int = 60):
+    """Mean hypervolume against training seconds, on a common grid of compute budgets."""
+    top = max(float(s[-1]) for s, _ in curves)
+    grid = np.linspace(0, top, points)
+    return {"seconds": grid.tolist(), "hv": [float(np.mean([hv_at(s, h, g) for s, h in curves])) for g in grid]}
+
+
+def plot(doc: dict, out: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    for name, r in doc["results"].items():
+        ax.plot(np.array(r["curve"]["seconds"]) / 60, r["curve"]["hv"], label=name)
+    ax.set_xlabel("summed proxy training minutes (replayed)")
+    ax.set_ylabel("normalised hypervolume (full-fidelity front)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(f"early stopping on {doc['table']}: mean over {doc['repeats']} repeats", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--table", default=str(ROOT / "experiments" / "tables" / "fmnist_resnet20_early_stopping.csv"))
@@ -74,7 +99,7 @@ def main() -> None:
     t0 = time.perf_counter()
     for kind, eta in configs:
         name = kind if eta is None else f"{kind}_eta{eta}"
-        reach, equal, finals, spent_total = [], {f: [] for f in FRACTIONS}, [], []
+        reach, equal, finals, spent_total, curves = [], {f: [] for f in FRACTIONS}, [], [], []
         for r in range(args.repeats):
             data = space.to_dict()
             data["search"] = dict(data["search"], reduction_factor=eta or 2, grace_period=1, rungs=None)
@@ -90,6 +115,7 @@ def main() -> None:
             spent_total.append(float(spent[-1]))
             wide = replay(table, trials=space.size(), **common)  # as far as the whole space goes
             w_spent, w_hv = true_curve(wide, truth, sp)
+            curves.append((w_spent, w_hv))
             for f in FRACTIONS:
                 equal[f].append(hv_at(w_spent, w_hv, f * none_compute[r]))
         reach_arr = np.array(reach)
@@ -104,6 +130,7 @@ def main() -> None:
             "hv_at_equal_compute": {str(f): [float(np.mean(v)), float(1.96 * np.std(v, ddof=1) / math.sqrt(len(v)))]
                                     for f, v in equal.items()},
             "hv_at_equal_compute_per_repeat": {str(f): v for f, v in equal.items()},
+            "curve": _mean_curve(curves),
         }
         print(f"{name:14s} reached {results[name]['reached_fraction']:.2f}  speedup median "
               f"{results[name]['speedup_vs_none_median']:.2f}x  final HV {np.mean(finals):.4f}  compute "
@@ -113,6 +140,7 @@ def main() -> None:
            "table": _rel(args.table), "repeats": args.repeats, "trials": args.trials,
            "date": time.strftime("%Y-%m-%d"), "results": results}
     Path(args.out).write_text(json.dumps(doc, indent=1))
+    plot(doc, Path(args.out).with_suffix(".png"))
 
 
 if __name__ == "__main__":

@@ -106,6 +106,28 @@ def main() -> None:
               f"{len(found)}/{len(to_best)} (median {doc['results'][name]['networks_to_best_median']})  "
               f"[{time.perf_counter() - t0:.0f} s]", flush=True)
     Path(args.out).write_text(json.dumps(doc, indent=1))
+    plot(doc, Path(args.out).with_suffix(".png"))
+
+
+def plot(doc: dict, out: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    n = np.arange(1, doc["n_max"] + 1)
+    for name, r in doc["results"].items():
+        ax.plot(n, r["hv_mean"], label=f"{name} ({r['repeats']} repeats)")
+        ax.fill_between(n, r["hv_low"], r["hv_high"], alpha=0.2)
+    ax.set_xlabel("distinct networks evaluated")
+    ax.set_ylabel("normalised hypervolume (mean accuracy over table seeds)")
+    ax.set_xlim(5, doc["n_max"])
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(f"samplers on {doc['table']} by replay: mean and 95% interval", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

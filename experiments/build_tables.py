@@ -9,8 +9,8 @@ two trials at a time, 2.6 ms per training image-epoch at 28 px on one thread):
 
 - default: the default space's own proxy (search_spaces/fmnist_resnet20.yaml) with 2 seeds:
   125 networks x 2 seeds x ~17 s / 2 slots = ~35 minutes.
-- early_stopping: the same 125 networks with a 6-epoch proxy on 1,500 images at 20 px (500
-  validation images): 9,000 image-epochs at (20/28)^2 of the pixels, ~12 s per network and seed,
+- early_stopping: the same 125 networks with a 6-epoch proxy on 1,200 images at 20 px (400
+  validation images): 7,200 image-epochs at (20/28)^2 of the pixels, ~13 s per network and seed,
   ~27 minutes. Six epochs give the rungs 1, 2, 4 (eta 2) or 1, 3 (eta 3) room; 20 px and 1,500
   images keep the table within the hour, and learning curves still separate by epoch 6.
 """
@@ -32,7 +32,7 @@ RUNS = ROOT / "experiments" / "runs" / "tables"
 TABLES = ROOT / "experiments" / "tables"
 RECIPES = {
     "default": {},
-    "early_stopping": dict(epochs=6, train_size=1500, val_size=500, resolution=20),
+    "early_stopping": dict(epochs=6, train_size=1200, val_size=400, resolution=20),
 }
 
 
