@@ -2,7 +2,7 @@
 
     python experiments/bench_early_stopping.py --repeats 100 --out experiments/results/early_stopping.json
 
-Each repeat r: sampler TPE (seed r), the results of table seed r mod 2 (what a single-seed search
+Each repeat r: the default sampler (seed r), the results of table seed r mod 2 (what a single-seed search
 sees), 2 trials at a time, the same trial budget for every scheduler. Scored with the networks'
 mean full-fidelity accuracy over both seeds:
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import multiprocessing
 import sys
 import time
 from pathlib import Path
@@ -27,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from mrla_nas.pareto import pareto  # noqa: E402
 from mrla_nas.replay import replay  # noqa: E402
+from mrla_nas.space import SearchSpace  # noqa: E402
 from mrla_nas.table import load_table  # noqa: E402
 
 FRACTIONS = (0.25, 0.5, 0.75, 1.0)
@@ -80,48 +82,66 @@ def plot(doc: dict, out: Path) -> None:
     plt.close(fig)
 
 
+_TABLE = None
+
+
+def _load(path) -> None:
+    global _TABLE
+    _TABLE = load_table(path)
+
+
+def one_repeat(r: int, trials: int, configs) -> dict:
+    """Repeat r of every scheduler configuration (``none`` first: the others are scored against it)."""
+    table = _TABLE
+    space = table.space
+    last = table.rows.sort_values("epoch").groupby(["key", "seed"]).tail(1)
+    truth = last.groupby("key")["val_accuracy"].mean().to_dict()
+    seeds = table.seeds()
+    out, none_final, none_compute = {}, None, None
+    for kind, eta in configs:
+        data = space.to_dict()
+        data["search"] = dict(data["search"], reduction_factor=eta or 2, grace_period=1, rungs=None)
+        sp = SearchSpace.from_dict(data, check_paths=False)
+        # the space's own sampler (make_sampler: the measured default), seeded by r
+        common = dict(space=sp, seed=r, seeds=[seeds[r % len(seeds)]], scheduler=kind)
+        spent, hv = true_curve(replay(table, trials=trials, **common), truth, sp)
+        if kind == "none":
+            none_final, none_compute = float(hv[-1]), float(spent[-1])
+        wide = replay(table, trials=space.size(), **common)  # as far as the whole space goes
+        w_spent, w_hv = true_curve(wide, truth, sp)
+        out[_name(kind, eta)] = dict(
+            reach=compute_to_reach(spent, hv, 0.99 * none_final), final=float(hv[-1]), spent=float(spent[-1]),
+            none_compute=none_compute, equal={f: hv_at(w_spent, w_hv, f * none_compute) for f in FRACTIONS},
+            curve=(w_spent, w_hv))
+    return out
+
+
+def _name(kind, eta) -> str:
+    return kind if eta is None else f"{kind}_eta{eta}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--table", default=str(ROOT / "experiments" / "tables" / "fmnist_resnet20_early_stopping.csv"))
     ap.add_argument("--repeats", type=int, default=100)
     ap.add_argument("--trials", type=int, default=40)
     ap.add_argument("--eta", type=int, nargs="+", default=[2, 3])
+    ap.add_argument("--workers", type=int, default=2, help="processes, one repeat at a time each")
     ap.add_argument("--out", default=str(ROOT / "experiments" / "results" / "early_stopping.json"))
     args = ap.parse_args()
-    table = load_table(args.table)
-    space = table.space
-    last = table.rows.sort_values("epoch").groupby(["key", "seed"]).tail(1)
-    truth = last.groupby("key")["val_accuracy"].mean().to_dict()
-    seeds = table.seeds()
     configs = [("none", None)] + [(kind, eta) for eta in args.eta for kind in ("asha", "moasha")]
-    results = {}
-    none_final, none_compute = {}, {}
     t0 = time.perf_counter()
+    with multiprocessing.get_context("spawn").Pool(args.workers, initializer=_load, initargs=(args.table,)) as pool:
+        runs = pool.starmap(one_repeat, [(r, args.trials, configs) for r in range(args.repeats)])
+    results = {}
     for kind, eta in configs:
-        name = kind if eta is None else f"{kind}_eta{eta}"
-        reach, equal, finals, spent_total, curves = [], {f: [] for f in FRACTIONS}, [], [], []
-        for r in range(args.repeats):
-            data = space.to_dict()
-            data["search"] = dict(data["search"], reduction_factor=eta or 2, grace_period=1, rungs=None)
-            from mrla_nas.space import SearchSpace
-            sp = SearchSpace.from_dict(data, check_paths=False)
-            common = dict(space=sp, sampler="tpe", seed=r, seeds=[seeds[r % len(seeds)]], scheduler=kind)
-            res = replay(table, trials=args.trials, **common)
-            spent, hv = true_curve(res, truth, sp)
-            if kind == "none":
-                none_final[r], none_compute[r] = float(hv[-1]), float(spent[-1])
-            reach.append(compute_to_reach(spent, hv, 0.99 * none_final[r]))
-            finals.append(float(hv[-1]))
-            spent_total.append(float(spent[-1]))
-            wide = replay(table, trials=space.size(), **common)  # as far as the whole space goes
-            w_spent, w_hv = true_curve(wide, truth, sp)
-            curves.append((w_spent, w_hv))
-            for f in FRACTIONS:
-                equal[f].append(hv_at(w_spent, w_hv, f * none_compute[r]))
-        reach_arr = np.array(reach)
+        name = _name(kind, eta)
+        rs = [run[name] for run in runs]
+        reach_arr = np.array([x["reach"] for x in rs])
         finite = reach_arr[np.isfinite(reach_arr)]
-        ratio = np.array([none_compute[r] / reach[r] if math.isfinite(reach[r]) else 0.0
-                          for r in range(args.repeats)])
+        ratio = np.array([x["none_compute"] / x["reach"] if math.isfinite(x["reach"]) else 0.0 for x in rs])
+        equal = {f: [x["equal"][f] for x in rs] for f in FRACTIONS}
+        finals, spent_total = [x["final"] for x in rs], [x["spent"] for x in rs]
         results[name] = {
             "reached_fraction": float(np.isfinite(reach_arr).mean()),
             "compute_to_99pct_median_s": float(np.median(reach_arr)) if len(finite) else None,
@@ -130,12 +150,13 @@ def main() -> None:
             "hv_at_equal_compute": {str(f): [float(np.mean(v)), float(1.96 * np.std(v, ddof=1) / math.sqrt(len(v)))]
                                     for f, v in equal.items()},
             "hv_at_equal_compute_per_repeat": {str(f): v for f, v in equal.items()},
-            "curve": _mean_curve(curves),
+            "curve": _mean_curve([x["curve"] for x in rs]),
         }
         print(f"{name:14s} reached {results[name]['reached_fraction']:.2f}  speedup median "
               f"{results[name]['speedup_vs_none_median']:.2f}x  final HV {np.mean(finals):.4f}  compute "
-              f"{np.mean(spent_total):.0f} s  HV@compute {[round(float(np.mean(v)), 4) for v in equal.values()]}  "
-              f"[{time.perf_counter() - t0:.0f} s]", flush=True)
+              f"{np.mean(spent_total):.0f} s  HV@compute {[round(float(np.mean(v)), 4) for v in equal.values()]}",
+              flush=True)
+    print(f"[{time.perf_counter() - t0:.0f} s]")
     doc = {"command": f"python experiments/bench_early_stopping.py --repeats {args.repeats} --trials {args.trials}",
            "table": _rel(args.table), "repeats": args.repeats, "trials": args.trials,
            "date": time.strftime("%Y-%m-%d"), "results": results}
