@@ -98,9 +98,9 @@ def one_repeat(r: int, trials: int, configs) -> dict:
     truth = last.groupby("key")["val_accuracy"].mean().to_dict()
     seeds = table.seeds()
     out, none_final, none_compute = {}, None, None
-    for kind, eta in configs:
+    for kind, eta, grace in configs:
         data = space.to_dict()
-        data["search"] = dict(data["search"], reduction_factor=eta or 2, grace_period=1, rungs=None)
+        data["search"] = dict(data["search"], reduction_factor=eta or 2, grace_period=grace, rungs=None)
         sp = SearchSpace.from_dict(data, check_paths=False)
         # the space's own sampler (make_sampler: the measured default), seeded by r
         common = dict(space=sp, seed=r, seeds=[seeds[r % len(seeds)]], scheduler=kind)
@@ -109,15 +109,15 @@ def one_repeat(r: int, trials: int, configs) -> dict:
             none_final, none_compute = float(hv[-1]), float(spent[-1])
         wide = replay(table, trials=space.size(), **common)  # as far as the whole space goes
         w_spent, w_hv = true_curve(wide, truth, sp)
-        out[_name(kind, eta)] = dict(
+        out[_name(kind, eta, grace)] = dict(
             reach=compute_to_reach(spent, hv, 0.99 * none_final), final=float(hv[-1]), spent=float(spent[-1]),
             none_compute=none_compute, equal={f: hv_at(w_spent, w_hv, f * none_compute) for f in FRACTIONS},
             curve=(w_spent, w_hv))
     return out
 
 
-def _name(kind, eta) -> str:
-    return kind if eta is None else f"{kind}_eta{eta}"
+def _name(kind, eta, grace) -> str:
+    return kind if eta is None else f"{kind}_eta{eta}" + (f"_grace{grace}" if grace != 1 else "")
 
 
 def main() -> None:
@@ -126,16 +126,18 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=100)
     ap.add_argument("--trials", type=int, default=40)
     ap.add_argument("--eta", type=int, nargs="+", default=[2, 3])
+    ap.add_argument("--grace", type=int, nargs="+", default=[1], help="grace periods (first rung, epochs)")
     ap.add_argument("--workers", type=int, default=2, help="processes, one repeat at a time each")
     ap.add_argument("--out", default=str(ROOT / "experiments" / "results" / "early_stopping.json"))
     args = ap.parse_args()
-    configs = [("none", None)] + [(kind, eta) for eta in args.eta for kind in ("asha", "moasha")]
+    configs = [("none", None, 1)] + [(kind, eta, g) for g in args.grace for eta in args.eta
+                                     for kind in ("asha", "moasha")]
     t0 = time.perf_counter()
     with multiprocessing.get_context("spawn").Pool(args.workers, initializer=_load, initargs=(args.table,)) as pool:
         runs = pool.starmap(one_repeat, [(r, args.trials, configs) for r in range(args.repeats)])
     results = {}
-    for kind, eta in configs:
-        name = _name(kind, eta)
+    for kind, eta, grace in configs:
+        name = _name(kind, eta, grace)
         rs = [run[name] for run in runs]
         reach_arr = np.array([x["reach"] for x in rs])
         finite = reach_arr[np.isfinite(reach_arr)]
@@ -157,7 +159,8 @@ def main() -> None:
               f"{np.mean(spent_total):.0f} s  HV@compute {[round(float(np.mean(v)), 4) for v in equal.values()]}",
               flush=True)
     print(f"[{time.perf_counter() - t0:.0f} s]")
-    doc = {"command": f"python experiments/bench_early_stopping.py --repeats {args.repeats} --trials {args.trials}",
+    doc = {"command": f"python experiments/bench_early_stopping.py --repeats {args.repeats} --trials {args.trials}"
+                      f" --eta {' '.join(map(str, args.eta))} --grace {' '.join(map(str, args.grace))}",
            "table": _rel(args.table), "repeats": args.repeats, "trials": args.trials,
            "date": time.strftime("%Y-%m-%d"), "results": results}
     Path(args.out).write_text(json.dumps(doc, indent=1))
