@@ -6,9 +6,9 @@
    overhead per trial = (wall-clock x 2 slots - training) / trials, i.e. every second a worker slot
    was not training. Ray's start-up is reported apart.
 2. Growth: a synthetic space of 35,937 networks (three tiny stages, every head count and
-   reduction), a trainable that writes its record and reports at once, runs of 20, 200 and 2,000
-   trials: the per-trial overhead at each size, and apart from it the three things that grow with a
-   run: Optuna's ask (TPE) at that study size, the trials-table refresh (the progress line and
+   reduction), random sampling, a trainable that writes its record and reports at once, runs of 20,
+   200 and 2,000 trials: the per-trial overhead at each size, and apart from it the three things
+   that grow with a run: the default sampler's ask (multivariate TPE) at that study size, the trials-table refresh (the progress line and
    trials.csv after every trial) and the front.
 """
 from __future__ import annotations
@@ -65,7 +65,8 @@ def _synthetic(tmp: Path) -> Path:
     space["stages"] = {"form": ["none", "light", "base"], "heads": [1, 2, 4, 8], "reduction": [None, 2, 4, 8]}
     space["constraints"] = {"max_flops": None}
     space["proxy"]["path"] = str(ROOT / "tests" / "data" / "fmnist_slice")
-    space["search"].update(initial=[], sampler="tpe")
+    # random sampling: the orchestration's growth apart from the sampler's (whose ask is timed apart)
+    space["search"].update(initial=[], sampler="random")
     path = tmp / "synthetic.yaml"
     path.write_text(yaml.safe_dump(space))
     return path
@@ -95,13 +96,15 @@ def growth(tmp: Path, sizes) -> list:
     import optuna
     import ray
 
+    from mrla_nas.decisions import make_sampler
     from mrla_nas.pareto import pareto
     from mrla_nas.run_dir import TrialsTable
     from mrla_nas.search import search
-    from mrla_nas.space import load_space
+    from mrla_nas.space import SearchSpace, load_space
 
     space_path = _synthetic(tmp)
     space = load_space(space_path)
+    tpe_space = SearchSpace.from_dict(dict(space.to_dict(), search=dict(space.search, sampler="tpe")))
     rows = []
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
@@ -122,7 +125,7 @@ def growth(tmp: Path, sizes) -> list:
             t_front = time.perf_counter() - t2
             study = optuna.load_study(study_name="mrla-nas", storage=optuna.storages.JournalStorage(
                 optuna.storages.journal.JournalFileBackend(str(run / "study.journal"))),
-                sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=6))
+                sampler=make_sampler(tpe_space))  # the default sampler at this study size
             t3 = time.perf_counter()
             trial = study.ask()
             space.sample(trial)
