@@ -10,8 +10,10 @@ two trials at a time, 2.6 ms per training image-epoch at 28 px on one thread):
 - default: the default space's own proxy (search_spaces/fmnist_resnet20.yaml) with 2 seeds:
   125 networks x 2 seeds x ~17 s / 2 slots = ~35 minutes.
 - early_stopping: the same 125 networks with a 6-epoch proxy on 1,200 images at 20 px (400
-  validation images): 7,200 image-epochs at (20/28)^2 of the pixels, ~13 s per network and seed,
-  ~27 minutes. Six epochs give the rungs 1, 2, 4 (eta 2) or 1, 3 (eta 3) room; 20 px and 1,500
+  validation images): 7,200 image-epochs at (20/28)^2 of the pixels; estimated ~27 minutes, measured
+  42.5 minutes of training on the two slots (about 20 s per network and seed: six validation
+  passes and per-batch overheads weigh more than the pixel count says). Six epochs give the rungs
+  1, 2, 4 (eta 2) or 1, 3 (eta 3) room; 20 px and 1,200
   images keep the table within the hour, and learning curves still separate by epoch 6.
 """
 from __future__ import annotations
