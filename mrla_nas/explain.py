@@ -86,8 +86,12 @@ def importances(study, names: List[str]) -> Dict[str, Dict[str, Dict[str, float]
                     raise ValueError(f"{len(complete)} complete trials")
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # experimental-API notices
+                    # PED-ANOVA ranks what reaches *low* target values (Optuna's docs): a
+                    # maximised objective is negated for it; fANOVA's variance split has no side
+                    sign = -1.0 if (label == "PED-ANOVA"
+                                    and study.directions[k] == optuna.study.StudyDirection.MAXIMIZE) else 1.0
                     values = optuna.importance.get_param_importances(
-                        study, evaluator=evaluator, target=lambda t, k=k: t.values[k])
+                        study, evaluator=evaluator, target=lambda t, k=k, sign=sign: sign * t.values[k])
                 out[name][label] = {p: float(v) for p, v in values.items()}
             except Exception as e:  # e.g. no parameter varies across the complete trials
                 out[name][label] = {"n/a": str(e).splitlines()[0][:120] if str(e) else type(e).__name__}

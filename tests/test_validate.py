@@ -140,3 +140,24 @@ def test_search_with_seeds_validate_resumes_after_sigkill_and_explain(tmp_path, 
     assert "MRLA in stage 1:" in text and "MRLA in stage 2:" in text and "importance for accuracy" in text
     assert (run / "explain.png").exists() and len(pd.read_csv(tmp_path / "effects.csv")) >= 2
     json.loads((out / "manifest.json").read_text())  # the validation is a run of its own
+
+
+def test_ped_anova_ranks_what_raises_a_maximised_objective():
+    """PED-ANOVA looks for what reaches low target values: for accuracy (maximised) it must be told
+    the negated value, or it explains what makes networks bad (and agrees with FLOPs' ranking)."""
+    import optuna
+
+    from mrla_nas.explain import importances
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(60):
+        t = study.ask()
+        good = t.suggest_categorical("good", [0, 1, 2, 3])   # raises accuracy only in its top value
+        cheap = t.suggest_categorical("cheap", [0, 1, 2, 3])  # lowers FLOPs only in its bottom value
+        noise = t.suggest_categorical("noise", [0, 1, 2, 3])
+        study.tell(t, [1.0 * (good == 3) + 0.01 * noise, 1.0 * (cheap != 0) + 0.01 * noise])
+    out = importances(study, ["accuracy", "flops"])
+    acc, flops = out["accuracy"]["PED-ANOVA"], out["flops"]["PED-ANOVA"]
+    assert max(acc, key=acc.get) == "good", acc
+    assert max(flops, key=flops.get) == "cheap", flops
