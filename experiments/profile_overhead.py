@@ -19,15 +19,31 @@ import mrla_nas  # noqa: F401
 
 def op_times(name: str, x: torch.Tensor, iters: int) -> dict:
     model = timm.create_model(name).train()
+    return profile_step(lambda: model(x).sum().backward(), iters)
+
+
+def profile_step(step, iters: int) -> dict:
+    """Self CPU milliseconds per operator and call of ``step`` (two warm-up calls first)."""
     for _ in range(2):
-        model(x).sum().backward()
+        step()
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(iters):
-            model(x).sum().backward()
+            step()
     out = defaultdict(float)
     for evt in prof.key_averages():
         out[evt.key] += evt.self_cpu_time_total / 1000 / iters  # ms per iteration
     return out
+
+
+def print_extra(base: dict, model: dict, base_name: str, model_name: str, top: int) -> None:
+    """The operators sorted by the extra milliseconds per iteration they cost over the baseline."""
+    total_b, total_m = sum(base.values()), sum(model.values())
+    print(f"{base_name}: {total_b:.0f} ms/iter   {model_name}: {total_m:.0f} ms/iter   "
+          f"extra {total_m - total_b:+.0f} ms ({total_m / total_b:.3f}x, profiler time)")
+    rows = sorted(((model.get(k, 0) - base.get(k, 0), k) for k in set(base) | set(model)), reverse=True)
+    print(f"{'operator':44s} {'extra ms/iter':>14s} {'share':>7s}")
+    for delta, k in rows[:top]:
+        print(f"{k[:44]:44s} {delta:14.1f} {delta / max(total_m - total_b, 1e-9):7.1%}")
 
 
 def main() -> None:
@@ -44,14 +60,7 @@ def main() -> None:
     x = torch.randn(args.batch, 3, args.size, args.size)
     base = op_times(args.baseline, x, args.iters)
     model = op_times(args.model, x, args.iters)
-    total_b, total_m = sum(base.values()), sum(model.values())
-    print(f"{args.baseline}: {total_b:.0f} ms/iter   {args.model}: {total_m:.0f} ms/iter   "
-          f"extra {total_m - total_b:+.0f} ms ({total_m / total_b:.3f}x, profiler time)")
-    rows = sorted(((model.get(k, 0) - base.get(k, 0), k) for k in set(base) | set(model)), reverse=True)
-    print(f"{'operator':44s} {'extra ms/iter':>14s} {'share':>7s}")
-    for delta, k in rows[:args.top]:
-        print(f"{k[:44]:44s} {delta:14.1f} {delta / max(total_m - total_b, 1e-9):7.1%}")
-
+    print_extra(base, model, args.baseline, args.model, args.top)
 
 if __name__ == "__main__":
     main()
