@@ -72,6 +72,10 @@ def plot(doc: dict, out: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     for name, r in doc["results"].items():
         ax.plot(np.array(r["curve"]["seconds"]) / 60, r["curve"]["hv"], label=name)
+    # the first minute (the three reference placements) spans 0 to ~0.44: zoom on what differs after it
+    later = [h for r in doc["results"].values() for t, h in zip(r["curve"]["seconds"], r["curve"]["hv"]) if t >= 120]
+    if later:
+        ax.set_ylim(min(later) - 0.002, max(later) + 0.002)
     ax.set_xlabel("summed proxy training minutes (replayed)")
     ax.set_ylabel("normalised hypervolume (full-fidelity front)")
     ax.grid(alpha=0.3)
@@ -168,4 +172,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--plot"]:  # redraw the figure of a recorded JSON
+        plot(json.loads(Path(sys.argv[2]).read_text()), Path(sys.argv[2]).with_suffix(".png"))
+    else:
+        main()

@@ -128,6 +128,10 @@ def plot(doc: dict, out: Path) -> None:
     for name, r in doc["results"].items():
         ax.plot(n, r["hv_mean"], label=f"{name} ({r['repeats']} repeats)")
         ax.fill_between(n, r["hv_low"], r["hv_high"], alpha=0.2)
+    ax.set_ylim(min(r["hv_low"][4] for r in doc["results"].values()) - 0.0005,
+                max(r["hv_high"][-1] for r in doc["results"].values()) + 0.0005)
+    if "random" in doc["results"]:  # the goal's line: random search's hypervolume after 40 networks
+        ax.axhline(doc["results"]["random"]["hv_mean"][39], color="grey", ls=":", lw=1)
     ax.set_xlabel("distinct networks evaluated")
     ax.set_ylabel("normalised hypervolume (mean accuracy over table seeds)")
     ax.set_xlim(5, doc["n_max"])
@@ -140,4 +144,7 @@ def plot(doc: dict, out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--plot"]:  # redraw the figure of a recorded JSON
+        plot(json.loads(Path(sys.argv[2]).read_text()), Path(sys.argv[2]).with_suffix(".png"))
+    else:
+        main()
