@@ -7,8 +7,10 @@ networks. The same model on FLOPs gives each choice's cost (exact: FLOPs are add
 as a share of the network without MRLA. Optuna's own importance evaluators (fANOVA, PED-ANOVA) rank
 the sampled parameters for accuracy and for FLOPs.
 
->>> e = explain("runs/demo")              # doctest: +SKIP
->>> print(e.text())                        # doctest: +SKIP
+Example (on a finished run, e.g. the demo's)::
+
+    e = explain("runs/demo")
+    print(e.text())
 """
 from __future__ import annotations
 

@@ -46,8 +46,10 @@ class Run:
 def load_run(path) -> Run:
     """Trials and Pareto front of a run directory, for notebooks.
 
-    >>> run = load_run("runs/demo")                       # doctest: +SKIP
-    >>> run.front[["trial_id", "summary", "accuracy", "flops"]]   # doctest: +SKIP
+    Example (on a run directory, e.g. the demo's)::
+
+        run = load_run("runs/demo")
+        run.front[["trial_id", "summary", "accuracy", "flops"]]
     """
     path = Path(path)
     check_run_dir(path)

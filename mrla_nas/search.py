@@ -183,8 +183,10 @@ def search(space_path, name: Optional[str] = None, runs_dir="runs", trials: Opti
     validate`` runs exactly its chosen networks this way. ``trainable(config, ctx)`` replaces the
     proxy training (benchmarks of the orchestration itself: experiments/bench_orchestration.py).
 
-    >>> result = search("search_spaces/tiny.yaml", name="try", trials=4)   # doctest: +SKIP
-    >>> result.trials[["trial_id", "summary", "accuracy", "flops"]]       # doctest: +SKIP
+    Example (starts Ray and trains; `tests/test_search.py` runs it)::
+
+        result = search("search_spaces/tiny.yaml", name="try", trials=4)
+        result.trials[["trial_id", "summary", "accuracy", "flops"]]
     """
     from .space_summary import check_budget
 

@@ -22,8 +22,13 @@ Schema (every section but ``name`` optional; see README "Search-space reference"
     proxy: {dataset: fashion-mnist, epochs: 2, ...}
     search: {sampler: tpe, trials: 20, concurrency: 2, initial: [none, light]}
 
->>> space = SearchSpace.from_yaml(open("search_spaces/tiny.yaml").read())  # doctest: +SKIP
->>> arch = space.sample(optuna_trial)                                      # doctest: +SKIP
+>>> import optuna
+>>> space = load_space("search_spaces/tiny.yaml", check_paths=False)
+>>> space.size()
+25
+>>> arch = space.sample(optuna.create_study().ask())
+>>> space.contains(arch)
+True
 """
 from __future__ import annotations
 

@@ -6,8 +6,9 @@ validation accuracy and loss, training loss and seconds. A CSV with a provenance
 lines (the space, the proxy recipe, the seeds, library versions, date, machine), read back by
 :func:`load_table`; the replay (:mod:`mrla_nas.replay`) answers searches from it.
 
->>> path = export_table("runs/fmnist_all", "fmnist_resnet20.csv")     # doctest: +SKIP
->>> table = load_table(path); table.rows.head()                       # doctest: +SKIP
+>>> table = load_table("experiments/tables/fmnist_resnet20_default.csv")  # export_table(RUN, FILE) wrote it
+>>> len(table.rows), table.seeds()    # 125 networks x 2 seeds x 2 epochs
+(500, [0, 1])
 """
 from __future__ import annotations
 

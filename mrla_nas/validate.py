@@ -10,8 +10,10 @@ whether the knee stays non-dominated; and which front members are dominated once
 taken into account (another network as cheap on every cost and better by more than the 95%
 Welch interval of the difference).
 
->>> report = validate("runs/demo", epochs=8, train_size=12000, seeds=3)   # doctest: +SKIP
->>> print(report.text())                                                 # doctest: +SKIP
+Example (on a finished run; `tests/test_validate.py` runs it on a tiny one)::
+
+    report = validate("runs/demo", epochs=8, train_size=12000, seeds=3)
+    print(report.text())
 """
 from __future__ import annotations
 

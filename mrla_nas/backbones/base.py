@@ -7,6 +7,7 @@ its builder. ``SearchSpace``, the search, ``pareto``, ``export`` and the CLI onl
 """
 from __future__ import annotations
 
+import abc
 import hashlib
 import json
 from dataclasses import asdict, dataclass
@@ -115,7 +116,7 @@ class NetworkConfig:
         return [asdict(s) for s in self.stages]
 
 
-class Backbone:
+class Backbone(abc.ABC):
     """A backbone family as the search space and the builder see it (one instance per family)."""
 
     name = ""
@@ -125,17 +126,20 @@ class Backbone:
     list_fields: Tuple[str, ...] = ()     # fields whose one value is a list (choices: a list of lists)
     stage_word = "stage"
 
+    @abc.abstractmethod
     def check_field(self, key: str, value: Any, path: str) -> Any:
         """Validate one value (one choice) of a backbone field; raise ConfigError naming ``path``."""
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def make(self, bb: Dict[str, Any], stages) -> NetworkConfig:
         """The config of backbone choice ``bb`` (one value per field) with ``stages``."""
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def fields_of(self, arch: NetworkConfig) -> Dict[str, Any]:
         """The backbone part of a config, as a space's choices name it (for ``contains``)."""
-        raise NotImplementedError
+        ...
 
     def same_choice(self, key: str, a: Any, b: Any, bb: Dict[str, Any]) -> bool:
         """Whether two values of field ``key`` are the same backbone (``stem_width: null`` is the stem's)."""
@@ -145,22 +149,27 @@ class Backbone:
         """A space's backbone choices once the proxy's resolution is known (ViT: its image size)."""
         return choices
 
+    @abc.abstractmethod
     def stage_count(self, bb: Dict[str, Any]) -> int:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def widths(self, bb: Dict[str, Any]) -> Tuple[int, ...]:
         """The MRLA width of each stage or group of backbone choice ``bb``."""
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def build(self, arch: NetworkConfig, **overrides):
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def default_input_size(self, arch: NetworkConfig) -> int:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def describe(self, arch: NetworkConfig) -> List[str]:
         """One line per stage or group, for ``mrla-nas build``."""
-        raise NotImplementedError
+        ...
 
 
 _REGISTRY: Dict[str, Backbone] = {}

@@ -161,8 +161,10 @@ def from_official_state_dict(state_dict: Mapping, form: Optional[str] = None, nu
             head, as DeiT-T/S/B).
         model_kwargs: further :class:`MRLAResNet` / :class:`MRLAVisionTransformer` arguments.
 
-    >>> sd = torch.load("resnet50_mrlal.pth.tar", weights_only=True)   # doctest: +SKIP
-    >>> model = from_official_state_dict(sd, "light")                  # doctest: +SKIP
+    Example (with an official checkpoint, which mrla-nas never downloads)::
+
+        sd = torch.load("resnet50_mrlal.pth.tar", weights_only=True)
+        model = from_official_state_dict(sd, "light")
     """
     from .mrla_vit import MRLAVisionTransformer
 
