@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import yaml
 
 from ..errors import ConfigError, did_you_mean, key_label, show
+from ..paper import paper_heads
 from ..yaml_io import load_yaml_text
 
 FORMS = ("none", "light", "base")
@@ -94,6 +95,16 @@ class NetworkConfig:
         """Canonical key: equal for configs that build the same network."""
         blob = json.dumps(self.canonical().to_dict(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha1(blob.encode()).hexdigest()[:16]
+
+    def canonical_stages(self, widths, family: str) -> Tuple[StageConfig, ...]:
+        """Every stage with MRLA given its head count (the paper's default where unset); 'none' bare."""
+        return tuple(StageConfig() if s.form == "none" else
+                     StageConfig(s.form, s.heads or paper_heads(s.form, w, family), s.reduction)
+                     for s, w in zip(self.stages, widths))
+
+    def mrla_kwargs(self) -> List[Dict[str, Any]]:
+        """The models' ``mrla`` argument: one spec per stage or group."""
+        return [dict(form=s.form, heads=s.heads, reduction=s.reduction) for s in self.stages]
 
     def stage_summary(self) -> str:
         return "".join(s.short() for s in self.stages)

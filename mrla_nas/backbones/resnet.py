@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..errors import ConfigError, did_you_mean, key_label, show
-from ..paper import paper_heads
 from .base import (Backbone, NetworkConfig, StageConfig, check_stage_divisibility, is_pos_int, register,
                    stages_from)
 
@@ -144,15 +143,9 @@ class ArchConfig(NetworkConfig):
 
     def canonical(self) -> "ArchConfig":
         """The same network with every default made explicit and every irrelevant field dropped."""
-        stages = []
-        for s, width in zip(self.stages, self.widths()):
-            if s.form == "none":
-                stages.append(StageConfig())
-            else:
-                stages.append(StageConfig(s.form, s.heads or paper_heads(s.form, width), s.reduction))
         return replace(self, stem_width=self.stem_width or DEFAULT_STEM_WIDTH[self.stem],
                        drop_path_rate=float(self.drop_path_rate), mrla_drop_path_rate=float(self.mrla_drop_path_rate),
-                       stages=tuple(stages))
+                       stages=self.canonical_stages(self.widths(), "resnet"))
 
     def summary(self) -> str:
         """A short human-readable label, e.g. ``bottleneck[3,4,6,3] LL-B``."""
@@ -163,7 +156,7 @@ class ArchConfig(NetworkConfig):
         return dict(block=self.block, layers=self.layers, channels=self.channels, stem_type=self.stem,
                     stem_width=self.stem_width, in_chans=self.in_chans, num_classes=self.num_classes,
                     drop_path_rate=self.drop_path_rate, mrla_drop_path_rate=self.mrla_drop_path_rate,
-                    mrla=[dict(form=s.form, heads=s.heads, reduction=s.reduction) for s in self.stages])
+                    mrla=self.mrla_kwargs())
 
     # ---- serialisation ---------------------------------------------------------------------
     def to_dict(self) -> Dict[str, Any]:

@@ -15,7 +15,6 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Dict, List, Tuple
 
 from ..errors import ConfigError, did_you_mean, key_label, show
-from ..paper import paper_heads
 from .base import (Backbone, NetworkConfig, StageConfig, check_stage_divisibility, is_pos_int, register,
                    stages_from)
 
@@ -104,11 +103,8 @@ class ViTConfig(NetworkConfig):
                               "(its position embedding fixes the input size)")
 
     def canonical(self) -> "ViTConfig":
-        stages = [StageConfig() if s.form == "none" else
-                  StageConfig(s.form, s.heads or paper_heads(s.form, self.embed_dim, "vit"), s.reduction)
-                  for s in self.stages]
         return replace(self, mlp_ratio=float(self.mlp_ratio), drop_path_rate=float(self.drop_path_rate),
-                       stages=tuple(stages))
+                       stages=self.canonical_stages([self.embed_dim] * len(self.stages), "vit"))
 
     def summary(self) -> str:
         return f"vit[{self.embed_dim}x{self.depth},p{self.patch_size}] {self.stage_summary()}"
@@ -117,7 +113,7 @@ class ViTConfig(NetworkConfig):
         return dict(img_size=self.img_size, patch_size=self.patch_size, embed_dim=self.embed_dim, depth=self.depth,
                     num_heads=self.num_heads, mlp_ratio=self.mlp_ratio, in_chans=self.in_chans,
                     num_classes=self.num_classes, drop_path_rate=self.drop_path_rate,
-                    mrla=[dict(form=s.form, heads=s.heads, reduction=s.reduction) for s in self.stages],
+                    mrla=self.mrla_kwargs(),
                     mrla_group_size=self.group_size)
 
     def to_dict(self) -> Dict[str, Any]:

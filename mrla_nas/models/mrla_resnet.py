@@ -45,17 +45,19 @@ def call_block(block: nn.Module, x: torch.Tensor, memory, checkpointing: bool):
     return block(x, memory)
 
 
-def _stage_specs(mrla: Union[str, StageSpec, Sequence[Union[str, StageSpec]]], n: int) -> List[StageSpec]:
+def mrla_specs(mrla: Union[str, StageSpec, Sequence[Union[str, StageSpec]]], n: int,
+               allowed: Sequence[str] = ("form", "heads", "reduction", "kernel_size", "channel_wise"),
+               word: str = "stage") -> List[StageSpec]:
+    """One spec per stage (ResNet) or group (ViT): a form name or a dict of ``allowed`` keys."""
     if isinstance(mrla, (str, dict)):
         mrla = [mrla] * n
     specs = [dict(form=s) if isinstance(s, str) else dict(s) for s in mrla]
     if len(specs) != n:
-        raise ValueError(f"mrla has {len(specs)} stage entries for {n} stages")
+        raise ValueError(f"mrla has {len(specs)} {word} entries for {n} {word}s")
     for i, s in enumerate(specs):
-        unknown = set(s) - {"form", "heads", "reduction", "kernel_size", "channel_wise"}
+        unknown = set(s) - set(allowed)
         if unknown:
-            raise ValueError(f"mrla[{i}]: unknown keys {sorted(unknown)}; allowed: form, heads, reduction, "
-                             "kernel_size, channel_wise")
+            raise ValueError(f"mrla[{i}]: unknown keys {sorted(unknown)}; allowed: {', '.join(allowed)}")
         s.setdefault("form", "none")
         if s["form"] not in FORMS:
             raise ValueError(f"mrla[{i}].form={s['form']!r}; allowed: {list(FORMS)}")
@@ -102,7 +104,7 @@ class MRLAResNet(ResNet):
         self.in_chans = in_chans
         self.drop_rate = drop_rate
         self.grad_checkpointing = False
-        self.stage_specs = _stage_specs(mrla, len(layers))
+        self.stage_specs = mrla_specs(mrla, len(layers))
         act_layer, norm_layer = get_act_layer(act_layer), get_norm_layer(norm_layer)
 
         inplanes = self._build_stem(stem_type, stem_width, in_chans, act_layer, norm_layer)

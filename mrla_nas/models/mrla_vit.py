@@ -24,7 +24,7 @@ from torch import nn
 
 from ..arch import FORMS
 from ..layers import TokenMRLABase, TokenMRLALight
-from .mrla_resnet import call_block
+from .mrla_resnet import call_block, mrla_specs
 
 
 @register_notrace_module  # torch.fx keeps the block whole: its MRLA-base memory is not a tensor
@@ -82,19 +82,7 @@ class MRLABlocks(nn.ModuleList):
 
 def group_specs(mrla: Any, groups: int) -> List[Dict[str, Any]]:
     """One spec per group: a form name or a dict with form, heads / dim_per_head, reduction."""
-    if isinstance(mrla, (str, dict)):
-        mrla = [mrla] * groups
-    specs = [dict(form=s) if isinstance(s, str) else dict(s) for s in mrla]
-    if len(specs) != groups:
-        raise ValueError(f"mrla has {len(specs)} group entries for {groups} groups")
-    for i, s in enumerate(specs):
-        unknown = set(s) - {"form", "heads", "dim_per_head", "reduction"}
-        if unknown:
-            raise ValueError(f"mrla[{i}]: unknown keys {sorted(unknown)}; allowed: form, heads, dim_per_head, reduction")
-        s.setdefault("form", "none")
-        if s["form"] not in FORMS:
-            raise ValueError(f"mrla[{i}].form={s['form']!r}; allowed: {list(FORMS)}")
-    return specs
+    return mrla_specs(mrla, groups, ("form", "heads", "dim_per_head", "reduction"), "group")
 
 
 class MRLAVisionTransformer(VisionTransformer):
