@@ -26,20 +26,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mrla_nas.pareto import pareto  # noqa: E402
 from mrla_nas.replay import replay  # noqa: E402
 from mrla_nas.space import SearchSpace  # noqa: E402
 from mrla_nas.table import load_table  # noqa: E402
 
 FRACTIONS = (0.25, 0.5, 0.75, 1.0)
-
-
-def true_curve(result, truth, space):
-    """(cumulative training seconds, normalised hypervolume scored with mean accuracies) per trial."""
-    df = result.frame()
-    df["accuracy"] = [truth[k] if s == "complete" else None for k, s in zip(df["key"], df["status"])]
-    hv = [pareto(df.iloc[: i + 1], space.objectives, space.constraints)[1] for i in range(len(df))]
-    return np.cumsum(df["train_s"].to_numpy(float)), np.array(hv)
 
 
 def compute_to_reach(spent, hv, target):
@@ -98,8 +89,7 @@ def one_repeat(r: int, trials: int, configs) -> dict:
     """Repeat r of every scheduler configuration (``none`` first: the others are scored against it)."""
     table = _TABLE
     space = table.space
-    last = table.rows.sort_values("epoch").groupby(["key", "seed"]).tail(1)
-    truth = last.groupby("key")["val_accuracy"].mean().to_dict()
+    truth = table.final_accuracy()
     seeds = table.seeds()
     out, none_final, none_compute = {}, None, None
     for kind, eta, grace in configs:
@@ -108,11 +98,11 @@ def one_repeat(r: int, trials: int, configs) -> dict:
         sp = SearchSpace.from_dict(data, check_paths=False)
         # the space's own sampler (make_sampler: the measured default), seeded by r
         common = dict(space=sp, seed=r, seeds=[seeds[r % len(seeds)]], scheduler=kind)
-        spent, hv = true_curve(replay(table, trials=trials, **common), truth, sp)
+        spent, hv = replay(table, trials=trials, **common).compute_curve(scored_by=truth)
         if kind == "none":
             none_final, none_compute = float(hv[-1]), float(spent[-1])
         wide = replay(table, trials=space.size(), **common)  # as far as the whole space goes
-        w_spent, w_hv = true_curve(wide, truth, sp)
+        w_spent, w_hv = wide.compute_curve(scored_by=truth)
         out[_name(kind, eta, grace)] = dict(
             reach=compute_to_reach(spent, hv, 0.99 * none_final), final=float(hv[-1]), spent=float(spent[-1]),
             none_compute=none_compute, equal={f: hv_at(w_spent, w_hv, f * none_compute) for f in FRACTIONS},

@@ -28,7 +28,6 @@ import optuna
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mrla_nas.pareto import pareto  # noqa: E402
 from mrla_nas.replay import replay  # noqa: E402
 from mrla_nas.table import load_table  # noqa: E402
 
@@ -54,13 +53,6 @@ def samplers():
     }
 
 
-def true_curve(result, truth, space):
-    """Normalised hypervolume after each distinct network, scored with the mean accuracies."""
-    df = result.frame()
-    df["accuracy"] = [truth[k] if s == "complete" else None for k, s in zip(df["key"], df["status"])]
-    return [pareto(df.iloc[: i + 1], space.objectives, space.constraints)[1] for i in range(len(df))]
-
-
 def _rel(path) -> str:
     p = Path(path).resolve()
     return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p)
@@ -76,8 +68,7 @@ def main() -> None:
     args = ap.parse_args()
     table = load_table(args.table)
     space = table.space
-    last = table.rows.sort_values("epoch").groupby(["key", "seed"]).tail(1)
-    truth = last.groupby("key")["val_accuracy"].mean().to_dict()
+    truth = table.final_accuracy()
     best_key = max(truth, key=truth.get)
     seeds = table.seeds()
     doc = json.loads(Path(args.out).read_text()) if Path(args.out).exists() and args.only else {}
@@ -95,7 +86,7 @@ def main() -> None:
             continue
         for r in range(repeats):
             result = replay(table, trials=N_MAX, seed=r, seeds=[seeds[r % len(seeds)]], sampler_obj=factory(r))
-            curve = true_curve(result, truth, space)
+            curve = result.hypervolume_curve(scored_by=truth)
             curves.append(curve + [curve[-1]] * (N_MAX - len(curve)))
             keys = result.keys()
             found = keys.index(best_key) + 1 if best_key in keys else None

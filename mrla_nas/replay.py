@@ -67,14 +67,20 @@ class ReplayResult:
             return "stopped" if t.outcome.stopped_epoch is not None else "infeasible"
         return "failed"
 
-    def compute_curve(self) -> Tuple[np.ndarray, np.ndarray]:
+    def compute_curve(self, scored_by: Optional[Dict[str, float]] = None) -> Tuple[np.ndarray, np.ndarray]:
         """(cumulative training seconds, normalised hypervolume) after each finished trial."""
         spent = np.cumsum([t.train_s for t in self.trials])
-        return spent, np.array(self.hypervolume_curve())
+        return spent, np.array(self.hypervolume_curve(scored_by))
 
-    def hypervolume_curve(self) -> List[float]:
-        """Normalised hypervolume after 1, 2, ... distinct networks (in finishing order)."""
+    def hypervolume_curve(self, scored_by: Optional[Dict[str, float]] = None) -> List[float]:
+        """Normalised hypervolume after 1, 2, ... distinct networks (in finishing order).
+
+        ``scored_by`` (key -> accuracy, e.g. :meth:`Table.final_accuracy`): score the networks the
+        search completed with these accuracies instead of the ones it saw (what it found, judged
+        with less noise)."""
         df = self.frame()
+        if scored_by is not None:
+            df["accuracy"] = [scored_by[k] if s == "complete" else None for k, s in zip(df["key"], df["status"])]
         return [pareto(df.iloc[: i + 1], self.space.objectives, self.space.constraints)[1] for i in range(len(df))]
 
     def keys(self) -> List[str]:

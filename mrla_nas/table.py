@@ -47,6 +47,11 @@ class Table:
     def seeds(self) -> List[int]:
         return sorted(int(s) for s in self.rows["seed"].unique())
 
+    def final_accuracy(self) -> Dict[str, float]:
+        """key -> the network's last-epoch validation accuracy, mean over the table's seeds."""
+        last = self.rows.sort_values("epoch").groupby(["key", "seed"]).tail(1)
+        return last.groupby("key")["val_accuracy"].mean().to_dict()
+
     def curves(self) -> Dict[str, Dict[int, pd.DataFrame]]:
         """key -> seed -> that network's per-epoch rows (sorted by epoch)."""
         out: Dict[str, Dict[int, pd.DataFrame]] = {}
