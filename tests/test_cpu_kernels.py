@@ -213,3 +213,119 @@ def test_a_failed_build_warns_and_falls_back(monkeypatch):
     monkeypatch.setattr(cpp_extension, "load", no_compiler)
     with pytest.warns(RuntimeWarning, match="c\\+\\+: command not found.*PyTorch path"):
         assert cpu_kernels.__wrapped__() is None
+
+
+def _downsample(cin, cout, stride, dtype):
+    return nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout)).to(dtype)
+
+
+# Plane sizes around the kernels' 16-lane loops (15, 16, 17 elements, one element, one row, one
+# column longer than 16), a batch of one, strided blocks with a downsampled shortcut, and the
+# projection variants (SE-style reduction, channel-wise heads, explicit head counts).
+ODD_CASES = [
+    # form, block, in channels, planes, stride, input shape, MRLA options
+    ("light", MRLABasicBlock, 16, 16, 1, (2, 16, 3, 5), {}),
+    ("light", MRLABasicBlock, 16, 16, 1, (2, 16, 4, 4), {"mrla_heads": 4}),
+    ("light", MRLABasicBlock, 16, 16, 1, (2, 16, 17, 1), {"mrla_channel_wise": True}),
+    ("light", MRLABasicBlock, 16, 16, 1, (1, 16, 1, 19), {"mrla_reduction": 4}),
+    ("light", MRLABasicBlock, 8, 16, 2, (3, 8, 9, 7), {}),
+    ("light", MRLABottleneck, 32, 8, 2, (2, 32, 7, 5), {"mrla_heads": 2}),
+    ("base", MRLABasicBlock, 16, 16, 1, (2, 16, 3, 5), {}),
+    ("base", MRLABasicBlock, 16, 16, 1, (1, 16, 1, 17), {"mrla_reduction": 2}),
+    ("base", MRLABasicBlock, 16, 16, 1, (2, 16, 16, 1), {"mrla_channel_wise": True}),
+    ("base", MRLABottleneck, 32, 8, 1, (2, 32, 5, 7), {"mrla_heads": 4}),
+]
+
+
+@pytest.mark.parametrize("train", [True, False])
+@pytest.mark.parametrize("form,block,cin,planes,stride,shape,options", ODD_CASES)
+def test_fused_equals_plain_in_float64_on_odd_shapes(form, block, cin, planes, stride, shape, options, train,
+                                                    monkeypatch):
+    """Every gradient (input and parameters) and the running statistics to 1e-12 in float64."""
+    from mrla_nas.models import blocks as block_module
+
+    calls = []
+    name = f"fused_{form}_branch"
+    real = getattr(block_module, name)
+    monkeypatch.setattr(block_module, name, lambda *a: calls.append(1) or real(*a))
+    torch.manual_seed(0)
+    out = planes * block.expansion
+
+    def make(first):
+        down = _downsample(cin if first else out, out, stride if first else 1, torch.float64) \
+            if first and (stride != 1 or cin != out) else None
+        return _perturbed(block(cin if first else out, planes, stride=stride if first else 1, downsample=down,
+                                mrla_form=form, **options).to(torch.float64))
+
+    # base: a stage of two blocks, so that attention over more than one layer is exercised
+    fused = nn.ModuleList([make(True)] + ([make(False)] if form == "base" else [])).train(train)
+    if form == "base":
+        fused[0].mrla.as_first_block()
+    plain = copy.deepcopy(fused)
+    x = torch.randn(shape, dtype=torch.float64, requires_grad=True)
+    x2 = x.detach().clone().requires_grad_()
+
+    def run(blocks, t):
+        if form == "light":
+            return blocks[0](t)
+        return _run_stage(blocks, t)
+
+    y = run(fused, x)
+    assert len(calls) == len(fused)  # the C++ branch ran in every block
+    g = torch.randn_like(y)
+    y.backward(g)
+    with plain_pytorch():
+        y2 = run(plain, x2)
+        y2.backward(g)
+    assert len(calls) == len(fused)
+    torch.testing.assert_close(y, y2, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(x.grad, x2.grad, rtol=1e-12, atol=1e-12)
+    grads = 0
+    for (name, p), (_, p2) in zip(fused.named_parameters(), plain.named_parameters()):
+        assert (p.grad is None) == (p2.grad is None), name
+        if p2.grad is not None:
+            grads += 1
+            torch.testing.assert_close(p.grad, p2.grad, rtol=1e-11, atol=1e-12 * max(1.0, p2.grad.abs().max().item()),
+                                       msg=name)
+    assert grads == sum(1 for p in plain.parameters() if p.grad is not None) > 0
+    for blk, blk2 in zip(fused, plain):
+        for name in ("running_mean", "running_var", "num_batches_tracked"):
+            torch.testing.assert_close(getattr(blk.bn_mrla, name), getattr(blk2.bn_mrla, name), rtol=1e-12,
+                                       atol=1e-12, msg=name)
+
+
+@pytest.mark.parametrize("form", ["light", "base"])
+def test_fused_branch_numbers_do_not_depend_on_the_thread_count(form):
+    """Planes are split between threads, and each plane is summed by one thread in one order: the
+    float32 results, which the recorded tables depend on, are bit for bit those of one thread."""
+    from mrla_nas.layers.fused_base import fused_base_branch
+    from mrla_nas.layers.fused_light import fused_light_branch
+
+    torch.manual_seed(0)
+    b, c, h, w = 4, 32, 9, 11
+    o = torch.randn(b, c, h, w)
+    extra = [torch.randn(b, c, h, w) for _ in range(3)]
+    kernel, lam = torch.randn(b * c, 9), torch.randn(c)
+    weights = torch.rand(b, c, 3).softmax(-1)
+    g = torch.randn(b, c, h, w)
+
+    def run(threads):
+        previous = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            bn = nn.BatchNorm2d(c).train()
+            leaves = [t.clone().requires_grad_() for t in (o, extra[0], kernel, lam, weights, *extra)]
+            if form == "light":
+                out = fused_light_branch(leaves[0], leaves[1], leaves[2], leaves[3], bn)
+            else:
+                out = fused_base_branch(leaves[0], leaves[4], leaves[5:], bn)
+            out.backward(g)
+            return [out, bn.running_mean, bn.running_var, bn.weight.grad, bn.bias.grad] + \
+                [t.grad for t in leaves if t.grad is not None]
+        finally:
+            torch.set_num_threads(previous)
+
+    one, two = run(1), run(2)
+    assert len(one) == len(two) > 5
+    for a, b_ in zip(one, two):
+        assert torch.equal(a, b_)
