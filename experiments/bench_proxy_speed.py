@@ -2,6 +2,7 @@
 
     .venv/bin/python experiments/bench_proxy_speed.py --rounds 21 --out experiments/results/speed_proxy.json
     .venv/bin/python experiments/bench_proxy_speed.py --profile     # where the extra time goes
+    .venv/bin/python experiments/bench_proxy_speed.py --train light --steps 100   # for an outside profiler
 
 The step the search runs (`mrla_nas.proxy.Trainer`): forward, cross-entropy, backward, the space's
 optimizer step, at the space's batch size and resolution, one torch thread (a trial's setting).
@@ -55,6 +56,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--profile", action="store_true",
                     help="instead: where the extra time of light and base goes (torch profiler, ops against none)")
+    ap.add_argument("--train", choices=["none", "light", "base", "light:plain", "base:plain"],
+                    help="instead: only train this network for --steps steps after the warm-up (to run under an "
+                         "outside profiler, experiments/perf_extra.py)")
     ap.add_argument("--out")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -72,6 +76,11 @@ def main() -> None:
             name = f"{placement}{':plain' if plain else ''}"
             model = build_model(arch).train()
             nets[name] = (model, _optimizer(model, space.proxy), plain, measure(model, shape).flops)
+    if args.train:
+        model, opt, plain, _f = nets[args.train]
+        timed_steps(model, opt, x, y, args.warmup, plain)
+        timed_steps(model, opt, x, y, args.steps, plain)
+        return
     if args.profile:
         from profile_overhead import print_extra, profile_step
 

@@ -42,6 +42,19 @@ def cpu_kernels() -> Optional[ModuleType]:
     """The CPU kernels of both MRLA forms (``mrla_cpu.cpp``), or None where unavailable."""
     if os.environ.get("MRLA_NAS_FUSED", "1") == "0":
         return None
+    try:
+        return compile_kernels(_SOURCES / "mrla_cpu.cpp")
+    except Exception as e:  # no compiler, no ninja, read-only cache...: the PyTorch path still works
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        warnings.warn(f"mrla-nas: MRLA CPU kernels unavailable ({first}); using the PyTorch path, "
+                      "which is slower", RuntimeWarning, stacklevel=2)
+        return None
+
+
+def compile_kernels(source: Path, name: str = "mrla_nas_cpu") -> ModuleType:
+    """Builds (or loads from the cache) the kernel extension from ``source`` with the flags the
+    package uses; ``name`` gets the CPU capability appended. Also used to build another revision's
+    kernels beside these (experiments/ab_kernels.py). Raises where it cannot build."""
     import torch
 
     # importing cpp_extension on a CPU-only torch logs "No CUDA runtime is found": not our concern
@@ -55,16 +68,10 @@ def cpu_kernels() -> Optional[ModuleType]:
 
     _put_ninja_on_path()
     capability = torch.backends.cpu.get_cpu_capability()
-    try:
-        return cpp_extension.load(
-            name=f"mrla_nas_cpu_{capability.lower()}",
-            sources=[str(_SOURCES / "mrla_cpu.cpp")],
-            extra_cflags=["-O3", "-fopenmp", *_arch_flag(capability)],
-            extra_ldflags=["-fopenmp"],
-            verbose=False,
-        )
-    except Exception as e:  # no compiler, no ninja, read-only cache...: the PyTorch path still works
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        warnings.warn(f"mrla-nas: MRLA CPU kernels unavailable ({first}); using the PyTorch path, "
-                      "which is slower", RuntimeWarning, stacklevel=2)
-        return None
+    return cpp_extension.load(
+        name=f"{name}_{capability.lower()}",
+        sources=[str(source)],
+        extra_cflags=["-O3", "-fopenmp", *_arch_flag(capability)],
+        extra_ldflags=["-fopenmp"],
+        verbose=False,
+    )

@@ -1,0 +1,201 @@
+"""A/B of the C++ kernels: a git revision's against the working tree's, bit for bit and in time.
+
+    .venv/bin/python experiments/ab_kernels.py --rev HEAD --rounds 21              # proxy networks
+    .venv/bin/python experiments/ab_kernels.py --rev HEAD --resnet50 --rounds 11   # ResNet-50s
+
+First the bitwise check: the default space's light- and base-everywhere networks train 4 steps
+(3 in train mode, 1 in eval mode) at the space's input and at odd sizes, once with each version;
+every parameter, buffer and the last loss must be bit for bit equal. The shipped tables
+(experiments/tables/) are retrained exactly by tests/test_tables.py, so a kernel change that
+rounds a single float32 differently changes recorded accuracies: if this check fails, both tables
+must be rebuilt (`python experiments/build_tables.py default` and `... early_stopping`, about 85
+minutes of this 2-core machine) and the replay benchmarks run again.
+
+Then the timing, as bench_proxy_speed.py (the search's training step, 1 thread) or bench_speed.py
+(ResNet-50 forward+backward, 2 threads, batch 8): no MRLA, then each MRLA network with the
+revision's kernels and with the working tree's, interleaved in every round; medians, minima and
+paired per-round ratios against no MRLA.
+
+The revision's kernel source is built beside the working tree's (its own extension name), and its
+Python wrappers (layers/fused_light.py, fused_base.py, fused_bn.py) are loaded from the revision;
+the rest of the model code is the working tree's.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import importlib.util
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import timm
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from mrla_nas.kernels import compile_kernels, cpu_kernels  # noqa: E402
+from mrla_nas.layers import cpu_ops, mrla_base  # noqa: E402
+from mrla_nas.models import blocks, build_model  # noqa: E402
+from mrla_nas.proxy import _optimizer  # noqa: E402
+from mrla_nas.space import load_space  # noqa: E402
+
+WRAPPERS = ("fused_bn", "fused_light", "fused_base")
+
+
+def git_show(rev: str, path: str) -> str:
+    return subprocess.run(["git", "show", f"{rev}:{path}"], cwd=ROOT, check=True, capture_output=True,
+                          text=True).stdout
+
+
+class Version:
+    """One version of the kernels and their autograd wrappers, switched in by patching."""
+
+    def __init__(self, name: str, ext, wrappers: dict):
+        self.name, self.ext, self.wrappers = name, ext, wrappers
+
+    @classmethod
+    def working_tree(cls) -> "Version":
+        from mrla_nas.layers import fused_base, fused_light
+        return cls("tree", cpu_kernels(), {"fused_light": fused_light, "fused_base": fused_base})
+
+    @classmethod
+    def revision(cls, rev: str, tmp: Path) -> "Version":
+        sha = subprocess.run(["git", "rev-parse", "--short", rev], cwd=ROOT, check=True, capture_output=True,
+                             text=True).stdout.strip()
+        source = tmp / "mrla_cpu.cpp"
+        source.write_text(git_show(rev, "mrla_nas/kernels/mrla_cpu.cpp"))
+        ext = compile_kernels(source, name=f"mrla_ab_{sha}")
+        mods = {}
+        for name in WRAPPERS:  # in dependency order: fused_bn first
+            path = tmp / f"{name}.py"
+            path.write_text(git_show(rev, f"mrla_nas/layers/{name}.py"))
+            spec = importlib.util.spec_from_file_location(f"mrla_nas.layers._ab_{name}", path)
+            mod = importlib.util.module_from_spec(spec)
+            mod.__package__ = "mrla_nas.layers"
+            sys.modules[spec.name] = mod  # dataclasses look their module up there
+            spec.loader.exec_module(mod)
+            mod.cpu_kernels = lambda: ext
+            if name != "fused_bn":
+                mod.fused_bn = mods["fused_bn"]
+            mods[name] = mod
+        return cls(sha, ext, mods)
+
+    def use(self) -> None:
+        for mod in (cpu_ops, mrla_base):  # depthwise 3x3, GAP and the weighted layer sum
+            mod.cpu_kernels = lambda: self.ext
+        blocks.fused_light_branch = self.wrappers["fused_light"].fused_light_branch
+        blocks.fused_base_branch = self.wrappers["fused_base"].fused_base_branch
+
+
+def bitwise_check(versions, space) -> bool:
+    bb = space.backbone_combos()[0]
+    chans, h, w = space.input_shape(bb)[1:]
+    ok = True
+    for placement in ("light", "base"):
+        for batch, size in ((space.proxy["batch_size"], (h, w)), (7, (9, 5)), (3, (1, 3)), (2, (2, 1))):
+            torch.manual_seed(0)
+            model = build_model(space.reference_config(placement, bb).canonical())
+            results = []
+            for v in versions:
+                v.use()
+                m = copy.deepcopy(model)
+                opt = _optimizer(m, space.proxy)
+                gen = torch.Generator().manual_seed(1)
+                for step in range(4):
+                    x = torch.randn(batch, chans, *size, generator=gen)
+                    y = torch.randint(0, 10, (batch,), generator=gen)
+                    m.train(step < 3)
+                    loss = F.cross_entropy(m(x), y)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                results.append([t.detach() for t in [*m.parameters(), *m.buffers(), loss]])
+            same = all(torch.equal(a, b) for a, b in zip(*results))
+            worst = max((a.double() - b.double()).abs().max().item() for a, b in zip(*results) if a.numel())
+            print(f"  {placement:5s} batch {batch:3d} at {size[0]}x{size[1]}: "
+                  f"{'bit for bit equal' if same else f'DIFFERENT (max |diff| {worst:.3g})'}")
+            ok &= same
+    return ok
+
+
+def timing(versions, space, args) -> None:
+    nets = {}
+    if args.resnet50:
+        torch.set_num_threads(2)
+        x, y = torch.randn(8, 3, 224, 224), torch.randint(0, 1000, (8,))
+        models = {"none": "resnet50", "light": "mrla_light_resnet50", "base": "mrla_base_resnet50"}
+        for placement, name in models.items():
+            model = timm.create_model(name).train()
+            for v in versions if placement != "none" else versions[:1]:
+                m = copy.deepcopy(model)
+                nets[placement if placement == "none" else f"{placement}:{v.name}"] = (m, None, v)
+    else:
+        torch.set_num_threads(1)
+        bb = space.backbone_combos()[0]
+        x = torch.randn(space.proxy["batch_size"], *space.input_shape(bb)[1:])
+        y = torch.randint(0, 10, (x.shape[0],))
+        for placement in ("none", "light", "base"):
+            model = build_model(space.reference_config(placement, bb).canonical()).train()
+            for v in versions if placement != "none" else versions[:1]:
+                m = copy.deepcopy(model)
+                nets[placement if placement == "none" else f"{placement}:{v.name}"] = (m, _optimizer(m, space.proxy), v)
+
+    def run(name, steps):
+        model, opt, version = nets[name]
+        version.use()
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            loss = F.cross_entropy(model(x), y)
+            if opt is not None:
+                opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if opt is not None:
+                opt.step()
+            else:
+                model.zero_grad(set_to_none=True)
+        return (time.perf_counter() - t0) / steps
+
+    steps = 1 if args.resnet50 else args.steps
+    for name in nets:
+        run(name, 2)
+    times = {name: [] for name in nets}
+    for _ in range(args.rounds):
+        for name in nets:
+            times[name].append(run(name, steps))
+    ref = times["none"]
+    print(f"{'network':14s} {'median ms':>10s} {'min ms':>8s} {'x none':>7s} {'x min':>6s} {'x paired':>8s}")
+    for name, t in times.items():
+        paired = statistics.median(a / b for a, b in zip(t, ref))
+        print(f"{name:14s} {1000 * statistics.median(t):10.2f} {1000 * min(t):8.2f} "
+              f"{statistics.median(t) / statistics.median(ref):7.3f} {min(t) / min(ref):6.3f} {paired:8.3f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rev", default="HEAD", help="the git revision to compare the working tree with")
+    ap.add_argument("--space", default=str(ROOT / "search_spaces" / "fmnist_resnet20.yaml"))
+    ap.add_argument("--rounds", type=int, default=21)
+    ap.add_argument("--steps", type=int, default=5, help="training steps per network and round (proxy)")
+    ap.add_argument("--resnet50", action="store_true", help="time the ResNet-50s instead of the proxy networks")
+    ap.add_argument("--no-timing", action="store_true", help="only the bitwise check")
+    args = ap.parse_args()
+    space = load_space(args.space, check_paths=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        versions = [Version.revision(args.rev, Path(tmp)), Version.working_tree()]
+        print(f"bitwise check, {versions[0].name} against the working tree:")
+        equal = bitwise_check(versions, space)
+        print("bit for bit equal: the shipped tables stay valid" if equal else
+              "NOT bit for bit equal: rebuild both tables (see this file's docstring)")
+        if not args.no_timing:
+            timing(versions, space, args)
+    sys.exit(0 if equal else 1)
+
+
+if __name__ == "__main__":
+    main()
