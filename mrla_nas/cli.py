@@ -212,9 +212,9 @@ def _cmd_train(args) -> None:
 
 
 def _amount(text: str) -> float:
-    from mrla_nas.space import _parse_amount
+    from mrla_nas.space_schema import parse_amount
     try:
-        return _parse_amount(text, "--max-flops")
+        return parse_amount(text, "--max-flops")
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
 
