@@ -38,6 +38,16 @@ def finished_networks(study: optuna.Study) -> int:
                if not is_interrupted(t, marked) and "duplicate_of" not in t.user_attrs)
 
 
+def attempted_params(trial: optuna.trial.FrozenTrial) -> Dict[str, Any]:
+    """The parameters of the network an attempt was for. A trial made from ``enqueue_trial`` (the
+    space's initial placements, validate's chosen networks) holds its whole network from the start,
+    but a kill while it was being sampled leaves only the first few in ``trial.params``: queued
+    again from those alone, it would come back as another network."""
+    # Optuna keeps an enqueued trial's parameters in system_attrs["fixed_params"] (Study.enqueue_trial
+    # writes them there and its samplers read them from there; there is no other accessor)
+    return {**trial.system_attrs.get("fixed_params", {}), **trial.params}
+
+
 def recover_interrupted(study: optuna.Study, run_dir: Path, space: SearchSpace) -> int:
     """Trials left RUNNING by a killed session.
 
@@ -59,7 +69,7 @@ def recover_interrupted(study: optuna.Study, run_dir: Path, space: SearchSpace) 
             study.set_user_attr("interrupted", {str(k): v for k, v in marked.items()})
             rec.update(status="interrupted", error=f"{rec['error']}; queued again on resume")
             write_json_atomic(record_path(run_dir, t.number), rec)
-            study.enqueue_trial(t.params, skip_if_exists=False)
+            study.enqueue_trial(attempted_params(t), skip_if_exists=False)
             n += 1
     for t in study.get_trials(deepcopy=False, states=(RUNNING,)):
         rec = records.get(t.number)
@@ -73,11 +83,11 @@ def recover_interrupted(study: optuna.Study, run_dir: Path, space: SearchSpace) 
         if rec is not None and rec.get("status") == "infeasible":
             study.tell(t.number, state=PRUNED)
             continue
-        arch = t.user_attrs.get("arch")
+        arch, params = t.user_attrs.get("arch"), attempted_params(t)
         if arch is None:  # killed between sampling and the cost measurement: name it by its parameters
             try:
-                arch = space.sample(optuna.trial.FixedTrial(t.params)).to_dict()
-            except ValueError:  # killed while sampling: no full config to name; Optuna fills the rest
+                arch = space.sample(optuna.trial.FixedTrial(params)).to_dict()
+            except ValueError:  # killed while sampling a proposal: no full config; Optuna fills the rest
                 pass
         marked[t.number] = arch
         study.set_user_attr("interrupted", {str(k): v for k, v in marked.items()})  # before the tell
@@ -85,7 +95,7 @@ def recover_interrupted(study: optuna.Study, run_dir: Path, space: SearchSpace) 
         if rec is not None:
             rec.update(status="interrupted", error="the search was stopped while this trial ran; queued again")
             write_json_atomic(record_path(run_dir, t.number), rec)
-        study.enqueue_trial(t.params, skip_if_exists=False)
+        study.enqueue_trial(params, skip_if_exists=False)
         n += 1
     if marked != interrupted(study):
         study.set_user_attr("interrupted", {str(k): v for k, v in marked.items()})

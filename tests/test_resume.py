@@ -5,6 +5,7 @@ import optuna
 import yaml
 
 from conftest import DATA
+from mrla_nas.arch import arch_from_dict
 from mrla_nas.run_dir import freeze_space, open_study, record_path, trials_table, write_json_atomic
 from mrla_nas.recovery import recover_interrupted as _recover_interrupted
 from mrla_nas.run_dir import interrupted_trials
@@ -87,3 +88,24 @@ def test_a_worker_that_died_is_retried_on_resume_a_training_error_is_not(tmp_pat
     df = trials_table(run).set_index("trial_id")
     assert df.loc[died[0].number, "status"] == "interrupted" and df.loc[raised[0].number, "status"] == "failed"
     assert _recover_interrupted(study, run, space) == 0  # once
+
+
+def test_an_enqueued_network_killed_while_sampled_comes_back_whole(tmp_path):
+    """A trial made from enqueue_trial (initial placements, validate's chosen networks) killed after
+    its first parameter was suggested: queued again as the whole enqueued network, not as that first
+    parameter with the rest left to the sampler (which brought validate back with another network)."""
+    space, run, study = _run(tmp_path)
+    base = space.reference_config("base", space.backbone_combos()[0])
+    study.enqueue_trial(space.params_for(base))
+    trial = study.ask()
+    first = next(iter(space.params_for(base)))
+    trial.suggest_categorical(first, ["none", "light", "base"])  # the kill falls here
+    assert len(study.trials[trial.number].params) == 1
+
+    assert _recover_interrupted(study, run, space) == 1
+
+    queued = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    assert [t.system_attrs["fixed_params"] for t in queued] == [space.params_for(base)]
+    assert arch_from_dict(interrupted_trials(study)[trial.number]).key() == base.key()  # named by the whole network
+    rerun = study.ask()
+    assert space.sample(rerun).key() == base.key()
