@@ -147,9 +147,10 @@ def open_study(run_dir: Path, sampler: Optional["optuna.samplers.BaseSampler"] =
                space=None) -> "optuna.Study":
     """The run's Optuna study, from its JournalStorage file.
 
-    With ``space`` (a search about to append): the study is created when missing, with the space's
-    directions and metric names (accuracy, flops[, params]); an incomplete last journal line left by
-    a kill is set aside first (:mod:`mrla_nas.journal`). Without: the existing study, for reading.
+    With ``space`` (a search about to append, holding :func:`run_lock`): the study is created when
+    missing, with the space's directions and metric names (accuracy, flops[, params]); an incomplete
+    last journal line left by a kill is set aside first (:mod:`mrla_nas.journal`), and so is Optuna's
+    lock file of a session killed while it appended. Without: the existing study, for reading.
     A journal corrupt in the middle is a ConfigError naming the line and what can be recovered.
     """
     import optuna
@@ -161,6 +162,12 @@ def open_study(run_dir: Path, sampler: Optional["optuna.samplers.BaseSampler"] =
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # not "Using an existing study" on every read
     path = Path(run_dir) / "study.journal"
     if space is not None:
+        # Only a search session appends to the journal, and it holds the run's lock: an Optuna lock
+        # file beside the journal is a killed session's, which Optuna would wait out for its 30 s
+        # grace period before taking it over.
+        stale = path.with_name(path.name + ".lock")  # optuna.storages.journal's LOCK_FILE_SUFFIX
+        if stale.is_symlink() or stale.exists():
+            stale.unlink()
         aside = set_aside_partial_tail(path)
         if aside is not None:
             print(f"mrla-nas: the last {aside.stat().st_size} bytes of {path} were an operation cut off by a kill "
