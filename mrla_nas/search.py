@@ -127,23 +127,26 @@ def record_ray_processes(run_dir: Path) -> None:
 
 
 def reap_stale_ray(run_dir: Path) -> int:
-    """End Ray processes recorded by an earlier session of this run that are still alive."""
+    """End Ray processes recorded by an earlier session of this run that are still alive, and wait
+    until they are gone: a killed session's workers outlive its driver and go on writing their trial
+    records (tests/test_resume.py)."""
     import psutil
 
     path = Path(run_dir) / "ray-processes.json"
     if not path.exists():
         return 0
-    n = 0
+    ended = []
     for item in json.loads(path.read_text()):
         try:
             proc = psutil.Process(item["pid"])
             if abs(proc.create_time() - item["created"]) < 1e-3:  # the same process, not a reused pid
                 proc.kill()
-                n += 1
+                ended.append(proc)
         except psutil.Error:
             pass
+    psutil.wait_procs(ended, timeout=30)
     path.unlink()
-    return n
+    return len(ended)
 
 
 def _init_ray(space: SearchSpace, address: Optional[str]) -> bool:
@@ -223,8 +226,10 @@ def _run_session(space: SearchSpace, run_dir: Path, target: int, resume: bool, a
     if not resume:
         freeze_space(run_dir, space)
     study = open_study(run_dir, make_sampler(space), space=space)
-    interrupted = recover_interrupted(study, run_dir, space) if resume else 0
+    # the killed session's workers first: one still training would write its record over what the
+    # recovery decides (it came back "complete" after being queued again, and was trained twice)
     reaped = reap_stale_ray(run_dir) if resume else 0
+    interrupted = recover_interrupted(study, run_dir, space) if resume else 0
     if not study.trials:
         for arch in (space.initial_configs() if enqueue is None else enqueue):
             study.enqueue_trial(space.params_for(arch))

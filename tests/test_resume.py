@@ -125,3 +125,51 @@ def test_a_killed_sessions_journal_lock_does_not_delay_the_resume(tmp_path):
     study = open_study(run, make_sampler(space), space=space)
     assert _recover_interrupted(study, run, space) == 1
     assert time.monotonic() - t0 < 10 and not os.path.lexists(lock)
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_resume_ends_the_killed_sessions_workers_before_it_reads_their_records(tmp_path, monkeypatch):
+    """Ray workers outlive a SIGKILLed driver and go on training: one that finished after the
+    recovery had queued its network again overwrote its record with "complete", and validate then
+    held that network twice. The stale workers are ended (and waited for) before the recovery."""
+    from mrla_nas import search as search_module
+
+    space, run, _study = _run(tmp_path)
+    calls = []
+    monkeypatch.setattr(search_module, "reap_stale_ray", lambda run_dir: calls.append("reap") or 0)
+
+    def recover(*args):
+        calls.append("recover")
+        raise _Stop
+
+    monkeypatch.setattr(search_module, "recover_interrupted", recover)
+    try:
+        search_module._run_session(space, run, 3, True, None, False)
+    except _Stop:
+        pass
+    assert calls == ["reap", "recover"]
+
+
+def test_stale_ray_processes_are_gone_when_the_reaping_returns(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    import psutil
+
+    from mrla_nas.search import reap_stale_ray
+
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        created = psutil.Process(proc.pid).create_time()
+        (tmp_path / "ray-processes.json").write_text(json.dumps([{"pid": proc.pid, "created": created},
+                                                                 {"pid": proc.pid, "created": created - 5}]))
+        assert reap_stale_ray(tmp_path) == 1  # the second entry is another process that had that pid
+        assert not psutil.pid_exists(proc.pid) or psutil.Process(proc.pid).status() == psutil.STATUS_ZOMBIE
+        assert not (tmp_path / "ray-processes.json").exists()
+    finally:
+        proc.kill()
+        proc.wait()
