@@ -29,7 +29,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
+from functools import partial
 from pathlib import Path
 
 import timm
@@ -38,12 +38,15 @@ import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "experiments"))  # the speed benchmarks' step functions
 
 from mrla_nas.kernels import compile_kernels, cpu_kernels  # noqa: E402
 from mrla_nas.layers import cpu_ops, mrla_base  # noqa: E402
 from mrla_nas.models import blocks, build_model  # noqa: E402
 from mrla_nas.proxy import _optimizer  # noqa: E402
 from mrla_nas.space import load_space  # noqa: E402
+from bench_proxy_speed import timed_steps  # noqa: E402
+from bench_speed import step_time  # noqa: E402
 
 WRAPPERS = ("fused_bn", "fused_light", "fused_base")
 
@@ -125,16 +128,17 @@ def bitwise_check(versions, space) -> bool:
 
 
 def timing(versions, space, args) -> None:
-    nets = {}
+    """Each network's step as the speed benchmarks time it (their own step functions)."""
+    steps = {}  # name -> (version, a function timing one round of it)
     if args.resnet50:
         torch.set_num_threads(2)
-        x, y = torch.randn(8, 3, 224, 224), torch.randint(0, 1000, (8,))
+        x = torch.randn(8, 3, 224, 224)
         models = {"none": "resnet50", "light": "mrla_light_resnet50", "base": "mrla_base_resnet50"}
         for placement, name in models.items():
             model = timm.create_model(name).train()
             for v in versions if placement != "none" else versions[:1]:
                 m = copy.deepcopy(model)
-                nets[placement if placement == "none" else f"{placement}:{v.name}"] = (m, None, v)
+                steps[placement if placement == "none" else f"{placement}:{v.name}"] = (v, partial(step_time, m, x))
     else:
         torch.set_num_threads(1)
         bb = space.backbone_combos()[0]
@@ -144,30 +148,20 @@ def timing(versions, space, args) -> None:
             model = build_model(space.reference_config(placement, bb).canonical()).train()
             for v in versions if placement != "none" else versions[:1]:
                 m = copy.deepcopy(model)
-                nets[placement if placement == "none" else f"{placement}:{v.name}"] = (m, _optimizer(m, space.proxy), v)
+                steps[placement if placement == "none" else f"{placement}:{v.name}"] = (
+                    v, partial(timed_steps, m, _optimizer(m, space.proxy), x, y, args.steps, False))
 
-    def run(name, steps):
-        model, opt, version = nets[name]
+    def run(name):
+        version, step = steps[name]
         version.use()
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            loss = F.cross_entropy(model(x), y)
-            if opt is not None:
-                opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if opt is not None:
-                opt.step()
-            else:
-                model.zero_grad(set_to_none=True)
-        return (time.perf_counter() - t0) / steps
+        return step()
 
-    steps = 1 if args.resnet50 else args.steps
-    for name in nets:
-        run(name, 2)
-    times = {name: [] for name in nets}
+    for name in steps:
+        run(name)
+    times = {name: [] for name in steps}
     for _ in range(args.rounds):
-        for name in nets:
-            times[name].append(run(name, steps))
+        for name in steps:
+            times[name].append(run(name))
     ref = times["none"]
     print(f"{'network':14s} {'median ms':>10s} {'min ms':>8s} {'x none':>7s} {'x min':>6s} {'x paired':>8s}")
     for name, t in times.items():
