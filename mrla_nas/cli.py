@@ -71,8 +71,10 @@ def _recorded_input(metrics: dict, arch) -> Optional[tuple]:
 def _cmd_build(args) -> None:
     from mrla_nas.arch import load_arch_document
     from mrla_nas.backbones import get_backbone
-    from mrla_nas.cost import measure
+    from mrla_nas.backbones.base import is_pos_int
+    from mrla_nas.cost import CONVENTIONS, measure
     from mrla_nas.models import build_model
+    from mrla_nas.space_schema import one_of
 
     arch, metrics = load_arch_document(args.file)
     kind = get_backbone(arch.backbone)
@@ -86,14 +88,17 @@ def _cmd_build(args) -> None:
         shape, source = (1, arch.in_chans, size, size), f"default for this {arch.backbone}; --input-size to change"
     arch.check_input(shape[-1], "--input-size")
     convention = args.convention or metrics.get("flops_convention") or "fvcore"
+    if args.convention is None:
+        one_of(convention, CONVENTIONS, f"{args.file}: metrics.flops_convention")
     cost = measure(build_model(arch), shape, convention=convention)
     print(f"{arch.summary()}  key {arch.key()}")
     for line in kind.describe(arch):
         print(f"  {line}")
     print(f"  input {shape[1:]} ({source})")
     print(f"  params {cost.params:,}  FLOPs {cost.flops:,} ({convention})")
-    if recorded == shape and metrics.get("flops") not in (None, cost.flops) and convention == metrics.get(
-            "flops_convention", convention):
+    recorded_flops = metrics.get("flops")
+    if (recorded == shape and is_pos_int(recorded_flops) and recorded_flops != cost.flops
+            and convention == metrics.get("flops_convention", convention)):
         print(f"  note: the file records {metrics['flops']:,} FLOPs for this input; this build counts "
               f"{cost.flops:,} (another mrla-nas or fvcore version?)")
 

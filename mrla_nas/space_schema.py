@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
 from .arch import FORMS
+from .cost import CONVENTIONS  # re-exported: space.py reads the field against it
 from .backbones import Backbone, get_backbone
 from .errors import ConfigError, did_you_mean, key_label, show
 from .paper import paper_heads
@@ -37,7 +38,6 @@ SAMPLERS = ("tpe", "nsga2", "random", "gp", "brute_force")
 SCHEDULERS = ("none", "asha", "moasha")
 OPTIMIZERS = ("sgd", "adamw")
 AUGMENTATIONS = ("none", "flip", "crop_flip")
-CONVENTIONS = ("fvcore", "complete")
 REFERENCE_PLACEMENTS = ("none", "light", "base")
 OBJECTIVES = ("accuracy", "flops", "params")  # the order of the values told to Optuna
 

@@ -47,6 +47,38 @@ def test_build_counts_at_the_recorded_input_and_says_so(tmp_path, capsys):
     assert "input (1, 32, 32) (--input-size)" in out and f"FLOPs {flops:,}" not in out
 
 
+def _with_metrics(path, **metrics):
+    doc = yaml.safe_load(path.read_text())
+    doc["metrics"].update(metrics)
+    path.write_text(yaml.safe_dump(doc))
+
+
+def test_build_of_a_file_with_an_unknown_flops_convention_names_the_field(tmp_path, capsys):
+    path, _ = _exported(tmp_path, 28)
+    _with_metrics(path, flops_convention=-1)
+    assert main(["build", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "metrics.flops_convention=-1: allowed: fvcore, complete" in err[0]
+    assert main(["build", str(path), "--convention", "fvcore"]) == 0  # the flag overrides the file
+
+
+def test_build_of_a_file_whose_recorded_flops_is_not_a_count_skips_the_comparison(tmp_path, capsys):
+    path, flops = _exported(tmp_path, 28)
+    _with_metrics(path, flops="many")
+    assert main(["build", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert f"FLOPs {flops:,} (fvcore)" in out and "note:" not in out
+
+
+@pytest.mark.parametrize("field,value", [("block", ["basic"]), ("stem", {"small": 1})])
+def test_build_of_an_unhashable_block_or_stem_is_one_line(field, value, tmp_path, capsys):
+    path = tmp_path / "arch.yaml"
+    path.write_text(yaml.safe_dump(dict(ARCH.to_dict(), **{field: value})))
+    assert main(["build", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f".{field}=" in err[0] and "allowed:" in err[0]
+
+
 def test_build_of_a_plain_config_uses_the_stem_default(tmp_path, capsys):
     path = tmp_path / "arch.yaml"
     path.write_text(ARCH.to_yaml())

@@ -105,6 +105,8 @@ FIELD = [
     ("seed as a boolean", [("seed", True)], "seed=True"),
     ("huge unknown key", [("x" * 100_000, 1)], "unknown key"),
     ("huge block name", [("backbone.block", "b" * 500_000)], "backbone.block='bbbbb"),
+    ("block choice a list", [("backbone.block", [["basic"]])], "backbone.block=['basic']: allowed: basic"),
+    ("stem choice a mapping", [("backbone.stem", [{"a": 1}])], "backbone.stem={'a': 1}: allowed:"),
 ]
 
 

@@ -74,9 +74,9 @@ class ArchConfig(NetworkConfig):
         return arch
 
     def validate(self, where: str = "arch") -> None:
-        if self.block not in BLOCKS:
+        if not (isinstance(self.block, str) and self.block in BLOCKS):
             raise ConfigError(f"{where}.block={show(self.block)}: allowed: {list(BLOCKS)}{did_you_mean(self.block, BLOCKS)}")
-        if self.stem not in STEMS:
+        if not (isinstance(self.stem, str) and self.stem in STEMS):
             raise ConfigError(f"{where}.stem={show(self.stem)}: allowed: {list(STEMS)}{did_you_mean(self.stem, STEMS)}")
         if len(self.layers) != len(self.channels):
             raise ConfigError(f"{where}.channels: {len(self.channels)} stages, but layers has {len(self.layers)}")
@@ -184,7 +184,7 @@ class ResNetBackbone(Backbone):
                 if not is_pos_int(x) or x > hi:
                     raise ConfigError(f"{path}[{j}]={show(x)}: expected an integer in [1, {hi:,}]")
             return tuple(value)
-        if key == "block" and value not in BLOCKS or key == "stem" and value not in STEMS:
+        if key in ("block", "stem") and not (isinstance(value, str) and value in (BLOCKS if key == "block" else STEMS)):
             allowed = list(BLOCKS) if key == "block" else list(STEMS)
             raise ConfigError(f"{path}={show(value)}: allowed: {', '.join(allowed)}{did_you_mean(value, allowed)}")
         if key == "stem_width" and value is not None and not (is_pos_int(value) and value <= LIMITS["stem_width"]):
