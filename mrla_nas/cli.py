@@ -9,6 +9,9 @@ import sys
 from typing import List, Optional
 
 
+MAX_INPUT_SIZE = 4096  # px, the side of the largest input `build` measures
+
+
 class UsageError(Exception):
     """Bad input from the user: reported as one line, exit code 2."""
 
@@ -61,9 +64,13 @@ def _cmd_space(args) -> None:
 
 
 def _recorded_input(metrics: dict, arch) -> Optional[tuple]:
+    """The one-image input an exported file records, if it is one this network takes (else None: the
+    default input is used, as for a plain config)."""
+    from mrla_nas.backbones.base import is_pos_int
+
     shape = metrics.get("input_shape")
-    if (isinstance(shape, list) and len(shape) == 4 and all(isinstance(v, int) and v > 0 for v in shape)
-            and shape[1] == arch.in_chans):
+    if (isinstance(shape, list) and len(shape) == 4 and all(is_pos_int(v) for v in shape)
+            and shape[0] == 1 and shape[1] == arch.in_chans and max(shape[2:]) <= MAX_INPUT_SIZE):
         return tuple(shape)
     return None
 
@@ -80,13 +87,14 @@ def _cmd_build(args) -> None:
     kind = get_backbone(arch.backbone)
     recorded = _recorded_input(metrics, arch)
     if args.input_size is not None:
-        shape, source = (1, arch.in_chans, args.input_size, args.input_size), "--input-size"
+        shape, source, field = (1, arch.in_chans, args.input_size, args.input_size), "--input-size", "--input-size"
     elif recorded is not None:
-        shape, source = recorded, "recorded in the file"
+        shape, source, field = recorded, "recorded in the file", f"{args.file}: metrics.input_shape[-1]"
     else:  # a plain config: the input its backbone is made for
         size = kind.default_input_size(arch)
         shape, source = (1, arch.in_chans, size, size), f"default for this {arch.backbone}; --input-size to change"
-    arch.check_input(shape[-1], "--input-size")
+        field = "--input-size"
+    arch.check_input(shape[-1], field)
     convention = args.convention or metrics.get("flops_convention") or "fvcore"
     if args.convention is None:
         one_of(convention, CONVENTIONS, f"{args.file}: metrics.flops_convention")
@@ -239,7 +247,7 @@ def _positive_int(text: str) -> int:
 
 
 def _input_size(text: str) -> int:
-    return _int_in(text, 1, 4096)
+    return _int_in(text, 1, MAX_INPUT_SIZE)
 
 
 def _non_negative_int(text: str) -> int:

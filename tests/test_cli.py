@@ -70,6 +70,15 @@ def test_build_of_a_file_whose_recorded_flops_is_not_a_count_skips_the_compariso
     assert f"FLOPs {flops:,} (fvcore)" in out and "note:" not in out
 
 
+@pytest.mark.parametrize("shape", [[True, 1, 28, 28], [1, 1, 28.0, 28], [64, 1, 28, 28], [1, 1, 10 ** 9, 10 ** 9],
+                                   [1, 3, 28, 28], "1x28x28"])
+def test_build_ignores_a_recorded_input_this_network_cannot_take(shape, tmp_path, capsys):
+    path, _ = _exported(tmp_path, 28)
+    _with_metrics(path, input_shape=shape)
+    assert main(["build", str(path)]) == 0
+    assert "input (1, 32, 32) (default for this resnet" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("field,value", [("block", ["basic"]), ("stem", {"small": 1})])
 def test_build_of_an_unhashable_block_or_stem_is_one_line(field, value, tmp_path, capsys):
     path = tmp_path / "arch.yaml"
