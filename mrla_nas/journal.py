@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,10 +71,41 @@ class Corruption:
                 f"`mrla-nas repair {run_dir}` keeps those (and a copy of the whole journal)")
 
 
+def _replays(lines) -> bool:
+    """Whether Optuna can replay these journal lines and read the study in them."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    with tempfile.TemporaryDirectory(prefix="mrla-nas-journal-") as tmp:
+        path = Path(tmp) / "prefix.journal"
+        path.write_bytes(b"".join(lines))
+        try:
+            storage = JournalStorage(JournalFileBackend(str(path)))
+            for study in storage.get_all_studies():
+                storage.get_all_trials(storage.get_study_id_from_name(study.study_name), deepcopy=False)
+        except Exception:  # whatever Optuna raises on an operation it cannot apply
+            return False
+    return True
+
+
+def _first_unreplayable(lines) -> Optional[int]:
+    """0-based index of the first line whose operation Optuna cannot apply (every prefix of a sound
+    journal replays: it is a log), found by bisection; None when the whole journal replays."""
+    if _replays(lines):
+        return None
+    lo, hi = 0, len(lines)  # lines[:lo] replays, lines[:hi] does not
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if _replays(lines[:mid]) else (lo, mid)
+    return hi - 1
+
+
 def describe_corruption(path: Path) -> Optional[Corruption]:
-    """The first line that does not parse as a complete operation (a partial last line excepted:
-    that is what a kill leaves), or None when every line does."""
-    bad, trials, n = None, 0, 0
+    """The first line that is not a complete operation Optuna can apply (a partial last line excepted:
+    that is what a kill leaves), or None when every line is one. A line that parses but that Optuna
+    cannot apply (a field edited or damaged) is found by replaying prefixes of the journal."""
+    bad, n, lines = None, 0, []
     with open(path, "rb") as f:
         for n, line in enumerate(f, start=1):
             if not line.endswith(b"\n"):
@@ -87,9 +119,15 @@ def describe_corruption(path: Path) -> Optional[Corruption]:
                 ok = False
             if not ok and bad is None:
                 bad = n
-            if bad is None and op.get("op_code") == _CREATE_TRIAL:
-                trials += 1
-    return None if bad is None else Corruption(bad, n, trials)
+            if bad is None:
+                lines.append(line)
+    unreplayable = _first_unreplayable(lines)
+    if unreplayable is not None:
+        bad = unreplayable + 1
+    if bad is None:
+        return None
+    trials = sum(json.loads(line).get("op_code") == _CREATE_TRIAL for line in lines[:bad - 1])
+    return Corruption(bad, n, trials)
 
 
 def keep_lines_before(path: Path, line: int) -> Path:

@@ -27,6 +27,7 @@ import pandas as pd
 import yaml
 
 from .arch import ConfigError, arch_from_dict
+from .records import parse_record, record_number
 
 if TYPE_CHECKING:  # optuna is imported where it is used: pareto/export need not load it
     import optuna
@@ -50,25 +51,25 @@ def record_path(run_dir: Path, number: int) -> Path:
 
 
 def read_record(run_dir: Path, number: int) -> Optional[Dict[str, Any]]:
+    """Trial ``number``'s record, checked (:mod:`mrla_nas.records`), or None if it has none yet."""
     path = record_path(run_dir, number)
-    return json.loads(path.read_text()) if path.exists() else None
+    return parse_record(path, number) if path.exists() else None
 
 
 def mark_record(run_dir: Path, number: int, **fields) -> Dict[str, Any]:
     """Update (or start) trial ``number``'s record with ``fields``, atomically; returns the record."""
-    path = record_path(run_dir, number)
-    rec = json.loads(path.read_text()) if path.exists() else {"trial_id": number, "history": [], "fidelity": 0.0}
+    rec = read_record(run_dir, number) or {"trial_id": number, "history": [], "fidelity": 0.0}
     rec.update(fields)
-    write_json_atomic(path, rec)
+    write_json_atomic(record_path(run_dir, number), rec)
     return rec
 
 
 def read_records(run_dir: Path) -> Dict[int, Dict[str, Any]]:
+    """Every trial record of a run directory, checked, by trial number."""
     out = {}
     for p in sorted((Path(run_dir) / "trials").glob("*.json")):
-        with open(p) as f:
-            rec = json.load(f)
-        out[rec["trial_id"]] = rec
+        number = record_number(p)
+        out[number] = parse_record(p, number)
     return out
 
 
@@ -178,7 +179,7 @@ def open_study(run_dir: Path, sampler: Optional["optuna.samplers.BaseSampler"] =
             return optuna.load_study(study_name=STUDY_NAME, storage=storage, sampler=sampler)
         study = optuna.create_study(study_name=STUDY_NAME, storage=storage, sampler=sampler,
                                     directions=space.directions(), load_if_exists=True)
-    except (ValueError, KeyError) as e:  # json.JSONDecodeError is a ValueError; KeyError: no study in it
+    except Exception as e:  # a line Optuna cannot parse or apply (it may raise anything); KeyError: no study
         corruption = describe_corruption(path) if path.exists() else None
         if corruption is not None:
             raise ConfigError(corruption.message(path, Path(run_dir))) from None
@@ -310,7 +311,7 @@ class TrialsTable:
             stamp = (t.state, len(t.user_attrs), mtime, t.number in marked)
             cached = self._rows.get(t.number)
             if cached is None or cached[0] != stamp:
-                rec = json.loads(path.read_text()) if mtime is not None else {}
+                rec = parse_record(path, t.number) if mtime is not None else {}
                 cached = self._rows[t.number] = (stamp, _row(t, rec, marked))
             if cached[1] is not None:
                 rows.append(cached[1])

@@ -1,5 +1,7 @@
 """The journal after a crash: a cut last line is set aside before anything is appended; a line corrupt
 in the middle is reported with its number and what can be recovered, and `mrla-nas repair` recovers it."""
+import json
+
 import optuna
 import pytest
 
@@ -68,6 +70,29 @@ def test_a_line_corrupt_in_the_middle_is_reported_and_repaired(tmp_path, capsys)
     assert f"kept lines 1-{bad}" in capsys.readouterr().out
     assert len(load_run(run).trials) == corruption.trials_before
     assert next(run.glob("study.journal.corrupt-*")).read_bytes() == b"".join(lines)
+
+
+@pytest.mark.parametrize("edit", [
+    lambda op: dict(op, op_code=99),                                   # an operation Optuna does not know
+    lambda op: {k: v for k, v in op.items() if k != "study_id"},       # a field missing
+    lambda op: dict(op, state="done"),                                  # a field of another type
+], ids=["unknown op_code", "field missing", "field mistyped"])
+def test_a_line_that_parses_but_cannot_be_applied_is_reported_and_repaired(edit, tmp_path, capsys):
+    # valid JSON that Optuna's replay fails on (an assert, a KeyError, a TypeError): the same one-line
+    # report and repair as a cut line, not Optuna's traceback
+    _, run, journal = _run(tmp_path)
+    lines = journal.read_bytes().splitlines(keepends=True)
+    bad = len(lines) - 2  # the third of four trials' creation
+    lines[bad] = json.dumps(edit(json.loads(lines[bad]))).encode() + b"\n"
+    journal.write_bytes(b"".join(lines))
+    assert describe_corruption(journal).line == bad + 1
+
+    assert main(["pareto", str(run)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"line {bad + 1} of {len(lines)}" in err[0] and "mrla-nas repair" in err[0]
+    assert main(["repair", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["pareto", str(run)]) == 0
 
 
 def test_a_clean_journal_is_left_alone(tmp_path):

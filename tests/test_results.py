@@ -63,6 +63,47 @@ def test_export_errors_are_one_line_exit_2(tmp_path, capsys, args, expected):
     assert len(err) == 1 and expected in err[0]
 
 
+def _edit_history(rec, **fields):
+    rec["history"][0].update(fields)
+
+
+@pytest.mark.parametrize("damage,expected", [
+    (lambda rec: rec.update(history="epoch 1"), "history='epoch 1': expected a list of epoch reports"),
+    (lambda rec: rec.update(history=[None]), "history[0]=None: expected a mapping"),
+    (lambda rec: _edit_history(rec, val_accuracy="high"), "history[0].val_accuracy='high': expected a number in [0, 1]"),
+    (lambda rec: _edit_history(rec, val_accuracy=7), "history[0].val_accuracy=7"),
+    (lambda rec: _edit_history(rec, seeds=[0, 1], val_accuracies=[0.5]), "history[0].val_accuracies=[0.5]: "
+                                                                          "expected a list of 2 numbers"),
+    (lambda rec: rec.pop("arch"), "arch=None: expected a value: the trial is complete"),
+    (lambda rec: rec.update(arch=[1]), "arch=[1]: expected a mapping"),
+    (lambda rec: rec["arch"].update(block="wide"), "arch.block='wide': allowed:"),
+    (lambda rec: rec.update(key="0000000000000000"), "key='0000000000000000': expected"),
+    (lambda rec: rec.update(flops=-5), "flops=-5: expected a non-negative integer"),
+    (lambda rec: rec.update(trial_id=3), "trial_id=3: expected 1, the number in the file's name"),
+    (lambda rec: rec.update(status="done"), "status='done': expected one of running, complete"),
+    (lambda rec: rec.update(fidelity="full"), "fidelity='full'"),
+    (None, "not a JSON trial record"),
+], ids=["history a string", "epoch not a mapping", "accuracy a string", "accuracy above 1", "per-seed lists short",
+        "arch missing", "arch a list", "arch invalid", "key of another network", "negative FLOPs",
+        "trial id of another file", "unknown status", "fidelity a string", "not JSON"])
+@pytest.mark.parametrize("command", [["pareto"], ["export"], ["table"], ["explain"]])
+def test_a_damaged_trial_record_is_one_line_naming_file_and_field(damage, expected, command, tmp_path, capsys):
+    run = _fake_run(tmp_path, [(["none", "none"], "complete", 0.80, 100, 1.0),
+                               (["light", "light"], "complete", 0.85, 120, 1.0)])
+    path = record_path(run, 1)
+    if damage is None:
+        path.write_text(path.read_text()[:-20])
+    else:
+        rec = json.loads(path.read_text())
+        damage(rec)
+        path.write_text(json.dumps(rec))
+    before = {p.name: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert main([command[0], str(run)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{path}: " in err[0] and expected in err[0], err
+    assert {p.name: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before  # nothing changed
+
+
 def test_export_of_empty_and_infeasible_runs(tmp_path, capsys):
     empty = _fake_run(tmp_path / "e", [])
     assert main(["export", str(empty)]) == 2
