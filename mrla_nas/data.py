@@ -47,6 +47,33 @@ class ArrayDataset:
         idx = torch.as_tensor(index, dtype=torch.long)
         return ArrayDataset(self.images[idx], self.labels[idx], self.classes)
 
+    def check_fits(self, in_chans: int, num_classes: int) -> None:
+        """ConfigError unless a network with these input channels and classes can train on it."""
+        check_fits(self.images.shape[1], self.classes, in_chans, num_classes)
+
+
+def check_fits(channels: int, classes: int, in_chans: int, num_classes: int) -> None:
+    if channels != in_chans:
+        raise ConfigError(f"backbone.in_chans={in_chans}: the dataset has {channels} channels")
+    if classes > num_classes:
+        raise ConfigError(f"backbone.num_classes={num_classes}: the dataset has {classes} classes")
+
+
+def _checked(images: np.ndarray, labels: np.ndarray, classes: int, where: str) -> ArrayDataset:
+    """The images and labels of one split as a dataset, once they pair up: one label per image, each
+    a class index in [0, classes). A mismatch would otherwise train on shifted or invalid labels."""
+    if labels.ndim != 1:
+        raise DatasetError(f"{where}: labels of shape {tuple(labels.shape)}; expected one label per image")
+    if len(labels) != len(images):
+        raise DatasetError(f"{where}: {len(images):,} images but {len(labels):,} labels")
+    if len(labels) == 0:
+        raise DatasetError(f"{where}: no images")
+    lo, hi = int(labels.min()), int(labels.max())
+    if lo < 0 or hi >= classes:
+        raise DatasetError(f"{where}: label {lo if lo < 0 else hi}; expected class indices in [0, {classes - 1}]")
+    return ArrayDataset(torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(labels.astype(np.int64)),
+                        classes)
+
 
 def read_idx(path: str) -> np.ndarray:
     """An IDX file (MNIST format), gzipped or not, as a numpy array."""
@@ -94,10 +121,12 @@ def load_idx(folder: str, split: str = "train", hint: str = "") -> ArrayDataset:
     hint = hint or ("install Debian's dataset-fashion-mnist (apt-get install -y dataset-fashion-mnist) "
                     "or point proxy.path at a folder of MNIST-format IDX files")
     images_name, labels_name = _IDX_FILES[split]
-    images = read_idx(_find(folder, images_name, hint))
-    labels = read_idx(_find(folder, labels_name, hint))
-    return ArrayDataset(torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64)),
-                        int(labels.max()) + 1)
+    images_path, labels_path = _find(folder, images_name, hint), _find(folder, labels_name, hint)
+    images, labels = read_idx(images_path), read_idx(labels_path)
+    if images.ndim != 3:
+        raise DatasetError(f"{images_path}: images of shape {images.shape}; expected [N, H, W]")
+    classes = int(labels.max()) + 1 if labels.size else 0
+    return _checked(images.copy()[:, None], labels, classes, f"{images_path} and {os.path.basename(labels_path)}")
 
 
 def load_cifar10(folder: str, split: str = "train") -> ArrayDataset:
@@ -115,7 +144,16 @@ def load_cifar10(folder: str, split: str = "train") -> ArrayDataset:
             ys.append(np.asarray(batch[b"labels"], dtype=np.int64))
         except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError, AttributeError) as e:
             raise DatasetError(f"{path}: not a CIFAR-10 python batch ({type(e).__name__}: {e})") from None
-    return ArrayDataset(torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys)), 10)
+        _checked(xs[-1], ys[-1], 10, path)  # each batch pairs up by itself
+    return _checked(np.concatenate(xs), np.concatenate(ys), 10, folder)
+
+
+def _imagefolder_root(folder: str, split: str) -> str:
+    root = os.path.join(folder, split if split == "train" else "val")
+    if not os.path.isdir(root):
+        raise DatasetMissing(f"proxy.path={folder!r}: no {os.path.basename(root)}/ folder; expected "
+                             f"{folder}/train/CLASS/*.jpg (and val/CLASS/*.jpg)")
+    return root
 
 
 def load_imagefolder(folder: str, split: str = "train", resolution: int = 224) -> ArrayDataset:
@@ -123,14 +161,20 @@ def load_imagefolder(folder: str, split: str = "train", resolution: int = 224) -
     from torchvision.datasets import ImageFolder
     from torchvision.transforms import v2
 
-    root = os.path.join(folder, split if split == "train" else "val")
-    if not os.path.isdir(root):
-        raise DatasetMissing(f"proxy.path={folder!r}: no {os.path.basename(root)}/ folder; expected "
-                             f"{folder}/train/CLASS/*.jpg (and val/CLASS/*.jpg)")
+    root = _imagefolder_root(folder, split)
     tf = v2.Compose([v2.PILToTensor(), v2.Resize(resolution, antialias=True), v2.CenterCrop(resolution)])
-    ds = ImageFolder(root, transform=tf)
-    images = torch.stack([ds[i][0] for i in range(len(ds))])
-    return ArrayDataset(images, torch.tensor(ds.targets, dtype=torch.long), len(ds.classes))
+    try:
+        ds = ImageFolder(root, transform=tf)  # its loader converts every image to RGB (grey, CMYK, RGBA too)
+    except FileNotFoundError as e:  # no class folders, or none with an image file
+        raise DatasetError(f"proxy.path={folder!r}: {str(e).splitlines()[0]}; expected "
+                           f"{root}/CLASS/*.jpg") from None
+    images = []
+    for i, (path, _) in enumerate(ds.samples):
+        try:
+            images.append(ds[i][0])
+        except (OSError, ValueError, SyntaxError) as e:  # PIL's errors for a damaged or foreign file
+            raise DatasetError(f"{path}: cannot be read as an image ({type(e).__name__}: {e})") from None
+    return ArrayDataset(torch.stack(images), torch.tensor(ds.targets, dtype=torch.long), len(ds.classes))
 
 
 def load_dataset(name: str, folder: str, split: str = "train", resolution: int = 224) -> ArrayDataset:
@@ -184,6 +228,26 @@ def stratified_split(labels: torch.Tensor, train_size: int, val_size: int, seed:
         rest = members[nva:] if rng_train is None else rng_train.permutation(members[nva:])
         train_idx.append(rest[:ntr])
     return np.sort(np.concatenate(train_idx)), np.sort(np.concatenate(val_idx))
+
+
+def check_proxy_data(proxy: dict, seed: int, backbones) -> None:
+    """Before a search: the proxy's subsets can be carved (sizes, files) and every backbone choice
+    (mappings with ``in_chans`` and ``num_classes``) fits the data; else every trial would fail on
+    it, one after another. An ImageFolder tree is not decoded here (it can be large; the workers
+    read it): its images are RGB and its classes are its folders."""
+    if proxy["dataset"] == "imagefolder":
+        from torchvision.datasets.folder import find_classes
+
+        root = _imagefolder_root(proxy["path"], "train")
+        try:
+            channels, classes = 3, len(find_classes(root)[0])
+        except FileNotFoundError as e:
+            raise DatasetError(f"proxy.path={proxy['path']!r}: {str(e).splitlines()[0]}") from None
+    else:
+        train, _ = proxy_datasets(proxy, seed)
+        channels, classes = train.images.shape[1], train.classes
+    for bb in backbones:
+        check_fits(channels, classes, bb["in_chans"], bb["num_classes"])
 
 
 def proxy_datasets(proxy: dict, seed: int, val_seed: Optional[int] = None) -> Tuple[ArrayDataset, ArrayDataset]:

@@ -73,7 +73,6 @@ class Corruption:
 
 def _replays(lines) -> bool:
     """Whether Optuna can replay these journal lines and read the study in them."""
-    import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 

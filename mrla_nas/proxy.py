@@ -15,7 +15,7 @@ from typing import Callable, List, Optional
 import torch
 import torch.nn.functional as F
 
-from .arch import ArchConfig, ConfigError
+from .arch import ArchConfig
 from .data import ArrayDataset, proxy_datasets
 
 
@@ -122,10 +122,7 @@ class Trainer:
     def __init__(self, arch: ArchConfig, recipe: dict, train: ArrayDataset, seed: int = 0):
         from .models import build_model
 
-        if train.images.shape[1] != arch.in_chans:
-            raise ConfigError(f"backbone.in_chans={arch.in_chans}: the dataset has {train.images.shape[1]} channels")
-        if train.classes > arch.num_classes:
-            raise ConfigError(f"backbone.num_classes={arch.num_classes}: the dataset has {train.classes} classes")
+        train.check_fits(arch.in_chans, arch.num_classes)
         torch.manual_seed(seed)
         self.recipe, self.train = recipe, train
         self.gen = torch.Generator().manual_seed(seed)

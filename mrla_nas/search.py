@@ -206,9 +206,8 @@ def search(space_path, name: Optional[str] = None, runs_dir="runs", trials: Opti
     elif (run_dir / "study.journal").exists():
         raise ConfigError(f"run directory {str(run_dir)!r} exists; pass --resume to continue it or --name for a new run")
     check_budget(space)
-    if space.proxy["dataset"] != "imagefolder":  # fail here, once, not in every trial (an ImageFolder
-        from .data import proxy_datasets        # tree is only read by the workers: it can be large)
-        proxy_datasets(space.proxy, space.seed)
+    from .data import check_proxy_data
+    check_proxy_data(space.proxy, space.seed, space.backbone_combos())  # here, once, not in every trial
     target = trials or space.search["trials"]
     ensure_writable(run_dir)
     with run_lock(run_dir):

@@ -39,10 +39,11 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
 from .arch import ArchConfig, NetworkConfig, StageConfig
+from .cost import CONVENTIONS
 from .backbones import Backbone, get_backbone
 from .errors import ConfigError, show
 from .paper import paper_heads
-from .space_schema import (CONVENTIONS, REFERENCE_PLACEMENTS, TOP_KEYS, StageChoices, check_keys, fail, one_of,
+from .space_schema import (REFERENCE_PLACEMENTS, TOP_KEYS, StageChoices, check_keys, fail, one_of,
                            read_backbone, read_constraints, read_objectives, read_proxy, read_search, read_stages,
                            stage_count)
 from .yaml_io import load_yaml_file, load_yaml_text

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
 from .arch import FORMS
-from .cost import CONVENTIONS  # re-exported: space.py reads the field against it
 from .backbones import Backbone, get_backbone
 from .errors import ConfigError, did_you_mean, key_label, show
 from .paper import paper_heads

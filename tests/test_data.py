@@ -1,13 +1,16 @@
 """Local dataset readers and deterministic stratified proxy subsets."""
 import pickle
+import re
 
 import numpy as np
 import pytest
 import torch
 
 from conftest import DATA
-from mrla_nas.data import (DatasetMissing, load_cifar10, load_dataset, load_imagefolder, proxy_datasets,
+from mrla_nas.data import (DatasetError, DatasetMissing, load_cifar10, load_dataset, load_imagefolder, proxy_datasets,
                            stratified_split)
+
+from mrla_nas.errors import ConfigError
 
 SLICE = str(DATA / "fmnist_slice")
 
@@ -77,3 +80,85 @@ def test_missing_data_says_how_to_fix(tmp_path):
         load_dataset("cifar10", str(tmp_path))
     with pytest.raises(DatasetMissing, match="train/CLASS"):
         load_dataset("imagefolder", str(tmp_path))
+
+
+# ---- files that do not pair up, damaged images: one error naming the file, never wrong labels ------
+def _idx(path, arr):
+    import struct
+    with open(path, "wb") as f:
+        f.write(struct.pack(">HBB", 0, 8, arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape))
+        f.write(arr.astype(np.uint8).tobytes())
+
+
+@pytest.mark.parametrize("labels,expected", [
+    (np.arange(593) % 10, "600 images but 593 labels"),
+    ((np.arange(2400) % 10).reshape(600, 2, 2), "labels of shape (600, 2, 2); expected one label per image"),
+], ids=["fewer labels than images", "labels not one per image"])
+def test_idx_images_and_labels_must_pair_up(labels, expected, tmp_path):
+    _idx(tmp_path / "train-images-idx3-ubyte", np.zeros((600, 28, 28)))
+    _idx(tmp_path / "train-labels-idx1-ubyte", labels)
+    with pytest.raises(DatasetError, match=re.escape(expected)):
+        load_dataset("fashion-mnist", str(tmp_path))
+
+
+@pytest.mark.parametrize("labels,expected", [([0, 1, 2], "4 images but 3 labels"),
+                                             ([0, 1, 2, -1], "label -1; expected class indices in [0, 9]"),
+                                             ([0, 1, 2, 10], "label 10; expected class indices in [0, 9]")])
+def test_cifar10_batches_must_pair_up_with_valid_labels(labels, expected, tmp_path):
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        with open(tmp_path / name, "wb") as f:
+            pickle.dump({b"data": np.zeros((4, 3072), dtype=np.uint8), b"labels": labels}, f)
+    with pytest.raises(DatasetError, match=re.escape(f"data_batch_1: {expected}")):
+        load_cifar10(str(tmp_path), "train")
+
+
+def test_imagefolder_takes_grey_and_rgba_images_and_names_a_damaged_one(tmp_path):
+    from PIL import Image
+    folder = tmp_path / "train" / "cat"
+    folder.mkdir(parents=True)
+    Image.fromarray(np.zeros((20, 20), dtype=np.uint8)).save(folder / "grey.png")
+    Image.fromarray(np.zeros((20, 20, 4), dtype=np.uint8)).save(folder / "rgba.png")
+    (folder / "notes.txt").write_text("not an image, not an image extension: skipped")
+    assert load_imagefolder(str(tmp_path), "train", resolution=8).images.shape == (2, 3, 8, 8)
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    with pytest.raises(DatasetError, match=re.escape(f"{folder / 'broken.jpg'}: cannot be read as an image")):
+        load_imagefolder(str(tmp_path), "train", resolution=8)
+
+
+def test_an_imagefolder_without_class_folders_or_images_is_one_error(tmp_path):
+    (tmp_path / "train").mkdir()
+    with pytest.raises(DatasetError, match="Couldn't find any class folder"):
+        load_imagefolder(str(tmp_path), "train")
+    (tmp_path / "train" / "cat").mkdir()
+    (tmp_path / "train" / "cat" / "a.txt").write_text("x")
+    with pytest.raises(DatasetError, match="Found no valid file for the classes cat"):
+        load_imagefolder(str(tmp_path), "train")
+
+
+@pytest.mark.parametrize("fields,expected", [({"num_classes": 5}, "backbone.num_classes=5: the dataset has 10 classes"),
+                                             ({"in_chans": 3}, "backbone.in_chans=3: the dataset has 1 channels")])
+def test_a_search_whose_network_cannot_take_the_data_stops_before_any_trial(fields, expected, tmp_path, capsys):
+    import yaml
+    from mrla_nas.cli import main
+    data = yaml.safe_load((DATA.parent.parent / "search_spaces" / "tiny.yaml").read_text())
+    data["proxy"]["path"] = SLICE
+    data["backbone"].update(fields)
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump(data))
+    assert main(["search", str(space), "--runs-dir", str(tmp_path / "runs"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and expected in err[0], err
+    assert not (tmp_path / "runs").exists()  # nothing started
+
+
+def test_an_imagefolder_search_checks_classes_and_channels_without_decoding(tmp_path):
+    from mrla_nas.data import check_proxy_data
+    for cls in ("a", "b", "c"):
+        (tmp_path / "train" / cls).mkdir(parents=True)
+        (tmp_path / "train" / cls / "x.jpg").write_bytes(b"never decoded here")
+    proxy = {"dataset": "imagefolder", "path": str(tmp_path)}
+    check_proxy_data(proxy, 0, [{"in_chans": 3, "num_classes": 3}])
+    with pytest.raises(ConfigError, match="backbone.num_classes=2: the dataset has 3 classes"):
+        check_proxy_data(proxy, 0, [{"in_chans": 3, "num_classes": 3}, {"in_chans": 3, "num_classes": 2}])
+    with pytest.raises(ConfigError, match="backbone.in_chans=1: the dataset has 3 channels"):
+        check_proxy_data(proxy, 0, [{"in_chans": 1, "num_classes": 10}])
