@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 
 from .arch import ArchConfig, ConfigError, arch_from_dict  # noqa: E402
 from .run_dir import (check_run_dir, ensure_writable, freeze_space, open_study, record_path,  # noqa: E402
-                      run_lock, write_json_atomic, write_manifest, write_trials_csv)
+                      read_manifest, run_lock, write_json_atomic, write_manifest, write_trials_csv)
 from .decisions import make_sampler  # noqa: E402
 from .halving import rule_for  # noqa: E402
 from .recovery import finished_networks, recover_interrupted  # noqa: E402
@@ -108,13 +109,28 @@ class SearchResult:
     trials: "Any"  # pandas DataFrame (trials.csv)
 
 
+def _read_ray_processes(path: Path) -> List[Dict[str, Any]]:
+    """The processes a ``ray-processes.json`` lists; a damaged file lists none (with a warning): it
+    only serves to end a killed session's leftovers, and holds nothing of the search's results."""
+    try:
+        items = json.loads(path.read_text()) if path.exists() else []
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        items = None
+    if not isinstance(items, list):
+        print(f"mrla-nas: {path} is damaged; Ray processes left by a killed session, if any, are not ended",
+              file=sys.stderr)
+        return []
+    return [p for p in items if isinstance(p, dict) and isinstance(p.get("pid"), int)
+            and isinstance(p.get("created"), (int, float)) and not isinstance(p.get("pid"), bool)]
+
+
 def record_ray_processes(run_dir: Path) -> None:
     """Remember the local Ray processes this session started (pid, start time), so that a later
     session can end the ones a SIGKILL of this driver leaves orphaned (Ray's agents outlive it)."""
     import psutil
 
     path = Path(run_dir) / "ray-processes.json"
-    known = json.loads(path.read_text()) if path.exists() else []
+    known = _read_ray_processes(path)
     seen = {(p["pid"], p["created"]) for p in known}
     for proc in psutil.Process().children(recursive=True):
         try:
@@ -136,7 +152,7 @@ def reap_stale_ray(run_dir: Path) -> int:
     if not path.exists():
         return 0
     ended = []
-    for item in json.loads(path.read_text()):
+    for item in _read_ray_processes(path):
         try:
             proc = psutil.Process(item["pid"])
             if abs(proc.create_time() - item["created"]) < 1e-3:  # the same process, not a reused pid
@@ -198,6 +214,7 @@ def search(space_path, name: Optional[str] = None, runs_dir="runs", trials: Opti
     run_dir = Path(runs_dir) / (name or space.name)
     if resume:
         check_run_dir(run_dir)
+        read_manifest(run_dir)  # damaged: stop before anything changes
         frozen = SearchSpace.from_file(run_dir / "space.yaml", check_paths=False)
         if dict(frozen.to_dict(), search=None) != dict(space.to_dict(), search=None):
             source = f"space {space.name!r}" if isinstance(space_path, SearchSpace) else str(space_path)

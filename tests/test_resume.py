@@ -173,3 +173,31 @@ def test_stale_ray_processes_are_gone_when_the_reaping_returns(tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_a_damaged_list_of_ray_processes_warns_and_ends_none(tmp_path, capsys):
+    from mrla_nas.search import reap_stale_ray, record_ray_processes
+
+    for damaged in ('{"broken', '{"pid": 1}', '[1, {"pid": "x", "created": 0}, {"pid": true, "created": 0}]'):
+        path = tmp_path / "ray-processes.json"
+        path.write_text(damaged)
+        assert reap_stale_ray(tmp_path) == 0
+        path.write_text(damaged)
+        record_ray_processes(tmp_path)  # rewrites a sound list (this process's children: none here)
+        assert isinstance(__import__("json").loads(path.read_text()), list)
+    assert "ray-processes.json is damaged" in capsys.readouterr().err
+
+
+def test_a_resume_with_a_damaged_manifest_stops_before_changing_anything(tmp_path, capsys):
+    from mrla_nas.cli import main
+
+    space, run, study = _run(tmp_path)
+    study.add_trial(optuna.trial.create_trial(values=[0.5, 100.0], params={}, distributions={}))
+    (run / "manifest.json").write_text('{"sessions": "one"}')
+    space_file = tmp_path / "space.yaml"
+    space_file.write_text(yaml.safe_dump(space.to_dict()))
+    before = {p.name: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert main(["search", str(space_file), "--runs-dir", str(tmp_path), "--name", "run", "--resume", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "manifest.json: {'sessions': 'one'}: expected the run's manifest" in err[0], err
+    assert {p.name: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
