@@ -1,0 +1,91 @@
+"""An upper bound on what fusing MRLA-light's gradient accumulations into its kernel could save.
+
+    .venv/bin/python experiments/bound_tail_fusion.py --rounds 21
+
+Autograd adds two gradients in every light block that a fused block tail would fold into the
+kernel's own pass: o's gradient from the branch plus the gate's GAP gradient, and the shortcut's
+gradient from the residual sum plus the recurrence's (lambda * s). Here the default space's
+light-everywhere network trains with the gate's input (``nogap``), the recurrence's input
+(``noshortcut``) or both detached, so that neither addition (nor the gate's backward, nor the
+shortcut's second gradient) happens at all: the training step then *over*-states what any fusion of
+those additions can save. The numbers are wrong gradients and serve only as the bound; interleaved
+with the unchanged network and no MRLA, medians after two warm-up rounds, one thread.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "experiments"))
+
+from bench_proxy_speed import timed_steps  # noqa: E402
+from mrla_nas.layers.fused_light import fused_light_branch  # noqa: E402
+from mrla_nas.models import blocks, build_model  # noqa: E402
+from mrla_nas.proxy import _optimizer  # noqa: E402
+from mrla_nas.space import load_space  # noqa: E402
+
+VARIANTS = ("unchanged", "nogap", "noshortcut", "both")
+
+
+def _detaching_forward(variant: str):
+    """A light block's forward (the fused path) with the chosen inputs of its branch detached."""
+    unchanged = blocks._LayerAttentionMixin.forward
+
+    def forward(self, x, memory=None):
+        if variant == "unchanged" or self.mrla_form != "light":
+            return unchanged(self, x, memory)
+        shortcut = x
+        x = self._residual(x)
+        if self.downsample is not None:
+            shortcut = self.downsample(shortcut)
+        x += shortcut
+        o = self._out_act(x)
+        gate_in = o.detach() if variant in ("nogap", "both") else o
+        s = shortcut.detach() if variant in ("noshortcut", "both") else shortcut
+        return fused_light_branch(o, s, self.mrla.gated_kernels(gate_in), self.mrla.lambda_t, self.bn_mrla)
+
+    return forward
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--space", default=str(ROOT / "search_spaces" / "fmnist_resnet20.yaml"))
+    ap.add_argument("--rounds", type=int, default=21)
+    ap.add_argument("--steps", type=int, default=4)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    space = load_space(args.space, check_paths=False)
+    bb = space.backbone_combos()[0]
+    shape = space.input_shape(bb)
+    x, y = torch.randn(space.proxy["batch_size"], *shape[1:]), torch.randint(0, 10, (space.proxy["batch_size"],))
+    nets = {}
+    for placement in ("none", "light"):
+        model = build_model(space.reference_config(placement, bb).canonical()).train()
+        nets[placement] = (model, _optimizer(model, space.proxy))
+    forwards = {v: _detaching_forward(v) for v in VARIANTS}
+    original = blocks._LayerAttentionMixin.forward
+    times = {k: [] for k in ("none", *VARIANTS)}
+    try:
+        for _ in range(args.rounds + 2):
+            times["none"].append(timed_steps(*nets["none"], x, y, args.steps, False))
+            for v in VARIANTS:
+                blocks._LayerAttentionMixin.forward = forwards[v]
+                times[v].append(timed_steps(*nets["light"], x, y, args.steps, False))
+    finally:
+        blocks._LayerAttentionMixin.forward = original
+    base = statistics.median(times["none"][2:])
+    print(f"{'network':22s} {'median ms':>10s} {'x none':>7s}")
+    for k, v in times.items():
+        med = statistics.median(v[2:])
+        print(f"{('light, ' + k) if k != 'none' else 'none':22s} {1000 * med:10.2f} {med / base:7.3f}")
+
+
+if __name__ == "__main__":
+    main()
