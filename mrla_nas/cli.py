@@ -9,9 +9,6 @@ import sys
 from typing import List, Optional
 
 
-MAX_INPUT_SIZE = 4096  # px, the side of the largest input `build` measures
-
-
 class UsageError(Exception):
     """Bad input from the user: reported as one line, exit code 2."""
 
@@ -67,10 +64,11 @@ def _recorded_input(metrics: dict, arch) -> Optional[tuple]:
     """The one-image input an exported file records, if it is one this network takes (else None: the
     default input is used, as for a plain config)."""
     from mrla_nas.backbones.base import is_pos_int
+    from mrla_nas.space_schema import MAX_RESOLUTION
 
     shape = metrics.get("input_shape")
     if (isinstance(shape, list) and len(shape) == 4 and all(is_pos_int(v) for v in shape)
-            and shape[0] == 1 and shape[1] == arch.in_chans and max(shape[2:]) <= MAX_INPUT_SIZE):
+            and shape[0] == 1 and shape[1] == arch.in_chans and max(shape[2:]) <= MAX_RESOLUTION):
         return tuple(shape)
     return None
 
@@ -247,7 +245,8 @@ def _positive_int(text: str) -> int:
 
 
 def _input_size(text: str) -> int:
-    return _int_in(text, 1, MAX_INPUT_SIZE)
+    from mrla_nas.space_schema import MAX_RESOLUTION
+    return _int_in(text, 1, MAX_RESOLUTION)
 
 
 def _non_negative_int(text: str) -> int:
@@ -265,8 +264,16 @@ def _finite_float(text: str) -> float:
     return value
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line (argparse prints the whole usage block first)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message.splitlines()[0] if message else ''} "
+                     f"(`{self.prog} -h` for usage)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mrla-nas", description="Search where MRLA layer attention pays off.")
+    parser = _Parser(prog="mrla-nas", description="Search where MRLA layer attention pays off.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("cost", help="params and FLOPs (fvcore) of timm / MRLA models, side by side")
@@ -353,7 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--optimizer", choices=["sgd", "adamw"])
     p.add_argument("--weight-decay", type=_finite_float)
     p.add_argument("--augmentation", choices=["none", "flip", "crop_flip"])
-    p.add_argument("--resolution", type=_positive_int)
+    p.add_argument("--resolution", type=_input_size)
     p.add_argument("--train-size", type=_positive_int, help="a stratified subset of the training split")
     p.add_argument("--seed", type=_non_negative_int)
     p.add_argument("--threads", type=_positive_int)

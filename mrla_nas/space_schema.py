@@ -44,7 +44,8 @@ _PROXY_DEFAULTS = dict(dataset="fashion-mnist", path=None, train_size=5000, val_
                        resolution=28, batch_size=128, optimizer="sgd", lr=0.1, momentum=0.9,
                        weight_decay=5e-4, augmentation="none", threads=1, seeds=1, val_split="train")
 # Upper bounds: beyond any real recipe, they stop a typo from asking for a terabyte of images.
-_PROXY_LIMITS = dict(train_size=100_000_000, val_size=100_000_000, epochs=100_000, resolution=4096,
+MAX_RESOLUTION = 4096  # px
+_PROXY_LIMITS = dict(train_size=100_000_000, val_size=100_000_000, epochs=100_000, resolution=MAX_RESOLUTION,
                      batch_size=65_536, threads=1024, seeds=100)
 VAL_SPLITS = ("train", "test")  # validation carved from the training split, or the dataset's test split
 MAX_BACKBONE_CHOICES = 4096

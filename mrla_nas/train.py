@@ -11,14 +11,17 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 
 from .arch import ArchConfig, ConfigError, load_arch
+from .backbones.base import is_pos_int
 from .data import load_dataset, stratified_split
 from .proxy import Trainer
+from .errors import show
 from .space import SearchSpace
+from .space_schema import DATASETS, MAX_RESOLUTION, one_of
 from .yaml_io import load_yaml_file
 
 DEFAULTS = dict(dataset="fashion-mnist", path=None, epochs=10, batch_size=128, optimizer="sgd", lr=0.1,
@@ -26,16 +29,54 @@ DEFAULTS = dict(dataset="fashion-mnist", path=None, epochs=10, batch_size=128, o
                 seed=0, threads=None)
 
 
+def _provenance(doc, arch_file) -> Tuple[Dict[str, Any], Optional[str]]:
+    """The search's proxy settings and run directory an exported file records, checked."""
+    prov = doc.get("provenance") if isinstance(doc, dict) else None
+    if prov is None:
+        return {}, None
+    where = f"{arch_file}: provenance"
+    if not isinstance(prov, dict):
+        raise ConfigError(f"{where}={show(prov)}: expected a mapping (what `mrla-nas export` writes)")
+    proxy, run = prov.get("proxy") or {}, prov.get("run")
+    if not isinstance(proxy, dict):
+        raise ConfigError(f"{where}.proxy={show(proxy)}: expected a mapping of the search's proxy settings")
+    if run is not None and not isinstance(run, str):
+        raise ConfigError(f"{where}.run={show(run)}: expected the run directory's path")
+    if "dataset" in proxy:
+        one_of(proxy["dataset"], tuple(DATASETS), f"{where}.proxy.dataset")
+    res = proxy.get("resolution")
+    if res is not None and not (is_pos_int(res) and res <= MAX_RESOLUTION):
+        raise ConfigError(f"{where}.proxy.resolution={show(res)}: expected an integer in [1, {MAX_RESOLUTION:,}]")
+    return proxy, run
+
+
+def _load_checkpoint(trainer: Trainer, path: Path, arch: ArchConfig) -> list:
+    """Resume ``trainer`` from ``path``; returns the epochs' history so far."""
+    try:
+        state = torch.load(path, weights_only=True)
+        key = state["arch_key"]
+    except Exception as e:  # torch.load raises many kinds on a damaged or foreign file
+        raise ConfigError(f"{path}: not a mrla-nas training checkpoint ({type(e).__name__}); delete it to train "
+                          "from the start, or use another --out") from None
+    if key != arch.key():
+        raise ConfigError(f"{path}: a checkpoint of another architecture; use another --out")
+    try:
+        trainer.load_state_dict(state["trainer"])
+        return json.loads(state["history"])
+    except Exception as e:
+        raise ConfigError(f"{path}: a damaged training checkpoint ({type(e).__name__}); delete it to train "
+                          "from the start, or use another --out") from None
+
+
 def recipe_for(arch_file, **overrides) -> Dict[str, Any]:
     """The training recipe: given values, else the search's proxy settings recorded in the export,
     else DEFAULTS."""
     doc = load_yaml_file(arch_file, "architecture file") or {}
-    proxy = (doc.get("provenance") or {}).get("proxy", {}) if isinstance(doc, dict) else {}
+    proxy, run = _provenance(doc, arch_file)
     recipe = dict(DEFAULTS)
     for k in ("dataset", "resolution"):
         if k in proxy:
             recipe[k] = proxy[k]
-    run = (doc.get("provenance") or {}).get("run") if isinstance(doc, dict) else None
     if run and (Path(run) / "space.yaml").exists():  # the dataset folder the search used
         recipe["path"] = SearchSpace.from_file(Path(run) / "space.yaml", check_paths=False).proxy["path"]
     recipe.update({k: v for k, v in overrides.items() if v is not None})
@@ -63,11 +104,7 @@ def train(arch_file, out_dir: Optional[os.PathLike] = None, log=print, **overrid
     ckpt_path = out / "checkpoint.pt"
     history = []
     if ckpt_path.exists():
-        state = torch.load(ckpt_path, weights_only=True)
-        if state["arch_key"] != arch.key():
-            raise ConfigError(f"{ckpt_path}: a checkpoint of another architecture; use another --out")
-        trainer.load_state_dict(state["trainer"])
-        history = json.loads(state["history"])
+        history = _load_checkpoint(trainer, ckpt_path, arch)
         log(f"resuming from epoch {trainer.epoch} ({ckpt_path})")
     while trainer.epoch < recipe["epochs"]:
         t0 = time.perf_counter()

@@ -101,4 +101,15 @@ def test_bad_arguments_are_usage_errors(argv, capsys):
     with pytest.raises(SystemExit) as e:
         main(argv)
     assert e.value.code == 2
-    assert "expected" in capsys.readouterr().err
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "error: argument" in err[0] and "expected" in err[0] and "-h` for usage" in err[0], err
+
+
+@pytest.mark.parametrize("argv", [[], ["serach", "x.yaml"], ["search"], ["export", "r", "--knee", "--trial", "1"],
+                                  ["train", "x.yaml", "--optimizer", "adam"], ["pareto", "r", "--nope"]])
+def test_every_usage_error_is_one_line_exit_2(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("mrla-nas") and "error:" in err[0], err

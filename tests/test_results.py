@@ -153,6 +153,40 @@ def test_train_exported_architecture_resumes_and_reports_test_accuracy(tmp_path,
     assert torch.load(tmp_path / "out" / "model.pt", weights_only=True)
 
 
+@pytest.mark.parametrize("checkpoint", [b"", b"not a checkpoint", None], ids=["empty", "garbage", "foreign"])
+def test_train_with_a_damaged_checkpoint_is_one_line_and_keeps_it(checkpoint, tmp_path, capsys):
+    f = tmp_path / "best.yaml"
+    f.write_text(yaml.safe_dump({"arch": ArchConfig.from_dict({"block": "basic", "layers": [1], "channels": [8],
+                                                               "stem": "small", "in_chans": 1}).to_dict()}))
+    ckpt = tmp_path / "out" / "checkpoint.pt"
+    ckpt.parent.mkdir()
+    if checkpoint is None:
+        torch.save({"weights": torch.zeros(2)}, ckpt)  # a torch file, not ours
+    else:
+        ckpt.write_bytes(checkpoint)
+    before = ckpt.read_bytes()
+    assert main(["train", str(f), "--path", str(DATA / "fmnist_slice"), "--out", str(ckpt.parent)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{ckpt}: not a mrla-nas training checkpoint" in err[0] and "delete it" in err[0], err
+    assert ckpt.read_bytes() == before
+
+
+@pytest.mark.parametrize("provenance,expected", [
+    (3.5, "provenance=3.5: expected a mapping"),
+    ({"proxy": [1]}, "provenance.proxy=[1]: expected a mapping"),
+    ({"run": 7}, "provenance.run=7: expected the run directory's path"),
+    ({"proxy": {"dataset": "svhn"}}, "provenance.proxy.dataset='svhn': allowed: fashion-mnist"),
+    ({"proxy": {"resolution": "big"}}, "provenance.proxy.resolution='big': expected an integer"),
+])
+def test_train_checks_what_the_export_records(provenance, expected, tmp_path, capsys):
+    f = tmp_path / "best.yaml"
+    arch = ArchConfig.from_dict({"block": "basic", "layers": [1], "channels": [8], "stem": "small", "in_chans": 1})
+    f.write_text(yaml.safe_dump({"arch": arch.to_dict(), "provenance": provenance}))
+    assert main(["train", str(f), "--path", str(DATA / "fmnist_slice"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{f}: {expected}" in err[0], err
+
+
 def test_pareto_overlays_several_runs(tmp_path, capsys):
     a = _fake_run(tmp_path / "a", [(["none", "none"], "complete", 0.80, 100, 1.0),
                                    (["light", "light"], "complete", 0.85, 120, 1.0)])
