@@ -41,6 +41,7 @@ from .halving import rule_for  # noqa: E402
 from .recovery import finished_networks, recover_interrupted  # noqa: E402
 from .searcher import StudySearcher  # noqa: E402
 from .space import SearchSpace, load_space
+from .space_schema import check_run_name
 
 _TRIAL_CACHE: Dict[Any, Any] = {}  # per worker process: proxy datasets, reused across trials
 
@@ -211,7 +212,7 @@ def search(space_path, name: Optional[str] = None, runs_dir="runs", trials: Opti
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = space_path if isinstance(space_path, SearchSpace) else load_space(space_path)
-    run_dir = Path(runs_dir) / (name or space.name)
+    run_dir = Path(runs_dir) / (space.name if name is None else check_run_name(name, "--name"))
     if resume:
         check_run_dir(run_dir)
         read_manifest(run_dir)  # damaged: stop before anything changes

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import re
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -43,7 +42,7 @@ from .cost import CONVENTIONS
 from .backbones import Backbone, get_backbone
 from .errors import ConfigError, show
 from .paper import paper_heads
-from .space_schema import (REFERENCE_PLACEMENTS, TOP_KEYS, StageChoices, check_keys, fail, one_of,
+from .space_schema import (REFERENCE_PLACEMENTS, check_run_name, TOP_KEYS, StageChoices, check_keys, fail, one_of,
                            read_backbone, read_constraints, read_objectives, read_proxy, read_search, read_stages,
                            stage_count)
 from .yaml_io import load_yaml_file, load_yaml_text
@@ -93,9 +92,7 @@ class SearchSpace:
         check_keys(data, TOP_KEYS, "")
         if "name" not in data:
             raise ConfigError("name: missing; give the space a name (used for the run directory)")
-        name = data["name"]
-        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,100}", name) or name in (".", ".."):
-            fail("name", name, "expected 1 to 100 letters, digits, '_', '-' or '.' (it names the run directory)")
+        name = check_run_name(data["name"], "name")
         seed = data.get("seed", 0)
         if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2 ** 32:
             fail("seed", seed, "expected an integer in [0, 2**32)")

@@ -101,6 +101,14 @@ def parse_amount(text: str, path: str) -> float:
     return float(m.group(1)) * {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}[m.group(2).lower()]
 
 
+def check_run_name(name, path: str) -> str:
+    """A run's name: one folder name (no separators, not '.' or '..'), so a run stays inside its
+    runs directory and a validation inside its run."""
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,100}", name) or name in (".", ".."):
+        fail(path, name, "expected 1 to 100 letters, digits, '_', '-' or '.' (it names the run directory)")
+    return name
+
+
 def one_of(v, allowed, path):
     if v not in allowed:
         raise ConfigError(f"{path}={show(v)}: allowed: {', '.join(map(str, allowed))}{did_you_mean(v, allowed)}")

@@ -217,7 +217,9 @@ def validate(run_path, epochs: Optional[int] = None, train_size: Optional[int] =
              address: Optional[str] = None, progress: bool = True) -> ValidationReport:
     """Retrain the chosen networks of ``run_path`` at a higher fidelity (resumable) and compare."""
     from .search import search
+    from .space_schema import check_run_name
 
+    check_run_name(name, "--name")  # the validation's folder inside the run, never the run or outside it
     run = load_run(run_path)
     base = dict(run.space.proxy)
     recipe = {"epochs": 4 * base["epochs"], "seeds": max(3, int(base.get("seeds", 1)))}

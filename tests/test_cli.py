@@ -1,5 +1,7 @@
 """The command line: which errors are the user's (one line, exit 2) and which are bugs (traceback),
 and `build` counting at the input an exported file records."""
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -8,6 +10,7 @@ from mrla_nas import ArchConfig, build_model
 from mrla_nas.cli import main
 from mrla_nas.cost import measure
 
+SPACE = Path(__file__).parent.parent / "search_spaces" / "tiny.yaml"
 ARCH = ArchConfig.from_dict({"block": "basic", "layers": [1, 1], "channels": [8, 16], "stem": "small",
                              "in_chans": 1, "num_classes": 10, "stages": ["light", "base"]})
 
@@ -113,3 +116,15 @@ def test_every_usage_error_is_one_line_exit_2(argv, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("mrla-nas") and "error:" in err[0], err
+
+
+@pytest.mark.parametrize("name", ["../elsewhere", "a/b", ".", "..", ""])
+@pytest.mark.parametrize("command", ["search", "validate"])
+def test_a_run_name_is_one_folder_inside_its_parent(command, name, tmp_path, capsys):
+    # a validation named "." would resume the searched run itself; "../x" would write beside it
+    target = str(SPACE) if command == "search" else str(tmp_path / "run")
+    assert main([command, target, "--name", name, "--quiet"] + (["--runs-dir", str(tmp_path)] if command == "search"
+                                                                 else [])) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"--name={name!r}: expected 1 to 100 letters" in err[0], err
+    assert list(tmp_path.iterdir()) == []
