@@ -29,6 +29,15 @@ def _cmd_cost(args) -> None:
     rows = []
     for name in args.models:
         model = timm.create_model(name, num_classes=args.num_classes, in_chans=args.in_chans)
+        embed = getattr(model, "patch_embed", None)
+        if embed is not None and tuple(getattr(embed, "img_size", shape[2:]) or shape[2:]) != shape[2:]:
+            # a ViT's position embedding fixes its input: build it for this one (timm resamples it)
+            patch = embed.patch_size[0] if isinstance(embed.patch_size, (tuple, list)) else embed.patch_size
+            if args.input_size % patch:
+                raise UsageError(f"--input-size={args.input_size}: {name} takes sides that are a multiple of its "
+                                 f"patch size {patch}")
+            model = timm.create_model(name, num_classes=args.num_classes, in_chans=args.in_chans,
+                                      img_size=args.input_size)
         rows.append((name, measure(model, shape, convention=args.convention)))
     ref = rows[0][1]
     print(f"input {shape[1:]} | FLOPs convention: {args.convention} (1 multiply-add = 1 FLOP)")
@@ -240,6 +249,20 @@ def _int_in(text: str, lo: int, hi: int) -> int:
     return value
 
 
+def _output_file(text: str) -> str:
+    """A file to write: checked before any work, so a typo in the folder costs no computation."""
+    import os
+
+    folder = os.path.dirname(os.path.abspath(text))
+    if os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text!r}: is a folder; give a file name")
+    if not os.path.isdir(folder):
+        raise argparse.ArgumentTypeError(f"{text!r}: folder {folder!r} does not exist")
+    if not os.access(folder, os.W_OK) or (os.path.exists(text) and not os.access(text, os.W_OK)):
+        raise argparse.ArgumentTypeError(f"{text!r}: cannot be written here")
+    return text
+
+
 def _positive_int(text: str) -> int:
     return _int_in(text, 1, 100_000_000)
 
@@ -289,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("space", help="path to SPACE.yaml, or init")
     p.add_argument("backbone", nargs="?", help="with init: a registered MRLA model name or an architecture file")
     p.add_argument("--dataset", default="fashion-mnist", help="with init: fashion-mnist, mnist, cifar10, imagefolder")
-    p.add_argument("-o", "--output", help="with init: write the space to this file")
+    p.add_argument("-o", "--output", type=_output_file, help="with init: write the space to this file")
     p.add_argument("--no-path-check", action="store_true", help="do not require the dataset folder to exist")
     p.set_defaults(func=_cmd_space)
 
@@ -305,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("pareto", help="the Pareto front of one or more runs: table, hypervolume, plot")
     p.add_argument("runs", nargs="+", help="run directories (several: overlaid in the plot)")
-    p.add_argument("--csv", help="also write the front(s) to this CSV file")
+    p.add_argument("--csv", type=_output_file, help="also write the front(s) to this CSV file")
     p.set_defaults(func=_cmd_pareto)
 
     p = sub.add_parser("validate", help="retrain a run's front, knee and reference placements at a higher "
@@ -326,14 +349,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("explain", help="per-stage effects of MRLA on accuracy and FLOPs, and importances")
     p.add_argument("run", help="a run directory")
-    p.add_argument("--csv", help="also write the effects table to this CSV file")
+    p.add_argument("--csv", type=_output_file, help="also write the effects table to this CSV file")
     p.add_argument("--resamples", type=_positive_int, default=1000, help="bootstrap resamples (1000)")
     p.add_argument("--no-importance", action="store_true", help="skip Optuna's importance evaluators")
     p.set_defaults(func=_cmd_explain)
 
     p = sub.add_parser("table", help="export a run as a tabular benchmark (one row per network, seed, epoch)")
     p.add_argument("run", help="a run directory (search.sampler: brute_force evaluates every network)")
-    p.add_argument("-o", "--output", help="output CSV (default: RUN/table.csv)")
+    p.add_argument("-o", "--output", type=_output_file, help="output CSV (default: RUN/table.csv)")
     p.set_defaults(func=_cmd_table)
 
     p = sub.add_parser("repair", help="make a run's journal readable again after a crash (keeps copies)")
@@ -347,7 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--knee", action="store_true", help="the knee of the front (default)")
     which.add_argument("--max-flops", type=_amount, help="the most accurate front trial within this many FLOPs")
     which.add_argument("--min-accuracy", type=_finite_float, help="the cheapest front trial reaching this accuracy")
-    p.add_argument("-o", "--output", help="output YAML (default: RUN/best.yaml)")
+    p.add_argument("-o", "--output", type=_output_file, help="output YAML (default: RUN/best.yaml)")
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("train", help="fully train an exported architecture (resumable); reports test accuracy")

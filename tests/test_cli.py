@@ -128,3 +128,27 @@ def test_a_run_name_is_one_folder_inside_its_parent(command, name, tmp_path, cap
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"--name={name!r}: expected 1 to 100 letters" in err[0], err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_cost_builds_a_vit_for_the_input_size_it_is_asked_about(capsys):
+    assert main(["cost", "vit_tiny_patch16_224", "mrla_light_deit_tiny_patch16_224", "--input-size", "64"]) == 0
+    assert "mrla_light_deit_tiny_patch16_224" in capsys.readouterr().out
+    assert main(["cost", "vit_tiny_patch16_224", "--input-size", "100"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--input-size=100: vit_tiny_patch16_224 takes sides that are a multiple of its patch " \
+                             "size 16" in err[0], err
+
+
+@pytest.mark.parametrize("argv", [["space", "init", "mrla_light_resnet20", "-o", "{missing}/space.yaml"],
+                                  ["pareto", "run", "--csv", "{missing}/front.csv"],
+                                  ["explain", "run", "--csv", "{missing}/effects.csv"],
+                                  ["table", "run", "-o", "{missing}/table.csv"],
+                                  ["export", "run", "-o", "{missing}/best.yaml"],
+                                  ["export", "run", "-o", "{folder}"]])
+def test_an_output_file_that_cannot_be_written_is_refused_before_any_work(argv, tmp_path, capsys):
+    argv = [a.format(missing=tmp_path / "missing", folder=tmp_path) for a in argv]
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and ("does not exist" in err[0] or "is a folder" in err[0]), err
