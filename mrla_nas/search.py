@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import sys
 import time
 import warnings
@@ -166,6 +167,25 @@ def reap_stale_ray(run_dir: Path) -> int:
     return len(ended)
 
 
+def check_ray_address(address: Optional[str]) -> None:
+    """A cluster address (``--address`` or ``RAY_ADDRESS``) that nothing answers is one line before
+    anything is written: ``ray.init`` would wait for it for minutes. ``auto`` is left to Ray."""
+    field = "--address" if address else "RAY_ADDRESS"
+    address = address or os.environ.get("RAY_ADDRESS")
+    if not address or address in ("auto", "local"):
+        return
+    target = address[len("ray://"):] if address.startswith("ray://") else address
+    host, sep, port = target.rpartition(":")
+    if not (sep and host and port.isdigit() and 0 < int(port) < 65536):
+        raise ConfigError(f"{field}={address!r}: expected HOST:PORT of a Ray cluster's head (or ray://HOST:PORT, "
+                          "or auto)")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except OSError as e:
+        raise ConfigError(f"{field}={address!r}: no Ray cluster answers there ({e.strerror or e}); start one "
+                          "(`ray start --head`) or leave the address out for a local Ray") from None
+
+
 def _init_ray(space: SearchSpace, address: Optional[str]) -> bool:
     import ray
 
@@ -175,7 +195,10 @@ def _init_ray(space: SearchSpace, address: Optional[str]) -> bool:
     common = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
                   configure_logging=True)
     if address:
-        ray.init(address=address, **common)
+        try:
+            ray.init(address=address, **common)
+        except ConnectionError as e:  # `auto` with no cluster running here
+            raise ConfigError(f"address={address!r}: {str(e).splitlines()[0]}") from None
     else:
         threads = space.proxy["threads"]
         # Ray's raylet starts its workers `nice`d by 15 (RAY_worker_niceness), so any other busy process
@@ -224,6 +247,7 @@ def search(space_path, name: Optional[str] = None, runs_dir="runs", trials: Opti
     elif (run_dir / "study.journal").exists():
         raise ConfigError(f"run directory {str(run_dir)!r} exists; pass --resume to continue it or --name for a new run")
     check_budget(space)
+    check_ray_address(address)
     from .data import check_proxy_data
     check_proxy_data(space.proxy, space.seed, space.backbone_combos())  # here, once, not in every trial
     target = trials or space.search["trials"]

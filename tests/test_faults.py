@@ -200,3 +200,24 @@ def test_trials_csv_is_current_while_the_search_runs(tmp_path):
     assert seen_partial, "trials.csv was not written while the search ran"
     assert seen_running, "load_run on a running search showed no running trial"
     assert len(pd.read_csv(csv)) == 6
+
+
+@pytest.mark.parametrize("address,expected", [("{closed}", "no Ray cluster answers there (Connection refused)"),
+                                              ("ray://{closed}", "no Ray cluster answers there"),
+                                              ("nonsense", "expected HOST:PORT of a Ray cluster's head"),
+                                              ("host:99999", "expected HOST:PORT")])
+def test_a_cluster_address_nothing_answers_is_one_line_before_anything_is_written(address, expected, tmp_path,
+                                                                                  capsys, monkeypatch):
+    # ray.init waits for minutes on an address nothing answers, after the run directory was made
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = f"127.0.0.1:{s.getsockname()[1]}"  # free once the socket closes: nothing listens there
+    address = address.format(closed=closed)
+    space, runs = _space(tmp_path), tmp_path / "runs"
+    assert _search(space, runs, 2, "--address", address) == 2
+    _one_line(capsys, f"--address={address!r}: {expected}")
+    monkeypatch.setenv("RAY_ADDRESS", address)
+    assert _search(space, runs, 2) == 2
+    _one_line(capsys, f"RAY_ADDRESS={address!r}: {expected}")
+    assert not runs.exists()
