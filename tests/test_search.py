@@ -77,14 +77,29 @@ def test_infeasible_configs_are_recorded_never_trained(tmp_path):
     assert set(df[df["flops"] <= 600_000]["status"]) == {"complete"}
 
 
+def _data_gone_for_base_first(config, ctx):
+    """The real proxy training, whose data folder is gone for networks with MRLA-base in stage 1: a
+    failure inside the training, which no check before the search can see."""
+    from mrla_nas.search import _trainable
+
+    if config["arch"]["stages"][0]["form"] == "base":
+        ctx = dict(ctx, proxy=dict(ctx["proxy"], path="/nonexistent/fashion-mnist"))
+    return _trainable(config, ctx)
+
+
 def test_a_failing_trial_does_not_stop_the_search(tmp_path):
-    # num_classes 5 cannot hold Fashion-MNIST's 10 labels: those trials fail, the others train
-    space = _space(tmp_path, backbone__num_classes={"choices": [10, 5]}, search__initial=[])
-    result = search(space, runs_dir=tmp_path / "runs", trials=8, progress=False)
+    import sys
+
+    from ray import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this module
+    space = _space(tmp_path, search__initial=[["base", "none"], ["none", "none"]])
+    result = search(space, runs_dir=tmp_path / "runs", trials=6, progress=False, trainable=_data_gone_for_base_first)
     df = result.trials
-    assert len(df) == 8
+    assert len(df) == 6
     failed = df[df["status"] == "failed"]
-    assert len(failed) >= 1 and failed["error"].str.contains("num_classes=5").all()
+    assert len(failed) >= 1 and set(failed["stage1_form"]) == {"base"}
+    assert failed["error"].str.contains("proxy.path='/nonexistent/fashion-mnist'").all()
     assert (df["status"] == "complete").sum() >= 1
 
 
