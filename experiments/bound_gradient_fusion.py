@@ -1,6 +1,6 @@
-"""An upper bound on what fusing MRLA-light's gradient accumulations into its kernel could save.
+"""Upper bounds on what fusing MRLA's gradient accumulations into its kernels could save.
 
-    .venv/bin/python experiments/bound_tail_fusion.py --rounds 21
+    .venv/bin/python experiments/bound_gradient_fusion.py --rounds 21
 
 Autograd adds two gradients in every light block that a fused block tail would fold into the
 kernel's own pass: o's gradient from the branch plus the gate's GAP gradient, and the shortcut's
@@ -8,8 +8,12 @@ gradient from the residual sum plus the recurrence's (lambda * s). Here the defa
 light-everywhere network trains with the gate's input (``nogap``), the recurrence's input
 (``noshortcut``) or both detached, so that neither addition (nor the gate's backward, nor the
 shortcut's second gradient) happens at all: the training step then *over*-states what any fusion of
-those additions can save. The numbers are wrong gradients and serve only as the bound; interleaved
-with the unchanged network and no MRLA, medians after two warm-up rounds, one thread.
+those additions can save. MRLA-base: every block's backward writes one gradient map per value of
+the memory, which autograd adds across the stage's later blocks; ``base, earlier values detached``
+attends over the earlier blocks' values without a gradient, so none of those additions happen (nor
+the gradient flow through them), the bound for accumulating them in place. The numbers are wrong
+gradients and serve only as bounds; interleaved with the unchanged networks and no MRLA, medians
+after two warm-up rounds, one thread.
 """
 from __future__ import annotations
 
@@ -25,12 +29,14 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "experiments"))
 
 from bench_proxy_speed import timed_steps  # noqa: E402
+from mrla_nas.layers.fused_base import fused_base_branch  # noqa: E402
 from mrla_nas.layers.fused_light import fused_light_branch  # noqa: E402
 from mrla_nas.models import blocks, build_model  # noqa: E402
 from mrla_nas.proxy import _optimizer  # noqa: E402
 from mrla_nas.space import load_space  # noqa: E402
 
-VARIANTS = ("unchanged", "nogap", "noshortcut", "both")
+VARIANTS = ("unchanged", "nogap", "noshortcut", "both")  # light
+BASE_VARIANTS = ("base unchanged", "base, earlier values detached")
 
 
 def _detaching_forward(variant: str):
@@ -38,7 +44,9 @@ def _detaching_forward(variant: str):
     unchanged = blocks._LayerAttentionMixin.forward
 
     def forward(self, x, memory=None):
-        if variant == "unchanged" or self.mrla_form != "light":
+        if variant == "base, earlier values detached" and self.mrla_form == "base":
+            return _base_without_earlier_gradients(self, x, memory)
+        if variant not in VARIANTS[1:] or self.mrla_form != "light":
             return unchanged(self, x, memory)
         shortcut = x
         x = self._residual(x)
@@ -51,6 +59,20 @@ def _detaching_forward(variant: str):
         return fused_light_branch(o, s, self.mrla.gated_kernels(gate_in), self.mrla.lambda_t, self.bn_mrla)
 
     return forward
+
+
+def _base_without_earlier_gradients(self, x, memory):
+    shortcut = x
+    x = self._residual(x)
+    if self.downsample is not None:
+        shortcut = self.downsample(shortcut)
+    x += shortcut
+    o = self._out_act(x)
+    weights, memory = self.mrla.attend(o, memory)
+    if weights is None:
+        weights = o.new_ones(o.shape[0], o.shape[1], 1)
+    values = [v.detach() for v in memory.values[:-1]] + memory.values[-1:]
+    return fused_base_branch(o, weights, values, self.bn_mrla), memory
 
 
 def main() -> None:
@@ -66,25 +88,25 @@ def main() -> None:
     shape = space.input_shape(bb)
     x, y = torch.randn(space.proxy["batch_size"], *shape[1:]), torch.randint(0, 10, (space.proxy["batch_size"],))
     nets = {}
-    for placement in ("none", "light"):
+    for placement in ("none", "light", "base"):
         model = build_model(space.reference_config(placement, bb).canonical()).train()
         nets[placement] = (model, _optimizer(model, space.proxy))
-    forwards = {v: _detaching_forward(v) for v in VARIANTS}
+    forwards = {v: _detaching_forward(v) for v in VARIANTS + BASE_VARIANTS}
     original = blocks._LayerAttentionMixin.forward
-    times = {k: [] for k in ("none", *VARIANTS)}
+    times = {k: [] for k in ("none", *VARIANTS, *BASE_VARIANTS)}
     try:
         for _ in range(args.rounds + 2):
             times["none"].append(timed_steps(*nets["none"], x, y, args.steps, False))
-            for v in VARIANTS:
+            for v in VARIANTS + BASE_VARIANTS:
                 blocks._LayerAttentionMixin.forward = forwards[v]
-                times[v].append(timed_steps(*nets["light"], x, y, args.steps, False))
+                times[v].append(timed_steps(*nets["light" if v in VARIANTS else "base"], x, y, args.steps, False))
     finally:
         blocks._LayerAttentionMixin.forward = original
     base = statistics.median(times["none"][2:])
-    print(f"{'network':22s} {'median ms':>10s} {'x none':>7s}")
+    print(f"{'network':32s} {'median ms':>10s} {'x none':>7s}")
     for k, v in times.items():
         med = statistics.median(v[2:])
-        print(f"{('light, ' + k) if k != 'none' else 'none':22s} {1000 * med:10.2f} {med / base:7.3f}")
+        print(f"{('light, ' + k) if k in VARIANTS else k:32s} {1000 * med:10.2f} {med / base:7.3f}")
 
 
 if __name__ == "__main__":
