@@ -199,7 +199,8 @@ def _cmd_repair(args) -> None:
     corruption = describe_corruption(journal)
     if corruption is not None:
         backup = keep_lines_before(journal, corruption.line)
-        print(f"{journal}: kept lines 1-{corruption.line - 1} ({corruption.trials_before} trials); the whole "
+        kept = f"lines 1-{corruption.line - 1}" if corruption.line > 1 else "no line (its first was damaged)"
+        print(f"{journal}: kept {kept} ({corruption.trials_before} trials); the whole "
               f"journal as it was is in {backup.name}")
     aside = set_aside_partial_tail(journal)
     if aside is not None:

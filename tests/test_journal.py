@@ -95,6 +95,18 @@ def test_a_line_that_parses_but_cannot_be_applied_is_reported_and_repaired(edit,
     assert main(["pareto", str(run)]) == 0
 
 
+def test_a_damaged_first_line_is_repaired_to_an_empty_journal_a_resume_starts_again(tmp_path, capsys):
+    space, run, journal = _run(tmp_path)
+    lines = journal.read_bytes().splitlines(keepends=True)
+    journal.write_bytes(json.dumps(dict(json.loads(lines[0]), op_code=42)).encode() + b"\n" + b"".join(lines[1:]))
+    assert main(["repair", str(run)]) == 0
+    assert "kept no line (its first was damaged) (0 trials)" in capsys.readouterr().out
+    assert journal.read_bytes() == b""
+    assert main(["pareto", str(run)]) == 2
+    assert "holds no mrla-nas study" in capsys.readouterr().err
+    assert open_study(run, space=space).trials == []  # as a resume opens it: a new study
+
+
 def test_a_clean_journal_is_left_alone(tmp_path):
     _, run, journal = _run(tmp_path)
     before = journal.read_bytes()
