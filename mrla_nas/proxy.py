@@ -15,7 +15,7 @@ from typing import Callable, List, Optional
 import torch
 import torch.nn.functional as F
 
-from .arch import ArchConfig
+from .arch import ArchConfig, ConfigError
 from .data import ArrayDataset, proxy_datasets
 
 
@@ -112,6 +112,9 @@ def evaluate(model, data: ArrayDataset, norm: _Normalizer, batch_size: int):
     return correct / len(data), loss / len(data)
 
 
+MIN_BATCH = 2  # BatchNorm trains on two samples or more: a smaller (last) batch is skipped
+
+
 class Trainer:
     """One network, one recipe: epochs of SGD/AdamW with a cosine schedule, deterministic under a seed.
 
@@ -123,6 +126,10 @@ class Trainer:
         from .models import build_model
 
         train.check_fits(arch.in_chans, arch.num_classes)
+        for key, value in (("batch_size", recipe["batch_size"]), ("train_size", len(train))):
+            if value < MIN_BATCH:  # no batch would ever train: the "result" would be an untrained network
+                raise ConfigError(f"{key}={value}: expected at least {MIN_BATCH} (BatchNorm trains on batches of "
+                                  f"{MIN_BATCH} or more)")
         torch.manual_seed(seed)
         self.recipe, self.train = recipe, train
         self.gen = torch.Generator().manual_seed(seed)
@@ -152,7 +159,7 @@ class Trainer:
         total = 0.0
         for s in range(0, len(self.train), bs):
             idx = order[s:s + bs]
-            if len(idx) < 2:  # BatchNorm needs two samples in training
+            if len(idx) < MIN_BATCH:
                 continue
             x = _augment(self.norm(self.train.images[idx]), self.recipe.get("augmentation", "none"), self.gen)
             loss = F.cross_entropy(model(x), self.train.labels[idx])

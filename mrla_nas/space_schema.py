@@ -26,6 +26,7 @@ from .arch import FORMS
 from .backbones import Backbone, get_backbone
 from .errors import ConfigError, did_you_mean, key_label, show
 from .paper import paper_heads
+from .proxy import MIN_BATCH
 
 DATASETS = {
     "fashion-mnist": "/usr/share/datasets/fashion-mnist",
@@ -232,6 +233,10 @@ def read_proxy(d, check_paths: bool) -> Dict[str, Any]:
     one_of(p["dataset"], tuple(DATASETS), "proxy.dataset")
     for k, hi in _PROXY_LIMITS.items():
         _pos_int(p[k], f"proxy.{k}", hi=hi)
+    for k in ("train_size", "batch_size"):
+        if p[k] < MIN_BATCH:
+            fail(f"proxy.{k}", p[k], f"expected at least {MIN_BATCH} (BatchNorm trains on batches of {MIN_BATCH} "
+                                      "or more: nothing would train)")
     one_of(p["val_split"], VAL_SPLITS, "proxy.val_split")
     one_of(p["optimizer"], OPTIMIZERS, "proxy.optimizer")
     one_of(p["augmentation"], AUGMENTATIONS, "proxy.augmentation")

@@ -106,6 +106,8 @@ FIELD = [
     ("huge unknown key", [("x" * 100_000, 1)], "unknown key"),
     ("huge block name", [("backbone.block", "b" * 500_000)], "backbone.block='bbbbb"),
     ("block choice a list", [("backbone.block", [["basic"]])], "backbone.block=['basic']: allowed: basic"),
+    ("one training image", [("proxy.train_size", 1)], "proxy.train_size=1: expected at least 2 (BatchNorm"),
+    ("batches of one", [("proxy.batch_size", 1)], "proxy.batch_size=1: expected at least 2 (BatchNorm"),
     ("stem choice a mapping", [("backbone.stem", [{"a": 1}])], "backbone.stem={'a': 1}: allowed:"),
 ]
 

@@ -171,6 +171,17 @@ def test_train_with_a_damaged_checkpoint_is_one_line_and_keeps_it(checkpoint, tm
     assert ckpt.read_bytes() == before
 
 
+@pytest.mark.parametrize("flag,expected", [(["--batch-size", "1"], "batch_size=1: expected at least 2"),
+                                           (["--train-size", "1"], "train_size=1: expected at least 2")])
+def test_train_refuses_a_recipe_under_which_nothing_would_train(flag, expected, tmp_path, capsys):
+    f = tmp_path / "best.yaml"
+    f.write_text(ArchConfig.from_dict({"block": "basic", "layers": [1], "channels": [8], "stem": "small",
+                                       "in_chans": 1}).to_yaml())
+    assert main(["train", str(f), "--path", str(DATA / "fmnist_slice"), "--out", str(tmp_path / "out"), *flag]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and expected in err[0], err
+
+
 @pytest.mark.parametrize("provenance,expected", [
     (3.5, "provenance=3.5: expected a mapping"),
     ({"proxy": [1]}, "provenance.proxy=[1]: expected a mapping"),
