@@ -48,12 +48,7 @@ def _detaching_forward(variant: str):
             return _base_without_earlier_gradients(self, x, memory)
         if variant not in VARIANTS[1:] or self.mrla_form != "light":
             return unchanged(self, x, memory)
-        shortcut = x
-        x = self._residual(x)
-        if self.downsample is not None:
-            shortcut = self.downsample(shortcut)
-        x += shortcut
-        o = self._out_act(x)
+        o, shortcut = self.block_output(x)
         gate_in = o.detach() if variant in ("nogap", "both") else o
         s = shortcut.detach() if variant in ("noshortcut", "both") else shortcut
         return fused_light_branch(o, s, self.mrla.gated_kernels(gate_in), self.mrla.lambda_t, self.bn_mrla)
@@ -62,12 +57,7 @@ def _detaching_forward(variant: str):
 
 
 def _base_without_earlier_gradients(self, x, memory):
-    shortcut = x
-    x = self._residual(x)
-    if self.downsample is not None:
-        shortcut = self.downsample(shortcut)
-    x += shortcut
-    o = self._out_act(x)
+    o, _ = self.block_output(x)
     weights, memory = self.mrla.attend(o, memory)
     if weights is None:
         weights = o.new_ones(o.shape[0], o.shape[1], 1)

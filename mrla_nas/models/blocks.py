@@ -42,7 +42,9 @@ class _LayerAttentionMixin:
         self.bn_mrla = kwargs.get("norm_layer", nn.BatchNorm2d)(channels)
         self.mrla_drop_path = DropPath(mrla_drop_path) if mrla_drop_path > 0 else nn.Identity()
 
-    def forward(self, x: torch.Tensor, memory=None):
+    def block_output(self, x: torch.Tensor):
+        """timm's block up to its output ``o = act(residual(x) + shortcut(x))``: (o, shortcut), the
+        MRLA branch's two inputs."""
         shortcut = x
         x = self._residual(x)
         if self.se is not None:
@@ -52,7 +54,10 @@ class _LayerAttentionMixin:
         if self.downsample is not None:
             shortcut = self.downsample(shortcut)
         x += shortcut
-        o = self._out_act(x)
+        return self._out_act(x), shortcut
+
+    def forward(self, x: torch.Tensor, memory=None):
+        o, shortcut = self.block_output(x)
         fused = fused_branch_available(o, self.bn_mrla, self.mrla_drop_path)  # C++ kernels, same function
         if self.mrla_form == "light":
             if fused:
