@@ -1,10 +1,13 @@
 import pathlib
 
+import optuna
 import pytest
 import torch
 
 import mrla_nas  # noqa: F401  (registers the timm models)
 from mrla_nas.models import official_to_mrla_nas_keys
+from mrla_nas.run_dir import freeze_space, open_study, record_path, write_json_atomic
+from mrla_nas.space import load_space
 
 DATA = pathlib.Path(__file__).parent / "data"
 
@@ -27,3 +30,27 @@ def unit_state_dict(official_unit_sd: dict) -> dict:
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a - b).abs().max() / b.abs().max()).item()
+
+
+def fake_run(tmp_path, trials):
+    """A run directory in the real on-disk format (journal + records), without running Ray.
+    ``trials``: (forms, status, accuracy, flops, fidelity)."""
+    space = load_space(DATA.parent.parent / "search_spaces" / "tiny.yaml")
+    run = tmp_path / "run"
+    run.mkdir(parents=True)
+    freeze_space(run, space)
+    study = open_study(run, space=space)
+    bb = space.backbone_combos()[0]
+    for number, (forms, status, acc, flops, fidelity) in enumerate(trials):
+        arch = space.reference_config(forms, bb).canonical()
+        state = optuna.trial.TrialState.COMPLETE if status in ("complete", "stopped") else (
+            optuna.trial.TrialState.PRUNED if status == "infeasible" else optuna.trial.TrialState.FAIL)
+        study.add_trial(optuna.trial.create_trial(
+            state=state, values=[acc, flops] if state == optuna.trial.TrialState.COMPLETE else None,
+            params={}, distributions={}, user_attrs={"arch": arch.to_dict(), "flops": flops, "params": 100}))
+        history = [{"epoch": 1, "val_accuracy": acc, "val_loss": 1.0, "train_loss": 1.0, "seconds": 0.1}] if acc else []
+        write_json_atomic(record_path(run, number), {
+            "trial_id": number, "arch": arch.to_dict(), "key": arch.key(), "params": 100, "flops": flops,
+            "status": "running" if status == "stopped" else status, "history": history, "fidelity": fidelity,
+            "error": None})
+    return run

@@ -8,13 +8,11 @@ import json
 import random
 import shutil
 
-import optuna
 import pytest
 import yaml
 
-from conftest import DATA
+from conftest import DATA, fake_run
 from mrla_nas.cli import main
-from mrla_nas.run_dir import freeze_space, open_study, record_path, write_json_atomic
 from mrla_nas.space import load_space
 
 SPACES = DATA.parent.parent / "search_spaces"
@@ -88,30 +86,11 @@ def test_damaged_architecture_files(seed, tmp_path):
         _outcome(["build", str(path)] + (["--input-size", "14"] if rng.random() < 0.5 else []))
 
 
-def _run(tmp_path):
-    """A small run directory in the real format (journal + records), no Ray."""
-    space = load_space(SPACES / "tiny.yaml", check_paths=False)
-    run = tmp_path / "run"
-    run.mkdir(parents=True)
-    freeze_space(run, space)
-    study = open_study(run, space=space)
-    bb = space.backbone_combos()[0]
-    for number, (forms, acc, flops) in enumerate([("none", 0.8, 100), ("light", 0.85, 120), ("base", 0.83, 90)]):
-        arch = space.reference_config(forms, bb).canonical()
-        study.add_trial(optuna.trial.create_trial(values=[acc, flops], params={}, distributions={},
-                                                  user_attrs={"arch": arch.to_dict(), "flops": flops, "params": 100}))
-        write_json_atomic(record_path(run, number), {
-            "trial_id": number, "arch": arch.to_dict(), "key": arch.key(), "params": 100, "flops": flops,
-            "status": "complete", "fidelity": 1.0, "error": None, "history": [
-                {"epoch": 1, "val_accuracy": acc, "val_loss": 1.0, "train_loss": 1.0, "seconds": 0.1,
-                 "val_accuracy_sd": 0.0, "seeds": [0], "val_accuracies": [acc], "val_losses": [1.0],
-                 "train_losses": [1.0], "seconds_per_seed": [0.1]}]})
-    return run
-
-
 def test_damaged_run_directories(tmp_path):
     rng = random.Random(0)
-    clean = _run(tmp_path / "clean")
+    clean = fake_run(tmp_path / "clean", [(["none", "none"], "complete", 0.80, 100, 1.0),
+                                          (["light", "light"], "complete", 0.85, 120, 1.0),
+                                          (["base", "base"], "complete", 0.83, 90, 1.0)])
     for i in range(40):
         run = tmp_path / f"r{i}"
         shutil.copytree(clean, run)

@@ -1,47 +1,20 @@
 """Reading runs back: load_run, export selection and its errors, full training of an export."""
 import json
 
-import optuna
 import pytest
 import torch
 import yaml
 
-from conftest import DATA
+from conftest import DATA, fake_run
 from mrla_nas import ArchConfig, load_arch
 from mrla_nas.cli import main
 from mrla_nas.results import load_run
-from mrla_nas.run_dir import freeze_space, open_study, record_path, write_json_atomic
-from mrla_nas.space import load_space
+from mrla_nas.run_dir import record_path
 
-SPACE = DATA.parent.parent / "search_spaces" / "tiny.yaml"
-
-
-def _fake_run(tmp_path, trials):
-    """A run directory in the real on-disk format (journal + records), without running Ray.
-    ``trials``: (forms, status, accuracy, flops, fidelity)."""
-    space = load_space(SPACE)
-    run = tmp_path / "run"
-    run.mkdir(parents=True)
-    freeze_space(run, space)
-    study = open_study(run, space=space)
-    bb = space.backbone_combos()[0]
-    for number, (forms, status, acc, flops, fidelity) in enumerate(trials):
-        arch = space.reference_config(forms, bb).canonical()
-        state = optuna.trial.TrialState.COMPLETE if status in ("complete", "stopped") else (
-            optuna.trial.TrialState.PRUNED if status == "infeasible" else optuna.trial.TrialState.FAIL)
-        study.add_trial(optuna.trial.create_trial(
-            state=state, values=[acc, flops] if state == optuna.trial.TrialState.COMPLETE else None,
-            params={}, distributions={}, user_attrs={"arch": arch.to_dict(), "flops": flops, "params": 100}))
-        history = [{"epoch": 1, "val_accuracy": acc, "val_loss": 1.0, "train_loss": 1.0, "seconds": 0.1}] if acc else []
-        write_json_atomic(record_path(run, number), {
-            "trial_id": number, "arch": arch.to_dict(), "key": arch.key(), "params": 100, "flops": flops,
-            "status": "running" if status == "stopped" else status, "history": history, "fidelity": fidelity,
-            "error": None})
-    return run
 
 
 def test_load_run_front_knee_and_reference_rows(tmp_path):
-    run = _fake_run(tmp_path, [(["none", "none"], "complete", 0.80, 100, 1.0),
+    run = fake_run(tmp_path, [(["none", "none"], "complete", 0.80, 100, 1.0),
                                (["light", "light"], "complete", 0.85, 120, 1.0),
                                (["base", "base"], "stopped", 0.99, 90, 0.5),
                                (["light", "none"], "complete", 0.70, 130, 1.0)])
@@ -57,7 +30,7 @@ def test_load_run_front_knee_and_reference_rows(tmp_path):
     (["--min-accuracy", "0.95"], "--min-accuracy=0.95: no front trial reaches it"),
 ])
 def test_export_errors_are_one_line_exit_2(tmp_path, capsys, args, expected):
-    run = _fake_run(tmp_path, [(["none", "none"], "complete", 0.80, 100, 1.0)])
+    run = fake_run(tmp_path, [(["none", "none"], "complete", 0.80, 100, 1.0)])
     assert main(["export", str(run), *args]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and expected in err[0]
@@ -88,7 +61,7 @@ def _edit_history(rec, **fields):
         "trial id of another file", "unknown status", "fidelity a string", "not JSON"])
 @pytest.mark.parametrize("command", [["pareto"], ["export"], ["table"], ["explain"]])
 def test_a_damaged_trial_record_is_one_line_naming_file_and_field(damage, expected, command, tmp_path, capsys):
-    run = _fake_run(tmp_path, [(["none", "none"], "complete", 0.80, 100, 1.0),
+    run = fake_run(tmp_path, [(["none", "none"], "complete", 0.80, 100, 1.0),
                                (["light", "light"], "complete", 0.85, 120, 1.0)])
     path = record_path(run, 1)
     if damage is None:
@@ -105,9 +78,9 @@ def test_a_damaged_trial_record_is_one_line_naming_file_and_field(damage, expect
 
 
 def test_export_of_empty_and_infeasible_runs(tmp_path, capsys):
-    empty = _fake_run(tmp_path / "e", [])
+    empty = fake_run(tmp_path / "e", [])
     assert main(["export", str(empty)]) == 2
-    infeasible = _fake_run(tmp_path / "i", [(["base", "base"], "infeasible", None, 10**9, 0.0)])
+    infeasible = fake_run(tmp_path / "i", [(["base", "base"], "infeasible", None, 10**9, 0.0)])
     assert main(["export", str(infeasible)]) == 2
     assert main(["export", str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -116,7 +89,7 @@ def test_export_of_empty_and_infeasible_runs(tmp_path, capsys):
 
 
 def test_export_selection_and_file(tmp_path):
-    run = _fake_run(tmp_path, [(["none", "none"], "complete", 0.80, 100, 1.0),
+    run = fake_run(tmp_path, [(["none", "none"], "complete", 0.80, 100, 1.0),
                                (["light", "light"], "complete", 0.85, 120, 1.0)])
     out = tmp_path / "x.yaml"
     assert main(["export", str(run), "--max-flops", "110", "-o", str(out)]) == 0
@@ -199,9 +172,9 @@ def test_train_checks_what_the_export_records(provenance, expected, tmp_path, ca
 
 
 def test_pareto_overlays_several_runs(tmp_path, capsys):
-    a = _fake_run(tmp_path / "a", [(["none", "none"], "complete", 0.80, 100, 1.0),
+    a = fake_run(tmp_path / "a", [(["none", "none"], "complete", 0.80, 100, 1.0),
                                    (["light", "light"], "complete", 0.85, 120, 1.0)])
-    b = _fake_run(tmp_path / "b", [(["base", "base"], "complete", 0.83, 110, 1.0)])
+    b = fake_run(tmp_path / "b", [(["base", "base"], "complete", 0.83, 110, 1.0)])
     out_csv = tmp_path / "fronts.csv"
     assert main(["pareto", str(a), str(b), "--csv", str(out_csv)]) == 0
     out = capsys.readouterr().out
