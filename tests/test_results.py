@@ -12,7 +12,6 @@ from mrla_nas.results import load_run
 from mrla_nas.run_dir import record_path
 
 
-
 def test_load_run_front_knee_and_reference_rows(tmp_path):
     run = fake_run(tmp_path, [(["none", "none"], "complete", 0.80, 100, 1.0),
                                (["light", "light"], "complete", 0.85, 120, 1.0),
