@@ -3,6 +3,7 @@
     .venv/bin/python experiments/bench_proxy_speed.py --rounds 21 --out experiments/results/speed_proxy.json
     .venv/bin/python experiments/bench_proxy_speed.py --profile     # where the extra time goes
     .venv/bin/python experiments/bench_proxy_speed.py --train light --steps 100   # for an outside profiler
+    .venv/bin/python experiments/bench_proxy_speed.py --kernels     # each C++ kernel's time in the step
 
 The step the search runs (`mrla_nas.proxy.Trainer`): forward, cross-entropy, backward, the space's
 optimizer step, at the space's batch size and resolution, one torch thread (a trial's setting).
@@ -20,6 +21,7 @@ import platform
 import statistics
 import sys
 import time
+from collections import defaultdict
 from pathlib import Path
 
 import torch
@@ -47,6 +49,60 @@ def timed_steps(model, opt, x, y, steps: int, plain: bool) -> float:
     return (time.perf_counter() - t0) / steps
 
 
+def kernel_times(name: str, step, steps: int) -> None:
+    """Wall time of every C++ kernel call in ``steps`` training steps (the extension wrapped where the
+    autograd wrappers look it up), then each kernel again on the arguments of its last call alone."""
+    from mrla_nas.kernels import cpu_kernels
+    from mrla_nas.layers import cpu_ops, fused_base, fused_light, mrla_base
+
+    ext, calls, last = cpu_kernels(), defaultdict(list), {}
+
+    class Timed:
+        def __getattr__(self, kernel):
+            fn = getattr(ext, kernel)
+
+            def timed(*a):
+                t0 = time.perf_counter()
+                out = fn(*a)
+                key = (kernel, tuple(a[0].shape) if isinstance(a[0], torch.Tensor) else tuple(a[1][0].shape))
+                calls[key].append(time.perf_counter() - t0)
+                last[key] = (fn, a)
+                return out
+            return timed
+
+    modules = (cpu_ops, fused_base, fused_light, mrla_base)
+    for m in modules:
+        m.cpu_kernels = lambda: Timed()
+    try:
+        step()
+        calls.clear()
+        for _ in range(steps):
+            step()
+    finally:
+        for m in modules:
+            m.cpu_kernels = cpu_kernels
+    flush = torch.empty(2 ** 26)
+    print(f"{name}: C++ kernels in the training step (medians of {steps} steps) and alone on the same maps")
+    print(f"  {'kernel':22s} {'map':18s} {'calls':>5s} {'in step ms':>10s} {'alone warm':>10s} {'alone cold':>10s}")
+    total = 0.0
+    for key, ts in sorted(calls.items()):
+        fn, a = last[key]
+        alone = {}
+        for state in ("warm", "cold"):
+            runs = []
+            for _ in range(15):
+                flush.fill_(1.0) if state == "cold" else fn(*a)
+                t0 = time.perf_counter()
+                fn(*a)
+                runs.append(time.perf_counter() - t0)
+            alone[state] = 1000 * statistics.median(runs)
+        per_step = len(ts) // steps
+        total += 1000 * statistics.median(ts) * per_step
+        print(f"  {key[0]:22s} {str(list(key[1])):18s} {per_step:5d} {1000 * statistics.median(ts):10.3f} "
+              f"{alone['warm']:10.3f} {alone['cold']:10.3f}")
+    print(f"  all kernels: {total:.1f} ms per step")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--space", default=str(ROOT / "search_spaces" / "fmnist_resnet20.yaml"))
@@ -59,6 +115,9 @@ def main() -> None:
     ap.add_argument("--train", choices=["none", "light", "base", "light:plain", "base:plain"],
                     help="instead: only train this network for --steps steps after the warm-up (to run under an "
                          "outside profiler, experiments/perf_extra.py)")
+    ap.add_argument("--kernels", action="store_true",
+                    help="instead: each C++ kernel call's wall time inside the training step (no profiler), against "
+                         "the same call on the same maps alone, warm and after a 256 MiB flush")
     ap.add_argument("--out")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -80,6 +139,11 @@ def main() -> None:
         model, opt, plain, _f = nets[args.train]
         timed_steps(model, opt, x, y, args.warmup, plain)
         timed_steps(model, opt, x, y, args.steps, plain)
+        return
+    if args.kernels:
+        for name in ("light", "base"):
+            model, opt, plain, _f = nets[name]
+            kernel_times(name, lambda: timed_steps(model, opt, x, y, 1, plain), args.steps * 4)
         return
     if args.profile:
         from profile_overhead import print_extra, profile_step
