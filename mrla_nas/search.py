@@ -169,12 +169,23 @@ def reap_stale_ray(run_dir: Path) -> int:
 
 def check_ray_address(address: Optional[str]) -> None:
     """A cluster address (``--address`` or ``RAY_ADDRESS``) that nothing answers is one line before
-    anything is written: ``ray.init`` would wait for it for minutes. ``auto`` is left to Ray."""
+    anything is written: ``ray.init`` would wait for it for minutes. ``auto`` (the cluster the last
+    ``ray start`` on this machine began) must name one that runs."""
     field = "--address" if address else "RAY_ADDRESS"
     address = address or os.environ.get("RAY_ADDRESS")
-    if not address or address in ("auto", "local"):
+    if not address or address == "local":
         return
-    target = address[len("ray://"):] if address.startswith("ray://") else address
+    target = address
+    if address == "auto":
+        # Ray resolves `auto` only inside ray.init, after the run directory exists; no public API
+        # resolves it without connecting, so its own resolver (private) is asked here.
+        from ray._private.services import canonicalize_bootstrap_address_or_die
+        try:
+            target = canonicalize_bootstrap_address_or_die("auto")
+        except ConnectionError as e:
+            raise ConfigError(f"{field}='auto': {str(e).strip().splitlines()[0]}") from None
+    if target.startswith("ray://"):
+        target = target[len("ray://"):]
     host, sep, port = target.rpartition(":")
     if not (sep and host and port.isdigit() and 0 < int(port) < 65536):
         raise ConfigError(f"{field}={address!r}: expected HOST:PORT of a Ray cluster's head (or ray://HOST:PORT, "
@@ -182,7 +193,8 @@ def check_ray_address(address: Optional[str]) -> None:
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
     except OSError as e:
-        raise ConfigError(f"{field}={address!r}: no Ray cluster answers there ({e.strerror or e}); start one "
+        where = f" (the last `ray start` here: {target})" if address == "auto" else ""
+        raise ConfigError(f"{field}={address!r}{where}: no Ray cluster answers there ({e.strerror or e}); start one "
                           "(`ray start --head`) or leave the address out for a local Ray") from None
 
 

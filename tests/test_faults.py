@@ -221,3 +221,29 @@ def test_a_cluster_address_nothing_answers_is_one_line_before_anything_is_writte
     assert _search(space, runs, 2) == 2
     _one_line(capsys, f"RAY_ADDRESS={address!r}: {expected}")
     assert not runs.exists()
+
+
+@pytest.mark.parametrize("found", [None, "{closed}"])
+def test_auto_with_no_cluster_running_is_one_line_before_anything_is_written(found, tmp_path, capsys, monkeypatch):
+    # `auto` is resolved by Ray's own resolver (the last `ray start` here); stubbed so that no cluster
+    # another test left running can answer
+    import socket
+
+    import ray._private.services as services
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = f"127.0.0.1:{s.getsockname()[1]}"
+
+    def resolve(address):
+        if found is None:
+            raise ConnectionError("Could not find any running Ray instance.\nmore")
+        return found.format(closed=closed)
+
+    monkeypatch.setattr(services, "canonicalize_bootstrap_address_or_die", resolve)
+    monkeypatch.setenv("RAY_ADDRESS", "auto")
+    space, runs = _space(tmp_path), tmp_path / "runs"
+    assert _search(space, runs, 2) == 2
+    expected = ("Could not find any running Ray instance." if found is None else
+                f"(the last `ray start` here: {closed}): no Ray cluster answers there")
+    _one_line(capsys, f"RAY_ADDRESS='auto'{':' if found is None else ''} {expected}")
+    assert not runs.exists()
