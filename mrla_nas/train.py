@@ -50,8 +50,26 @@ def _provenance(doc, arch_file) -> Tuple[Dict[str, Any], Optional[str]]:
     return proxy, run
 
 
-def _load_checkpoint(trainer: Trainer, path: Path, arch: ArchConfig) -> list:
-    """Resume ``trainer`` from ``path``; returns the epochs' history so far."""
+# What may differ between a training and its resumption: nothing that changes what is computed.
+RESUMABLE_CHANGES = ("threads",)
+
+
+def _check_same_recipe(recorded: Dict[str, Any], recipe: Dict[str, Any], path: Path) -> None:
+    """A resumed training continues the checkpoint's recipe: its optimizer, cosine schedule (which
+    ends at the checkpoint's epochs), data subset and random state are restored as they were, so
+    another value would be ignored or mixed in while result.json recorded it."""
+    for key in sorted(set(recorded) | set(recipe)):
+        if key in RESUMABLE_CHANGES or recorded.get(key) == recipe.get(key):
+            continue
+        flag = "--" + key.replace("_", "-")
+        why = " (its learning-rate schedule ends there)" if key == "epochs" else ""
+        raise ConfigError(f"{flag}={show(recipe.get(key))}: the checkpoint {path} was trained with "
+                          f"{key}={show(recorded.get(key))}{why}; resume with the same settings, or train from "
+                          "the start with another --out")
+
+
+def _load_checkpoint(trainer: Trainer, path: Path, arch: ArchConfig, recipe: Dict[str, Any]) -> list:
+    """Resume ``trainer`` from ``path`` (trained with ``recipe``); returns the epochs' history so far."""
     try:
         state = torch.load(path, weights_only=True)
         key = state["arch_key"]
@@ -60,6 +78,13 @@ def _load_checkpoint(trainer: Trainer, path: Path, arch: ArchConfig) -> list:
                           "from the start, or use another --out") from None
     if key != arch.key():
         raise ConfigError(f"{path}: a checkpoint of another architecture; use another --out")
+    try:
+        recorded = json.loads(state["recipe"])
+        assert isinstance(recorded, dict)
+    except Exception as e:
+        raise ConfigError(f"{path}: a damaged training checkpoint ({type(e).__name__}); delete it to train "
+                          "from the start, or use another --out") from None
+    _check_same_recipe(recorded, recipe, path)
     try:
         trainer.load_state_dict(state["trainer"])
         return json.loads(state["history"])
@@ -92,20 +117,24 @@ def train(arch_file, out_dir: Optional[os.PathLike] = None, log=print, **overrid
     recipe = recipe_for(arch_file, **overrides)
     torch.set_num_threads(recipe["threads"] or torch.get_num_threads())
     out = Path(out_dir or Path(arch_file).with_suffix("").as_posix() + "-train")
-    out.mkdir(parents=True, exist_ok=True)
     train_set = load_dataset(recipe["dataset"], recipe["path"], "train", recipe["resolution"] or 224)
     test_set = load_dataset(recipe["dataset"], recipe["path"], "test", recipe["resolution"] or 224)
     if recipe["train_size"]:
         idx, _ = stratified_split(train_set.labels, recipe["train_size"], 0, recipe["seed"])
         train_set = train_set.subset(idx)
+    where = ("--resolution" if overrides.get("resolution") is not None else
+             f"{arch_file}: provenance.proxy.resolution" if recipe["resolution"] else
+             f"the {recipe['dataset']} images' size (--resolution)")
     recipe["resolution"] = recipe["resolution"] or int(train_set.images.shape[-1])
+    arch.check_input(recipe["resolution"], where)  # a ViT's position embedding fixes its input size
     trainer = Trainer(arch, recipe, train_set, recipe["seed"])
 
     ckpt_path = out / "checkpoint.pt"
     history = []
     if ckpt_path.exists():
-        history = _load_checkpoint(trainer, ckpt_path, arch)
+        history = _load_checkpoint(trainer, ckpt_path, arch, recipe)
         log(f"resuming from epoch {trainer.epoch} ({ckpt_path})")
+    out.mkdir(parents=True, exist_ok=True)
     while trainer.epoch < recipe["epochs"]:
         t0 = time.perf_counter()
         loss = trainer.train_epoch()

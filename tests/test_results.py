@@ -10,6 +10,8 @@ from mrla_nas import ArchConfig, load_arch
 from mrla_nas.cli import main
 from mrla_nas.results import load_run
 from mrla_nas.run_dir import record_path
+from mrla_nas.arch import arch_from_dict
+from mrla_nas.train import train
 
 
 def test_load_run_front_knee_and_reference_rows(tmp_path):
@@ -113,16 +115,58 @@ def test_train_exported_architecture_resumes_and_reports_test_accuracy(tmp_path,
     f = tmp_path / "best.yaml"
     f.write_text(yaml.safe_dump({"arch": arch.to_dict()}))
     common = ["train", str(f), "--path", str(DATA / "fmnist_slice"), "--train-size", "400", "--resolution", "14",
-              "--out", str(tmp_path / "out")]
-    assert main(common + ["--epochs", "1"]) == 0
+              "--out", str(tmp_path / "out"), "--epochs", "2"]
+
+    def killed_after_the_first_epoch(line):  # the checkpoint is written before the epoch's line
+        if line.startswith("epoch 1/2"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(f, tmp_path / "out", log=killed_after_the_first_epoch, path=str(DATA / "fmnist_slice"),
+              train_size=400, resolution=14, epochs=2)
     ckpt = torch.load(tmp_path / "out" / "checkpoint.pt", weights_only=True)
     assert ckpt["trainer"]["epoch"] == 1
-    assert main(common + ["--epochs", "2"]) == 0
+    assert main(common) == 0
     out = capsys.readouterr().out
     assert "resuming from epoch 1" in out and "epoch 2/2" in out and "epoch 1/2" not in out
     result = json.loads((tmp_path / "out" / "result.json").read_text())
     assert result["test_size"] == 300 and 0 <= result["test_accuracy"] <= 1
     assert torch.load(tmp_path / "out" / "model.pt", weights_only=True)
+
+
+@pytest.mark.parametrize("change,expected", [
+    (["--epochs", "2"], "--epochs=2: the checkpoint {ckpt} was trained with epochs=1 (its learning-rate schedule"),
+    (["--lr", "0.5"], "--lr=0.5: the checkpoint {ckpt} was trained with lr=0.1;"),
+    (["--train-size", "300"], "--train-size=300: the checkpoint {ckpt} was trained with train_size=400;"),
+])
+def test_train_resumes_only_the_recipe_it_was_trained_with(change, expected, tmp_path, capsys):
+    # the optimizer, the cosine schedule, the data subset and the RNG come back as they were: another
+    # value would be ignored or mixed in, and result.json would record it
+    f = tmp_path / "best.yaml"
+    f.write_text(ArchConfig.from_dict({"block": "basic", "layers": [1], "channels": [8], "stem": "small",
+                                       "in_chans": 1}).to_yaml())
+    common = ["train", str(f), "--path", str(DATA / "fmnist_slice"), "--train-size", "400", "--resolution", "14",
+              "--out", str(tmp_path / "out"), "--epochs", "1"]
+    assert main(common) == 0
+    ckpt = tmp_path / "out" / "checkpoint.pt"
+    before = ckpt.read_bytes()
+    capsys.readouterr()
+    assert main(common + change + ["--threads", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and expected.format(ckpt=ckpt) in err[0], err
+    assert ckpt.read_bytes() == before
+    assert main(common + ["--threads", "1"]) == 0  # threads change nothing that is computed
+
+
+def test_train_refuses_a_resolution_the_architecture_cannot_take(tmp_path, capsys):
+    f = tmp_path / "best.yaml"
+    f.write_text(arch_from_dict({"backbone": "vit", "embed_dim": 16, "depth": 2, "num_heads": 2, "patch_size": 4,
+                                   "img_size": 28, "in_chans": 1, "stages": ["light"]}).to_yaml())
+    assert main(["train", str(f), "--path", str(DATA / "fmnist_slice"), "--resolution", "14",
+                 "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--resolution=14: this ViT takes 28 px images" in err[0], err
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("checkpoint", [b"", b"not a checkpoint", None], ids=["empty", "garbage", "foreign"])
