@@ -35,6 +35,7 @@ os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 
 from .arch import ArchConfig, ConfigError, arch_from_dict  # noqa: E402
+from .errors import show  # noqa: E402
 from .run_dir import (check_run_dir, ensure_writable, freeze_space, open_study, record_path,  # noqa: E402
                       read_manifest, run_lock, write_json_atomic, write_manifest, write_trials_csv)
 from .decisions import make_sampler  # noqa: E402
@@ -167,6 +168,23 @@ def reap_stale_ray(run_dir: Path) -> int:
     return len(ended)
 
 
+def first_difference(a: Any, b: Any, where: str = "") -> Optional[tuple]:
+    """(dotted path, a's value, b's value) of the first place two parsed YAML documents differ, or None."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in list(a) + [k for k in b if k not in a]:
+            found = first_difference(a.get(key), b.get(key), f"{where}.{key}" if where else str(key))
+            if found:
+                return found
+        return None
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b)):
+            found = first_difference(x, y, f"{where}[{i}]")
+            if found:
+                return found
+        return None
+    return None if a == b else (where, a, b)
+
+
 def check_ray_address(address: Optional[str]) -> None:
     """A cluster address (``--address`` or ``RAY_ADDRESS``) that nothing answers is one line before
     anything is written: ``ray.init`` would wait for it for minutes. ``auto`` (the cluster the last
@@ -252,10 +270,13 @@ def search(space_path, name: Optional[str] = None, runs_dir="runs", trials: Opti
         check_run_dir(run_dir)
         read_manifest(run_dir)  # damaged: stop before anything changes
         frozen = SearchSpace.from_file(run_dir / "space.yaml", check_paths=False)
-        if dict(frozen.to_dict(), search=None) != dict(space.to_dict(), search=None):
+        changed = first_difference(dict(frozen.to_dict(), search=None), dict(space.to_dict(), search=None))
+        if changed:
+            where, was, now = changed
             source = f"space {space.name!r}" if isinstance(space_path, SearchSpace) else str(space_path)
-            raise ConfigError(f"{source}: differs from the run's frozen space ({run_dir}/space.yaml) beyond "
-                              "the search section; resume with the same space or start a new --name")
+            raise ConfigError(f"{source}: {where}={show(now)}, but the run's frozen space ({run_dir}/space.yaml) "
+                              f"has {show(was)}; only the search section may change on a resume: resume with the "
+                              "same space or start a new --name")
     elif (run_dir / "study.journal").exists():
         raise ConfigError(f"run directory {str(run_dir)!r} exists; pass --resume to continue it or --name for a new run")
     check_budget(space)

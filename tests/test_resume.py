@@ -2,6 +2,7 @@
 from pathlib import Path
 
 import optuna
+import pytest
 import yaml
 
 from conftest import DATA
@@ -200,4 +201,25 @@ def test_a_resume_with_a_damaged_manifest_stops_before_changing_anything(tmp_pat
     assert main(["search", str(space_file), "--runs-dir", str(tmp_path), "--name", "run", "--resume", "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "manifest.json: {'sessions': 'one'}: expected the run's manifest" in err[0], err
+    assert {p.name: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.parametrize("change,expected", [
+    (lambda d: d["proxy"].update(lr=0.5), "proxy.lr=0.5, but the run's frozen space ({run}/space.yaml) has 0.05;"),
+    (lambda d: d["stages"][1].update(form=["none", "light"]), "stages[1].form=['none', 'light'], but the run's"),
+])
+def test_a_resume_with_another_space_names_what_changed(change, expected, tmp_path, capsys):
+    from mrla_nas.cli import main
+
+    space, run, study = _run(tmp_path)
+    study.add_trial(optuna.trial.create_trial(values=[0.5, 100.0], params={}, distributions={}))
+    doc = space.to_dict()
+    change(doc)
+    doc["search"]["trials"] = 99  # the search section may change
+    space_file = tmp_path / "space.yaml"
+    space_file.write_text(yaml.safe_dump(doc))
+    before = {p.name: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert main(["search", str(space_file), "--runs-dir", str(tmp_path), "--name", "run", "--resume", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{space_file}: {expected.format(run=run)}" in err[0], err
     assert {p.name: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
