@@ -80,10 +80,11 @@ def _load_checkpoint(trainer: Trainer, path: Path, arch: ArchConfig, recipe: Dic
         raise ConfigError(f"{path}: a checkpoint of another architecture; use another --out")
     try:
         recorded = json.loads(state["recipe"])
-        assert isinstance(recorded, dict)
     except Exception as e:
-        raise ConfigError(f"{path}: a damaged training checkpoint ({type(e).__name__}); delete it to train "
-                          "from the start, or use another --out") from None
+        recorded = e
+    if not isinstance(recorded, dict):
+        raise ConfigError(f"{path}: a damaged training checkpoint (its recipe: {type(recorded).__name__}); delete "
+                          "it to train from the start, or use another --out")
     _check_same_recipe(recorded, recipe, path)
     try:
         trainer.load_state_dict(state["trainer"])
