@@ -226,3 +226,18 @@ def test_pareto_overlays_several_runs(tmp_path, capsys):
     fronts = pd.read_csv(out_csv)
     assert set(fronts["run"]) == {str(a), str(b)} and len(fronts) == 3
     assert (a / "pareto.png").stat().st_size > 10_000
+
+
+def test_train_on_another_dataset_than_the_search_needs_its_path(tmp_path, capsys):
+    # the search's folder holds its own dataset, and MNIST's files are named as Fashion-MNIST's: that
+    # folder trained Fashion-MNIST under the name MNIST
+    run = fake_run(tmp_path, [(["none", "none"], "complete", 0.8, 100, 1.0)])
+    f = tmp_path / "best.yaml"
+    arch = ArchConfig.from_dict({"block": "basic", "layers": [1], "channels": [8], "stem": "small", "in_chans": 1})
+    f.write_text(yaml.safe_dump({"arch": arch.to_dict(),
+                                 "provenance": {"run": str(run), "proxy": {"dataset": "fashion-mnist"}}}))
+    assert main(["train", str(f), "--dataset", "mnist", "--epochs", "1", "--train-size", "100",
+                 "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--path: required for dataset 'mnist'" in err[0], err
+    assert not (tmp_path / "out").exists()
