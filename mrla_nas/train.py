@@ -116,11 +116,24 @@ def recipe_for(arch_file, **overrides) -> Dict[str, Any]:
     return recipe
 
 
+def _check_out_folder(out: Path, given: bool) -> None:
+    """The output folder can be made and written: checked before any work."""
+    field = f"--out={str(out)!r}" if given else f"--out (default {str(out)!r})"
+    existing = out.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{field}: {str(existing)!r} is a file, not a folder")
+    if not os.access(existing, os.W_OK):
+        raise ConfigError(f"{field}: {str(existing)!r} cannot be written")
+
+
 def train(arch_file, out_dir: Optional[os.PathLike] = None, log=print, **overrides) -> Dict[str, Any]:
     arch: ArchConfig = load_arch(arch_file)
     recipe = recipe_for(arch_file, **overrides)
     torch.set_num_threads(recipe["threads"] or torch.get_num_threads())
     out = Path(out_dir or Path(arch_file).with_suffix("").as_posix() + "-train")
+    _check_out_folder(out, given=out_dir is not None)
     train_set = load_dataset(recipe["dataset"], recipe["path"], "train", recipe["resolution"] or 224)
     test_set = load_dataset(recipe["dataset"], recipe["path"], "test", recipe["resolution"] or 224)
     if recipe["train_size"]:

@@ -241,3 +241,18 @@ def test_train_on_another_dataset_than_the_search_needs_its_path(tmp_path, capsy
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--path: required for dataset 'mnist'" in err[0], err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("out,expected", [("afile", "--out='{tmp}/afile': '{tmp}/afile' is a file, not a folder"),
+                                          ("afile/x", "--out='{tmp}/afile/x': '{tmp}/afile' is a file"),
+                                          (None, "--out (default '{tmp}/best-train'): '{tmp}/best-train' is a file")])
+def test_train_into_a_file_is_one_line_before_any_work(out, expected, tmp_path, capsys):
+    f = tmp_path / "best.yaml"
+    f.write_text(ArchConfig.from_dict({"block": "basic", "layers": [1], "channels": [8], "stem": "small",
+                                       "in_chans": 1}).to_yaml())
+    (tmp_path / "afile").write_text("")
+    (tmp_path / "best-train").write_text("")
+    args = [] if out is None else ["--out", str(tmp_path / out)]
+    assert main(["train", str(f), "--path", str(DATA / "fmnist_slice"), *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and expected.format(tmp=tmp_path) in err[0], err
