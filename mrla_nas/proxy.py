@@ -77,12 +77,25 @@ class _Normalizer:
         return x
 
 
+def crop_padding(resolution: int) -> int:
+    """What ``crop_flip`` pads each side with (4 at 32 px), by reflection: it needs a larger image."""
+    return max(1, resolution // 8)
+
+
+def check_augmentation(kind: str, resolution: int, where: str) -> None:
+    """ConfigError where the augmentation cannot run at this resolution (reflection needs pad < size)."""
+    if kind == "crop_flip" and crop_padding(resolution) >= resolution:
+        raise ConfigError(f"{where}={resolution}: augmentation 'crop_flip' pads {crop_padding(resolution)} px by "
+                          f"reflection and needs images of at least {crop_padding(resolution) + 1} px; use 'flip' "
+                          "or 'none' at this size")
+
+
 def _augment(x: torch.Tensor, kind: str, gen: torch.Generator) -> torch.Tensor:
     if kind == "none":
         return x
-    if kind == "crop_flip":  # pad 4 and take a random crop of the original size, per batch
+    if kind == "crop_flip":  # pad 4 (at 32 px) and take a random crop of the original size, per batch
         h, w = x.shape[-2:]
-        pad = max(1, h // 8)
+        pad = crop_padding(h)
         x = F.pad(x, (pad, pad, pad, pad), mode="reflect")
         i, j = (int(v) for v in torch.randint(0, 2 * pad + 1, (2,), generator=gen))
         x = x[..., i:i + h, j:j + w]
@@ -130,6 +143,8 @@ class Trainer:
             if value < MIN_BATCH:  # no batch would ever train: the "result" would be an untrained network
                 raise ConfigError(f"{key}={value}: expected at least {MIN_BATCH} (BatchNorm trains on batches of "
                                   f"{MIN_BATCH} or more)")
+        size = recipe.get("resolution") or int(train.images.shape[-1])  # what the network sees
+        check_augmentation(recipe.get("augmentation", "none"), size, "resolution")
         torch.manual_seed(seed)
         self.recipe, self.train = recipe, train
         self.gen = torch.Generator().manual_seed(seed)

@@ -26,7 +26,7 @@ from .arch import FORMS
 from .backbones import Backbone, get_backbone
 from .errors import ConfigError, did_you_mean, key_label, show
 from .paper import paper_heads
-from .proxy import MIN_BATCH
+from .proxy import MIN_BATCH, check_augmentation
 
 DATASETS = {
     "fashion-mnist": "/usr/share/datasets/fashion-mnist",
@@ -240,6 +240,8 @@ def read_proxy(d, check_paths: bool) -> Dict[str, Any]:
     one_of(p["val_split"], VAL_SPLITS, "proxy.val_split")
     one_of(p["optimizer"], OPTIMIZERS, "proxy.optimizer")
     one_of(p["augmentation"], AUGMENTATIONS, "proxy.augmentation")
+    if p.get("resolution") is not None:
+        check_augmentation(p["augmentation"], p["resolution"], "proxy.resolution")
     p["lr"] = _number(p["lr"], "proxy.lr", lo=1e-8, hi=10)
     p["momentum"] = _number(p["momentum"], "proxy.momentum", lo=0, hi=1)
     p["weight_decay"] = _number(p["weight_decay"], "proxy.weight_decay", lo=0, hi=1)

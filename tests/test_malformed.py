@@ -108,6 +108,8 @@ FIELD = [
     ("block choice a list", [("backbone.block", [["basic"]])], "backbone.block=['basic']: allowed: basic"),
     ("one training image", [("proxy.train_size", 1)], "proxy.train_size=1: expected at least 2 (BatchNorm"),
     ("batches of one", [("proxy.batch_size", 1)], "proxy.batch_size=1: expected at least 2 (BatchNorm"),
+    ("a crop larger than the image", [("proxy.resolution", 1), ("proxy.augmentation", "crop_flip")],
+     "proxy.resolution=1: augmentation 'crop_flip' pads 1 px by reflection and needs images of at least 2 px"),
     ("stem choice a mapping", [("backbone.stem", [{"a": 1}])], "backbone.stem={'a': 1}: allowed:"),
 ]
 

@@ -188,7 +188,9 @@ def test_train_with_a_damaged_checkpoint_is_one_line_and_keeps_it(checkpoint, tm
 
 
 @pytest.mark.parametrize("flag,expected", [(["--batch-size", "1"], "batch_size=1: expected at least 2"),
-                                           (["--train-size", "1"], "train_size=1: expected at least 2")])
+                                           (["--train-size", "1"], "train_size=1: expected at least 2"),
+                                           (["--resolution", "1", "--augmentation", "crop_flip"],
+                                            "resolution=1: augmentation 'crop_flip' pads 1 px by reflection")])
 def test_train_refuses_a_recipe_under_which_nothing_would_train(flag, expected, tmp_path, capsys):
     f = tmp_path / "best.yaml"
     f.write_text(ArchConfig.from_dict({"block": "basic", "layers": [1], "channels": [8], "stem": "small",
