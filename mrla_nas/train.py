@@ -17,7 +17,7 @@ import torch
 
 from .arch import ArchConfig, ConfigError, load_arch
 from .backbones.base import is_pos_int
-from .data import load_dataset, stratified_split
+from .data import DatasetError, load_dataset, stratified_split
 from .proxy import Trainer
 from .errors import show
 from .space import SearchSpace
@@ -134,8 +134,13 @@ def train(arch_file, out_dir: Optional[os.PathLike] = None, log=print, **overrid
     torch.set_num_threads(recipe["threads"] or torch.get_num_threads())
     out = Path(out_dir or Path(arch_file).with_suffix("").as_posix() + "-train")
     _check_out_folder(out, given=out_dir is not None)
-    train_set = load_dataset(recipe["dataset"], recipe["path"], "train", recipe["resolution"] or 224)
-    test_set = load_dataset(recipe["dataset"], recipe["path"], "test", recipe["resolution"] or 224)
+    try:
+        train_set = load_dataset(recipe["dataset"], recipe["path"], "train", recipe["resolution"] or 224)
+        test_set = load_dataset(recipe["dataset"], recipe["path"], "test", recipe["resolution"] or 224)
+    except DatasetError as e:  # the loaders name a space's field; here the user gave --path
+        if overrides.get("path") is None:
+            raise
+        raise type(e)(str(e).replace("proxy.path", "--path")) from None
     if recipe["train_size"]:
         idx, _ = stratified_split(train_set.labels, recipe["train_size"], 0, recipe["seed"])
         train_set = train_set.subset(idx)

@@ -258,3 +258,15 @@ def test_train_into_a_file_is_one_line_before_any_work(out, expected, tmp_path, 
     assert main(["train", str(f), "--path", str(DATA / "fmnist_slice"), *args]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and expected.format(tmp=tmp_path) in err[0], err
+
+
+def test_train_names_its_own_path_flag_when_the_data_is_missing(tmp_path, capsys):
+    f = tmp_path / "best.yaml"
+    f.write_text(ArchConfig.from_dict({"block": "basic", "layers": [1], "channels": [8], "stem": "small",
+                                       "in_chans": 1}).to_yaml())
+    (tmp_path / "empty").mkdir()
+    assert main(["train", str(f), "--dataset", "mnist", "--path", str(tmp_path / "empty"),
+                 "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"mrla-nas: error: --path='{tmp_path / 'empty'}': no train-images"), err
+    assert "proxy.path" not in err[0] and not (tmp_path / "out").exists()
