@@ -103,12 +103,13 @@ def recipe_for(arch_file, **overrides) -> Dict[str, Any]:
     for k in ("dataset", "resolution"):
         if k in proxy:
             recipe[k] = proxy[k]
-    searched = recipe["dataset"]
+    searched = None
     if run and (Path(run) / "space.yaml").exists():  # the dataset folder the search used
-        recipe["path"] = SearchSpace.from_file(Path(run) / "space.yaml", check_paths=False).proxy["path"]
+        searched = SearchSpace.from_file(Path(run) / "space.yaml", check_paths=False).proxy
     recipe.update({k: v for k, v in overrides.items() if v is not None})
-    if recipe["dataset"] != searched and overrides.get("path") is None:
-        recipe["path"] = None  # the search's folder holds its own dataset (MNIST's files are named as Fashion-MNIST's)
+    if overrides.get("path") is None and searched and searched["dataset"] == recipe["dataset"]:
+        # only for the search's own dataset: MNIST's files are named as Fashion-MNIST's
+        recipe["path"] = searched["path"]
     if recipe["path"] is None:
         if recipe["dataset"] != "fashion-mnist":
             raise ConfigError(f"--path: required for dataset {recipe['dataset']!r}")
