@@ -59,7 +59,10 @@ def _check_same_recipe(recorded: Dict[str, Any], recipe: Dict[str, Any], path: P
     ends at the checkpoint's epochs), data subset and random state are restored as they were, so
     another value would be ignored or mixed in while result.json recorded it."""
     for key in sorted(set(recorded) | set(recipe)):
-        if key in RESUMABLE_CHANGES or recorded.get(key) == recipe.get(key):
+        was, now = recorded.get(key), recipe.get(key)
+        if key == "path" and isinstance(was, str) and isinstance(now, str):  # one folder, however written
+            was, now = os.path.realpath(os.path.expanduser(was)), os.path.realpath(os.path.expanduser(now))
+        if key in RESUMABLE_CHANGES or was == now:
             continue
         flag = "--" + key.replace("_", "-")
         why = " (its learning-rate schedule ends there)" if key == "epochs" else ""
@@ -99,13 +102,15 @@ def recipe_for(arch_file, **overrides) -> Dict[str, Any]:
     else DEFAULTS."""
     doc = load_yaml_file(arch_file, "architecture file") or {}
     proxy, run = _provenance(doc, arch_file)
+    searched = None
+    if run and (Path(run) / "space.yaml").exists():  # the search's own settings, its dataset folder
+        searched = SearchSpace.from_file(Path(run) / "space.yaml", check_paths=False).proxy
     recipe = dict(DEFAULTS)
     for k in ("dataset", "resolution"):
         if k in proxy:
             recipe[k] = proxy[k]
-    searched = None
-    if run and (Path(run) / "space.yaml").exists():  # the dataset folder the search used
-        searched = SearchSpace.from_file(Path(run) / "space.yaml", check_paths=False).proxy
+        elif searched:
+            recipe[k] = searched[k]
     recipe.update({k: v for k, v in overrides.items() if v is not None})
     if overrides.get("path") is None and searched and searched["dataset"] == recipe["dataset"]:
         # only for the search's own dataset: MNIST's files are named as Fashion-MNIST's

@@ -270,3 +270,14 @@ def test_train_names_its_own_path_flag_when_the_data_is_missing(tmp_path, capsys
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"mrla-nas: error: --path='{tmp_path / 'empty'}': no train-images"), err
     assert "proxy.path" not in err[0] and not (tmp_path / "out").exists()
+
+
+def test_train_resumes_with_the_same_data_folder_written_another_way(tmp_path, capsys):
+    f = tmp_path / "best.yaml"
+    f.write_text(ArchConfig.from_dict({"block": "basic", "layers": [1], "channels": [8], "stem": "small",
+                                       "in_chans": 1}).to_yaml())
+    common = ["train", str(f), "--train-size", "100", "--resolution", "14", "--out", str(tmp_path / "out"),
+              "--epochs", "1"]
+    assert main(common + ["--path", str(DATA / "fmnist_slice")]) == 0
+    assert main(common + ["--path", str(DATA / "fmnist_slice") + "/."]) == 0
+    assert "resuming from epoch 1" in capsys.readouterr().out
