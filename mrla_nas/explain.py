@@ -1,10 +1,12 @@
 """``mrla-nas explain RUN``: what a run says about *where* MRLA pays off.
 
 Per stage and form, the effect on accuracy of that form against no MRLA in that stage, the other
-stages held fixed: the coefficients of an additive least-squares model of accuracy on one indicator
-per (stage, form), fitted to the run's finished networks, with 95% intervals from a bootstrap over
-networks. The same model on FLOPs gives each choice's cost (exact: FLOPs are additive over stages),
-as a share of the network without MRLA. Optuna's own importance evaluators (fANOVA, PED-ANOVA) rank
+stages (and, in a space with several, the backbone choice) held fixed: the coefficients of an
+additive least-squares model of accuracy on one indicator per (stage, form) and per backbone,
+fitted to the run's finished networks, with 95% intervals from a bootstrap over networks. An effect
+the networks cannot separate from the others is reported as such, not as the number least squares
+would pick. The same model on FLOPs gives each choice's cost (exact on one backbone: FLOPs are
+additive over stages), as a share of the network without MRLA. Optuna's own importance evaluators (fANOVA, PED-ANOVA) rank
 the sampled parameters for accuracy and for FLOPs.
 
 Example (on a finished run, e.g. the demo's)::
@@ -43,9 +45,18 @@ def additive_effects(table: pd.DataFrame, n_stages: int, target: str, resamples:
     columns = [(i, f) for i in range(1, n_stages + 1) for f in ("light", "base")
                if (table[f"stage{i}_form"] == f).any()]
     y = table[target].to_numpy(float)
+    # a space with several backbone choices (depths, widths...): one more term per backbone beyond the
+    # first, so that MRLA is compared within a backbone, not across a difference of depth or width
+    backbones = list(dict.fromkeys(table["backbone"])) if "backbone" in table else []
     X = np.column_stack([np.ones(len(table))] + [(table[f"stage{i}_form"] == f).to_numpy(float)
-                                                 for i, f in columns])
+                                                 for i, f in columns]
+                        + [(table["backbone"] == b).to_numpy(float) for b in backbones[1:]])
     beta = _fit(X, y)
+    # an effect the networks cannot tell apart from others (say light in stage 1 only ever with light in
+    # stage 2, or only on one backbone): least squares would still return a number for it
+    rank = np.linalg.matrix_rank(X)
+    identifiable = [np.linalg.matrix_rank(np.vstack([X, np.eye(X.shape[1])[k]])) == rank
+                    for k in range(X.shape[1])]
     rng = np.random.default_rng(seed)
     boots = []
     for _ in range(resamples):
@@ -59,11 +70,13 @@ def additive_effects(table: pd.DataFrame, n_stages: int, target: str, resamples:
     rows = []
     for k, (i, f) in enumerate(columns, start=1):
         low, high = np.percentile(boots[:, k], [2.5, 97.5]) if estimable else (math.nan, math.nan)
-        rows.append({"stage": i, "form": f, "effect": float(beta[k]), "low": float(low), "high": float(high),
+        effect = float(beta[k]) if identifiable[k] else math.nan
+        rows.append({"stage": i, "form": f, "effect": effect, "low": float(low), "high": float(high),
                      "n_with": int((table[f"stage{i}_form"] == f).sum()),
                      "n_none": int((table[f"stage{i}_form"] == "none").sum())})
     out = pd.DataFrame(rows, columns=["stage", "form", "effect", "low", "high", "n_with", "n_none"])
-    out.attrs["intercept"] = float(beta[0])
+    out.attrs["intercept"] = float(beta[0])  # no MRLA, the first backbone
+    out.attrs["backbones"] = max(1, len(backbones))
     return out
 
 
@@ -128,6 +141,10 @@ class Explanation:
                 continue
             parts = []
             for r in rows.itertuples():
+                if math.isnan(r.effect):
+                    parts.append(f"{FORM_NAMES[r.form]}: these networks cannot tell its effect apart from other "
+                                 f"choices' ({r.n_with} networks with it, {r.n_none} without)")
+                    continue
                 ci = " [interval needs more networks]" if math.isnan(r.low) else f" [{r.low:+.3f}, {r.high:+.3f}]"
                 parts.append(f"{FORM_NAMES[r.form]} {r.effect:+.3f}{ci} accuracy for {r.flops_pct:+.2f}% FLOPs "
                              f"({r.n_with} networks with it, {r.n_none} without)")
@@ -135,8 +152,12 @@ class Explanation:
         return out
 
     def text(self) -> str:
+        backbones = self.accuracy.attrs.get("backbones", 1)
+        held = "other stages held fixed" if backbones == 1 else (
+            f"other stages and the backbone held fixed ({backbones} backbones; FLOPs shares of the first's network "
+            "without MRLA)")
         lines = [f"where MRLA pays off in {self.run.path} ({self.networks} finished networks; effects against no "
-                 "MRLA in that stage, other stages held fixed; 95% bootstrap intervals):"]
+                 f"MRLA in that stage, {held}; 95% bootstrap intervals):"]
         lines += ["  " + s for s in self.sentences()]
         for name, evaluators in self.importance.items():
             for label, values in evaluators.items():
@@ -178,8 +199,9 @@ def plot_explanation(e: Explanation, out_path) -> Path:
     im = ax.imshow(grid, cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
     for r in t.itertuples():
         ci = "" if math.isnan(r.low) else f"\n[{r.low:+.3f}, {r.high:+.3f}]"
-        ax.text(forms.index(r.form), r.stage - 1, f"{r.effect:+.3f}{ci}\n{r.flops_pct:+.2f}% FLOPs",
-                ha="center", va="center", fontsize=8)
+        label = ("not told apart\nfrom other choices" if math.isnan(r.effect)
+                 else f"{r.effect:+.3f}{ci}\n{r.flops_pct:+.2f}% FLOPs")
+        ax.text(forms.index(r.form), r.stage - 1, label, ha="center", va="center", fontsize=8)
     ax.set_xticks(range(len(forms)), [FORM_NAMES[f] for f in forms])
     ax.set_yticks(range(len(stages)), [f"stage {s}" for s in stages])
     ax.set_title(f"accuracy effect against no MRLA ({e.networks} networks, 95% intervals)", fontsize=9)

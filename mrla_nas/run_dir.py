@@ -250,6 +250,9 @@ def _row(t, rec: Dict[str, Any], marked: Dict[int, Any]) -> Optional[Dict[str, A
             row[f"stage{i}_heads"] = s.heads
             row[f"stage{i}_reduction"] = s.reduction
         row["key"] = arch.key()
+        # which backbone choice (everything but the stages): explain compares MRLA within one
+        row["backbone"] = json.dumps({k: v for k, v in arch.canonical().to_dict().items() if k != "stages"},
+                                     sort_keys=True, separators=(",", ":"))
     row["params"] = rec.get("params", t.user_attrs.get("params"))
     row["flops"] = rec.get("flops", t.user_attrs.get("flops"))
     hist = rec.get("history", [])

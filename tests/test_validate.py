@@ -95,6 +95,31 @@ def test_additive_effects_against_a_hand_computed_table():
     assert t.attrs["intercept"] == pytest.approx(0.5)
 
 
+def test_additive_effects_compare_mrla_within_a_backbone():
+    # a space with two widths: the wide backbone is +0.2 accurate and 4x the FLOPs; light is tried more
+    # often on the narrow one. Without a backbone term the width's effect leaks into MRLA's.
+    rows = []
+    for width, (acc, flops) in {"narrow": (0.5, 100.0), "wide": (0.7, 400.0)}.items():
+        for f1 in ("none", "light"):
+            for f2 in ("none", "light") if width == "narrow" or f1 == "none" else ("none",):
+                light = (f1 == "light") + (f2 == "light")
+                rows.append({"stage1_form": f1, "stage2_form": f2, "backbone": width,
+                             "accuracy": acc + 0.01 * light, "flops": flops + (1.0 if width == "narrow" else 4.0) * light})
+    t = additive_effects(pd.DataFrame(rows), 2, "accuracy", resamples=0)
+    assert t.set_index(["stage", "form"])["effect"].to_dict() == pytest.approx({(1, "light"): 0.01, (2, "light"): 0.01})
+    assert t.attrs["backbones"] == 2
+    without = additive_effects(pd.DataFrame(rows).drop(columns="backbone"), 2, "accuracy", resamples=0)
+    assert abs(without["effect"].iloc[1] - 0.01) > 0.02  # what the backbone term corrects
+
+
+def test_an_effect_the_networks_cannot_tell_apart_is_not_a_number():
+    # light in stage 1 was only ever tried with light in stage 2: their effects are not separable
+    t = pd.DataFrame({"stage1_form": ["none", "light", "none"], "stage2_form": ["none", "light", "none"],
+                      "accuracy": [0.5, 0.6, 0.52]})
+    out = additive_effects(t, 2, "accuracy", resamples=0)
+    assert out["effect"].isna().all()
+
+
 @pytest.mark.slow
 def test_search_with_seeds_validate_resumes_after_sigkill_and_explain(tmp_path, capsys):
     data = yaml.safe_load((SPACES / "tiny.yaml").read_text())
