@@ -244,14 +244,15 @@ def _row(t, rec: Dict[str, Any], marked: Dict[int, Any]) -> Optional[Dict[str, A
     row = {"trial_id": t.number, "status": status}
     if arch_dict:
         arch = arch_from_dict(arch_dict)
+        canonical = arch.canonical()
         row["summary"] = arch.summary()
-        for i, s in enumerate(arch.canonical().stages, start=1):
+        for i, s in enumerate(canonical.stages, start=1):
             row[f"stage{i}_form"] = s.form
             row[f"stage{i}_heads"] = s.heads
             row[f"stage{i}_reduction"] = s.reduction
         row["key"] = arch.key()
         # which backbone choice (everything but the stages): explain compares MRLA within one
-        row["backbone"] = json.dumps({k: v for k, v in arch.canonical().to_dict().items() if k != "stages"},
+        row["backbone"] = json.dumps({k: v for k, v in canonical.to_dict().items() if k != "stages"},
                                      sort_keys=True, separators=(",", ":"))
     row["params"] = rec.get("params", t.user_attrs.get("params"))
     row["flops"] = rec.get("flops", t.user_attrs.get("flops"))

@@ -227,7 +227,7 @@ def _init_ray(space: SearchSpace, address: Optional[str]) -> bool:
     if address:
         try:
             ray.init(address=address, **common)
-        except ConnectionError as e:  # `auto` with no cluster running here
+        except ConnectionError as e:  # `auto`'s cluster gone since check_ray_address found it
             raise ConfigError(f"address={address!r}: {str(e).splitlines()[0]}") from None
     else:
         threads = space.proxy["threads"]

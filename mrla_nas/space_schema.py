@@ -240,8 +240,7 @@ def read_proxy(d, check_paths: bool) -> Dict[str, Any]:
     one_of(p["val_split"], VAL_SPLITS, "proxy.val_split")
     one_of(p["optimizer"], OPTIMIZERS, "proxy.optimizer")
     one_of(p["augmentation"], AUGMENTATIONS, "proxy.augmentation")
-    if p.get("resolution") is not None:
-        check_augmentation(p["augmentation"], p["resolution"], "proxy.resolution")
+    check_augmentation(p["augmentation"], p["resolution"], "proxy.resolution")
     p["lr"] = _number(p["lr"], "proxy.lr", lo=1e-8, hi=10)
     p["momentum"] = _number(p["momentum"], "proxy.momentum", lo=0, hi=1)
     p["weight_decay"] = _number(p["weight_decay"], "proxy.weight_decay", lo=0, hi=1)
