@@ -248,6 +248,9 @@ def test_fused_equals_plain_in_float64_on_odd_shapes(form, block, cin, planes, s
     name = f"fused_{form}_branch"
     real = getattr(block_module, name)
     monkeypatch.setattr(block_module, name, lambda *a: calls.append(1) or real(*a))
+    from mrla_nas.layers import mrla_light
+    gates, real_gate = [], mrla_light.light_gate_kernels
+    monkeypatch.setattr(mrla_light, "light_gate_kernels", lambda *a: gates.append(1) or real_gate(*a))
     torch.manual_seed(0)
     out = planes * block.expansion
 
@@ -272,6 +275,8 @@ def test_fused_equals_plain_in_float64_on_odd_shapes(form, block, cin, planes, s
 
     y = run(fused, x)
     assert len(calls) == len(fused)  # the C++ branch ran in every block
+    # and the C++ gate, where the projection is the paper's Conv1d
+    assert len(gates) == (form == "light" and "mrla_reduction" not in options)
     g = torch.randn_like(y)
     y.backward(g)
     with plain_pytorch():
@@ -329,3 +334,45 @@ def test_fused_branch_numbers_do_not_depend_on_the_thread_count(form):
     assert len(one) == len(two) > 5
     for a, b_ in zip(one, two):
         assert torch.equal(a, b_)
+
+
+# channels, heads (None: channel-wise), batch, plane side, Conv1d kernel (None: the ECA rule)
+GATE_CASES = [(16, 1, 1, 1, None), (32, 2, 3, 7, None), (64, 2, 64, 5, 5), (48, 3, 2, 3, 7), (16, None, 2, 4, 1),
+              (24, 4, 5, 2, 3)]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("channels,heads,batch,side,k", GATE_CASES)
+def test_the_cpp_light_gate_is_bit_for_bit_the_aten_gate(channels, heads, batch, side, k, dtype):
+    """The gated kernels and every gradient equal the ATen operators' (the path the shipped tables
+    were trained on) bit for bit, in float32 too: the C++ op calls the same rounding operators."""
+    from mrla_nas.layers import MRLALight
+
+    torch.manual_seed(0)
+    unit = MRLALight(channels, heads=heads, kernel_size=k, channel_wise=heads is None).to(dtype)
+    with torch.no_grad():
+        unit.qkv.Wq.conv.weight.normal_()
+        unit.qkv.Wk.conv.weight.normal_()
+    x = torch.randn(batch, channels, side, side, dtype=dtype, requires_grad=True)
+    g = torch.randn(batch * channels, 9, dtype=dtype)
+    results = []
+    for cpp in (True, False):
+        unit.zero_grad()
+        x.grad = None
+        kernels = unit.gated_kernels(x) if cpp else \
+            unit.qkv.value_kernels(batch, unit.gate(x)).reshape(batch * channels, -1)
+        assert (type(kernels.grad_fn).__name__ == "_LightGateBackward") == cpp
+        (kernels * g).sum().backward()
+        qkv = unit.qkv
+        results.append([kernels.detach(), x.grad, qkv.Wq.conv.weight.grad, qkv.Wk.conv.weight.grad, qkv.Wv.weight.grad])
+    for a, b in zip(*results):
+        assert torch.equal(a, b)
+
+
+def test_gradcheck_of_the_cpp_light_gate():
+    from mrla_nas.layers.fused_gate import light_gate_kernels
+
+    torch.manual_seed(0)
+    args = [torch.randn(*s, dtype=torch.float64, requires_grad=True) for s in ((3, 12), (1, 1, 5), (1, 1, 5),
+                                                                                 (12, 1, 3, 3))]
+    assert torch.autograd.gradcheck(lambda *a: light_gate_kernels(*a, 3, 0.5), args)

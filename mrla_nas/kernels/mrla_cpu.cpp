@@ -416,6 +416,105 @@ std::vector<torch::Tensor> weighted_sum_backward(torch::Tensor g, torch::Tensor 
   return out;
 }
 
+// ---- MRLA-light's gate: pooled descriptor [B, C] -> gated kernels [B*C, 9] ---------------------
+//
+// The plain path runs the gate as ~90 ATen calls forward and ~120 back on [B, C] tensors (the
+// windows of the Conv1d Q/K projection, one product, per-head scores, sigmoid, the kernels scaled
+// per head); inside a training step each call costs ~20 us of dispatch and interpreter, 5-9 ms per
+// step of the default space's light network (experiments/results/speed.md). Here the copies and
+// the single products are plain loops and the ATen calls left are the ones that round (mm, einsum,
+// sigmoid and their backward, the sums): called with the same operands in the same layouts as the
+// plain path's autograd, so the result is bit for bit the plain path's (tests/test_cpu_kernels.py).
+
+// windows[b, c, j] = y[b, c + j - pad] (zero outside): the unfolded Conv1d input, [B*C, k]
+torch::Tensor conv1d_windows(const torch::Tensor& y, int64_t k) {
+  const int64_t B = y.size(0), C = y.size(1), pad = (k - 1) / 2;
+  auto win = torch::empty({B * C, k}, y.options());
+  AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "mrla_conv1d_windows", [&] {
+    const scalar_t* src = y.data_ptr<scalar_t>();
+    scalar_t* dst = win.data_ptr<scalar_t>();
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t j = 0; j < k; ++j) {
+          const int64_t i = c + j - pad;
+          dst[(b * C + c) * k + j] = (i >= 0 && i < C) ? src[b * C + i] : scalar_t(0);
+        }
+  });
+  return win;
+}
+
+// returns {kernels [B*C, 9], windows [B*C, k], qk [B*C, 2], gate [B, g]}
+std::vector<torch::Tensor> light_gate(torch::Tensor y, torch::Tensor wq, torch::Tensor wk, torch::Tensor wv,
+                                      int64_t heads, double scale) {
+  check(y, "pooled"); check(wq, "Wq"); check(wk, "Wk"); check(wv, "Wv");
+  const int64_t B = y.size(0), C = y.size(1), k = wq.numel(), d = C / heads;
+  TORCH_CHECK(y.dim() == 2 && wk.numel() == k && wv.numel() == C * 9 && C % heads == 0, "shape mismatch");
+  auto win = conv1d_windows(y, k);
+  auto w = torch::stack({wq.view({k}), wk.view({k})}, 1);                      // [k, 2]
+  auto qk = at::mm(win, w);                                                    // [B*C, 2]
+  auto qk3 = qk.view({B, C, 2});
+  auto scores = at::einsum("bgd,bgd->bg", {qk3.select(2, 0).view({B, heads, d}), qk3.select(2, 1).view({B, heads, d})});
+  auto gate = at::sigmoid(scores.mul(scale));
+  auto kernels = torch::empty({B * C, 9}, y.options());
+  AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "mrla_light_gate", [&] {
+    const scalar_t* g = gate.data_ptr<scalar_t>();
+    const scalar_t* v = wv.data_ptr<scalar_t>();
+    scalar_t* out = kernels.data_ptr<scalar_t>();
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t c = 0; c < C; ++c) {
+        const scalar_t s = g[b * heads + c / d];
+        for (int q = 0; q < 9; ++q) out[(b * C + c) * 9 + q] = v[c * 9 + q] * s;
+      }
+  });
+  return {kernels, win, qk, gate};
+}
+
+// gradients {pooled [B, C], Wq [k], Wk [k], Wv [C, 9]} from the kernels' gradient gK [B*C, 9]
+std::vector<torch::Tensor> light_gate_backward(torch::Tensor gK, torch::Tensor win, torch::Tensor qk,
+                                               torch::Tensor gate, torch::Tensor wq, torch::Tensor wk,
+                                               torch::Tensor wv, int64_t heads, double scale) {
+  for (auto* t : {&gK, &win, &qk, &gate, &wq, &wk, &wv}) check(*t, "input");
+  const int64_t B = gate.size(0), C = wv.size(0), k = wq.numel(), d = C / heads;
+  auto gw_full = torch::empty({B, C, 9}, gK.options()), gs_full = torch::empty({B, C, 9}, gK.options());
+  AT_DISPATCH_FLOATING_TYPES(gK.scalar_type(), "mrla_light_gate_products", [&] {
+    const scalar_t* g = gK.data_ptr<scalar_t>(); const scalar_t* s = gate.data_ptr<scalar_t>();
+    const scalar_t* v = wv.data_ptr<scalar_t>();
+    scalar_t* gw = gw_full.data_ptr<scalar_t>(); scalar_t* gs = gs_full.data_ptr<scalar_t>();
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t c = 0; c < C; ++c) {
+        const scalar_t sc = s[b * heads + c / d];
+        for (int q = 0; q < 9; ++q) {
+          const int64_t i = (b * C + c) * 9 + q;
+          gw[i] = g[i] * sc;          // weight * scale: d/dweight, summed over the batch below
+          gs[i] = g[i] * v[c * 9 + q];  // d/dscale, summed over the 9 taps below
+        }
+      }
+  });
+  auto gwv = gw_full.sum({0}, true).view(wv.sizes());
+  auto gscale = gs_full.view({B, C, 1, 1, 9}).sum({2, 3, 4}, true).view({B, heads, d});  // the autograd sum's shape
+  auto ggate = gscale.sum({2}, true).view({B, heads});                       // repeat_interleave's backward
+  auto gscores = at::sigmoid_backward(ggate, gate);
+  auto gqk = torch::empty({B * C, 2}, gK.options());
+  AT_DISPATCH_FLOATING_TYPES(gK.scalar_type(), "mrla_light_gate_scores", [&] {
+    const scalar_t* gsc = gscores.data_ptr<scalar_t>(); const scalar_t* p = qk.data_ptr<scalar_t>();
+    scalar_t* out = gqk.data_ptr<scalar_t>();
+    const scalar_t sc = static_cast<scalar_t>(scale);
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t c = 0; c < C; ++c) {
+        const scalar_t gh = gsc[b * heads + c / d] * sc;  // through the scores' scaling
+        const int64_t i = b * C + c;
+        out[2 * i] = gh * p[2 * i + 1];                   // d/dq = g * key (einsum's bmm, one product)
+        out[2 * i + 1] = gh * p[2 * i];                   // d/dkey = g * q
+      }
+  });
+  auto w = torch::stack({wq.view({k}), wk.view({k})}, 1);
+  auto gwin = at::mm(gqk, w.t());                                            // mm's backward, as autograd
+  auto gw = at::mm(win.t(), gqk);
+  const int64_t pad = (k - 1) / 2;
+  auto gy = at::unfold_backward(gwin.view({B, C, k}), {B, C + 2 * pad}, 1, k, 1).narrow(1, pad, C);
+  return {gy.contiguous(), gw.select(1, 0).contiguous(), gw.select(1, 1).contiguous(), gwv};
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("depthwise_forward", &depthwise_forward, "dw3x3(x; K), one kernel per (sample, channel)");
   m.def("depthwise_backward", &depthwise_backward, "gradients of x and K");
@@ -425,4 +524,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("residual_affine", &residual_affine, "o + f(scale_c * y + shift_c), f = identity or ReLU");
   m.def("grad_stats", &grad_stats, "per-plane sums of g and g*y (g masked by ReLU)");
   m.def("light_backward", &light_backward, "gradients of o, s, K and lambda's per-plane partial sums");
+  m.def("light_gate", &light_gate, "MRLA-light's gated kernels from the pooled descriptor (and what backward needs)");
+  m.def("light_gate_backward", &light_gate_backward, "gradients of the pooled descriptor, Wq, Wk and Wv");
 }

@@ -6,6 +6,8 @@ from typing import Optional
 import torch
 from torch import nn
 
+from .cpu_ops import global_avg_pool, use_cpu_kernels
+from .fused_gate import light_gate_kernels
 from .heads import MRLAUnit
 
 
@@ -49,4 +51,8 @@ class MRLALight(MRLAUnit):
     def gated_kernels(self, x: torch.Tensor) -> torch.Tensor:
         """The per-(sample, channel) kernels ``gate_h * Wv`` of :meth:`forward`, as [B*C, 9] (for the
         fused block branch, mrla_nas/layers/fused_light.py)."""
-        return self.qkv.value_kernels(x.shape[0], self.gate(x)).reshape(x.shape[0] * x.shape[1], -1)
+        qkv = self.qkv
+        if qkv.Wq.reduction is None and use_cpu_kernels(x):  # the same numbers from one C++ op
+            return light_gate_kernels(global_avg_pool(x), qkv.Wq.conv.weight, qkv.Wk.conv.weight, qkv.Wv.weight,
+                                      qkv.heads, qkv.scale)
+        return qkv.value_kernels(x.shape[0], self.gate(x)).reshape(x.shape[0] * x.shape[1], -1)
