@@ -376,3 +376,48 @@ def test_gradcheck_of_the_cpp_light_gate():
     args = [torch.randn(*s, dtype=torch.float64, requires_grad=True) for s in ((3, 12), (1, 1, 5), (1, 1, 5),
                                                                                  (12, 1, 3, 3))]
     assert torch.autograd.gradcheck(lambda *a: light_gate_kernels(*a, 3, 0.5), args)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("channels,heads,batch,side,blocks", [(16, 1, 2, 5, 2), (32, 2, 3, 1, 4), (16, None, 2, 3, 3),
+                                                              (48, 3, 16, 4, 3)])
+def test_the_cpp_base_attention_is_bit_for_bit_the_aten_attention(channels, heads, batch, side, blocks, dtype,
+                                                                  monkeypatch):
+    """A stage of base blocks: outputs, the input's and every parameter's gradient equal the ATen
+    attention's bit for bit (each key's gradient is summed over the later blocks in autograd's order)."""
+    from mrla_nas.layers import fused_attention, mrla_base
+
+    torch.manual_seed(0)
+    options = {"mrla_channel_wise": True} if heads is None else {"mrla_heads": heads}
+    stage = nn.ModuleList([_perturbed(MRLABasicBlock(channels, channels, mrla_form="base", **options).to(dtype))
+                           for _ in range(blocks)]).train()
+    stage[0].mrla.as_first_block()
+    x0 = torch.randn(batch, channels, side, side, dtype=dtype)
+    g = torch.randn(batch, channels, side, side, dtype=dtype)
+    calls, real = [], fused_attention.base_attention
+    monkeypatch.setattr(mrla_base, "base_attention", lambda *a: calls.append(1) or real(*a))
+    results = []
+    for cpp in (True, False):
+        if not cpp:  # the attention from ATen operators; every other kernel as before
+            monkeypatch.setattr(mrla_base, "use_cpu_kernels", lambda t: False)
+        model, x = copy.deepcopy(stage), x0.clone().requires_grad_()
+        _run_stage(model, x).backward(g)
+        results.append([_run_stage(copy.deepcopy(stage), x0).detach(), x.grad] + [p.grad for p in model.parameters()])
+    assert len(calls) == 2 * (blocks - 1)  # the C++ op ran in every block but the stage's first (twice)
+    for a, b in zip(*results):
+        assert (a is None) == (b is None) and (a is None or torch.equal(a, b))
+
+
+def test_gradcheck_of_the_cpp_base_attention():
+    from mrla_nas.layers.fused_attention import base_attention
+
+    torch.manual_seed(0)
+    pooled, wq, wk, k0, k1 = [torch.randn(*s, dtype=torch.float64, requires_grad=True)
+                              for s in ((3, 12), (1, 1, 3), (1, 1, 3), (3, 12), (3, 12))]
+    w = torch.randn(3, 12, 3, dtype=torch.float64)
+
+    def f(*a):
+        weights, key = base_attention(a[0], a[1], a[2], list(a[3:]), 4, 0.5)
+        return (weights * w).sum() + key.square().sum()
+
+    assert torch.autograd.gradcheck(f, (pooled, wq, wk, k0, k1))

@@ -515,6 +515,92 @@ std::vector<torch::Tensor> light_gate_backward(torch::Tensor gK, torch::Tensor w
   return {gy.contiguous(), gw.select(1, 0).contiguous(), gw.select(1, 1).contiguous(), gwv};
 }
 
+// ---- MRLA-base's attention: pooled descriptor [B, C] and the stage's earlier keys -> weights [B, C, t] --
+//
+// As light_gate: the plain path's ~100 ATen calls each way (Q/K, stacking the keys, per-head scores,
+// softmax, one weight per channel) with the rounding calls kept, on the plain path's operands.
+
+// q, k [B, C] as strided views of qk [B*C, 2] (the plain path's unbind of its [B, C, 2] product)
+std::vector<torch::Tensor> split_qk(const torch::Tensor& qk, int64_t B, int64_t C) {
+  auto qk3 = qk.view({B, C, 2});
+  return {qk3.select(2, 0), qk3.select(2, 1)};
+}
+
+// einsum("bgd,btgd->bgt")'s right operand as it lays it out for its bmm: [B*g, d, t], contiguous
+torch::Tensor keys_operand(const torch::Tensor& keys, int64_t B, int64_t t, int64_t heads, int64_t d) {
+  return keys.view({B, t, heads, d}).permute({0, 2, 3, 1}).reshape({B * heads, d, t});
+}
+
+// returns {weights [B, C, t], key [B, C], windows, qk, keys [B, t, C], attn [B, g, t]}
+std::vector<torch::Tensor> base_attention(torch::Tensor y, torch::Tensor wq, torch::Tensor wk,
+                                          std::vector<torch::Tensor> earlier_keys, int64_t heads, double scale) {
+  check(y, "pooled"); check(wq, "Wq"); check(wk, "Wk");
+  const int64_t B = y.size(0), C = y.size(1), k = wq.numel(), d = C / heads;
+  const int64_t t = static_cast<int64_t>(earlier_keys.size()) + 1;
+  TORCH_CHECK(y.dim() == 2 && wk.numel() == k && C % heads == 0, "shape mismatch");
+  for (auto& key : earlier_keys) TORCH_CHECK(key.sizes() == y.sizes(), "keys must be [B, C]");
+  auto win = conv1d_windows(y, k);
+  auto qk = at::mm(win, torch::stack({wq.view({k}), wk.view({k})}, 1));
+  auto q_k = split_qk(qk, B, C);
+  earlier_keys.push_back(q_k[1]);
+  auto keys = torch::stack(earlier_keys, 1);                                    // [B, t, C]
+  auto scores = at::einsum("bgd,btgd->bgt", {q_k[0].view({B, heads, d}), keys.view({B, t, heads, d})});
+  auto attn = at::softmax(scores.mul(scale), -1);                              // [B, g, t]
+  auto weights = torch::empty({B, C, t}, y.options());
+  AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "mrla_base_attention", [&] {
+    const scalar_t* a = attn.data_ptr<scalar_t>();
+    scalar_t* out = weights.data_ptr<scalar_t>();
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t j = 0; j < t; ++j) out[(b * C + c) * t + j] = a[(b * heads + c / d) * t + j];
+  });
+  return {weights, q_k[1].contiguous(), win, qk, keys, attn};
+}
+
+// gradients {pooled, Wq [k], Wk [k], earlier keys...} from those of the weights (gw [B, C, t]) and of
+// this block's key (gkey [B, C], what later blocks sent back; empty where none attends to it)
+std::vector<torch::Tensor> base_attention_backward(torch::Tensor gw, torch::Tensor gkey, torch::Tensor win,
+                                                   torch::Tensor qk, torch::Tensor keys, torch::Tensor attn,
+                                                   torch::Tensor wq, torch::Tensor wk, int64_t heads, double scale) {
+  for (auto* x : {&gw, &win, &qk, &keys, &attn, &wq, &wk}) check(*x, "input");
+  const int64_t B = keys.size(0), t = keys.size(1), C = keys.size(2), k = wq.numel(), d = C / heads;
+  auto gattn = gw.view({B, heads, d, t}).sum({2}, true).view({B, heads, t});  // repeat_interleave's backward
+  auto gscores = at::_softmax_backward_data(gattn, attn, -1, attn.scalar_type());
+  auto q_k = split_qk(qk, B, C);
+  auto gqk = torch::empty({B * C, 2}, gw.options());
+  auto gkeys = torch::empty({B, t, C}, gw.options());
+  torch::Tensor gsc;
+  AT_DISPATCH_FLOATING_TYPES(gw.scalar_type(), "mrla_base_attention_scores", [&] {
+    gsc = torch::empty({B * heads, 1, t}, gw.options());
+    const scalar_t* g = gscores.data_ptr<scalar_t>(); scalar_t* o = gsc.data_ptr<scalar_t>();
+    const scalar_t sc = static_cast<scalar_t>(scale);
+    for (int64_t i = 0; i < B * heads * t; ++i) o[i] = g[i] * sc;               // through the scores' scaling
+    // d/dkeys = g * q: one product each (einsum's bmm with an inner size of 1)
+    const scalar_t* p = qk.data_ptr<scalar_t>(); scalar_t* gk = gkeys.data_ptr<scalar_t>();
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t j = 0; j < t; ++j)
+        for (int64_t c = 0; c < C; ++c) gk[(b * t + j) * C + c] = p[2 * (b * C + c)] * o[(b * heads + c / d) * t + j];
+  });
+  // d/dq: einsum's bmm backward, summed over the t keys, on its own layout
+  auto gq = at::bmm(gsc, keys_operand(keys, B, t, heads, d).transpose(1, 2)).view({B, C});
+  auto gown = gkeys.select(1, t - 1);
+  auto gk_total = gkey.numel() ? gkey + gown : gown;  // autograd's order: later blocks' sum, then this one's
+  AT_DISPATCH_FLOATING_TYPES(gw.scalar_type(), "mrla_base_attention_qk", [&] {
+    const scalar_t* a = gq.data_ptr<scalar_t>(); scalar_t* o = gqk.data_ptr<scalar_t>();
+    auto kt = gk_total.contiguous();
+    const scalar_t* b = kt.data_ptr<scalar_t>();
+    for (int64_t i = 0; i < B * C; ++i) { o[2 * i] = a[i]; o[2 * i + 1] = b[i]; }
+  });
+  auto w = torch::stack({wq.view({k}), wk.view({k})}, 1);
+  auto gwin = at::mm(gqk, w.t());
+  auto gwqk = at::mm(win.t(), gqk);
+  const int64_t pad = (k - 1) / 2;
+  auto gy = at::unfold_backward(gwin.view({B, C, k}), {B, C + 2 * pad}, 1, k, 1).narrow(1, pad, C);
+  std::vector<torch::Tensor> out = {gy.contiguous(), gwqk.select(1, 0).contiguous(), gwqk.select(1, 1).contiguous()};
+  for (int64_t j = 0; j + 1 < t; ++j) out.push_back(gkeys.select(1, j).contiguous());
+  return out;
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("depthwise_forward", &depthwise_forward, "dw3x3(x; K), one kernel per (sample, channel)");
   m.def("depthwise_backward", &depthwise_backward, "gradients of x and K");
@@ -526,4 +612,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("light_backward", &light_backward, "gradients of o, s, K and lambda's per-plane partial sums");
   m.def("light_gate", &light_gate, "MRLA-light's gated kernels from the pooled descriptor (and what backward needs)");
   m.def("light_gate_backward", &light_gate_backward, "gradients of the pooled descriptor, Wq, Wk and Wv");
+  m.def("base_attention", &base_attention, "MRLA-base's per-channel attention weights over a stage's keys");
+  m.def("base_attention_backward", &base_attention_backward, "gradients of the pooled descriptor, Wq, Wk, earlier keys");
 }

@@ -6,7 +6,8 @@ from typing import List, NamedTuple, Optional
 import torch
 
 from ..kernels import cpu_kernels
-from .cpu_ops import use_cpu_kernels
+from .cpu_ops import global_avg_pool, use_cpu_kernels
+from .fused_attention import base_attention
 from .heads import MRLAUnit
 
 
@@ -125,7 +126,12 @@ class MRLABase(MRLAUnit):
         if self.qkv.Wq is None:
             raise RuntimeError("this MRLA-base unit was built as a stage's first block (has_query=False): "
                                "call it with memory=None")
-        q, k = self.qkv.query_key(x)
+        qkv = self.qkv
+        if qkv.Wq.reduction is None and use_cpu_kernels(x):  # the same numbers from one C++ op
+            weights, k = base_attention(global_avg_pool(x), qkv.Wq.conv.weight, qkv.Wk.conv.weight, memory.keys,
+                                        self.heads, qkv.scale)
+            return weights, LayerMemory(memory.keys + [k], memory.values + [v])
+        q, k = qkv.query_key(x)
         memory = LayerMemory(memory.keys + [k], memory.values + [v])
         b, c = k.shape
         g = self.heads
