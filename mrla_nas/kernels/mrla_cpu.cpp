@@ -601,6 +601,96 @@ std::vector<torch::Tensor> base_attention_backward(torch::Tensor gw, torch::Tens
   return out;
 }
 
+// ---- BatchNorm's per-channel constants for the fused branches (float64) ----------------------------
+//
+// From the kernels' per-plane sums to the per-channel scale and shift (updating the running
+// statistics as nn.BatchNorm2d does), and back to the coefficients of the input gradient. About 35
+// ATen calls on [C] tensors each way on the plain formulas; here one loop over the channels, with the
+// batch sums left to ATen (its summation order) and every other operation rounded once, in the order
+// the formulas in mrla_nas/layers/fused_bn.py write it: no fused multiply-add may merge two of them.
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=off")
+
+// returns {mean, invstd, scale, shift} (float64, [C]) and {scale, shift} in the maps' dtype
+std::vector<torch::Tensor> bn_constants(torch::Tensor psum, torch::Tensor psumsq, int64_t n, torch::Tensor gamma,
+                                        torch::Tensor beta, torch::Tensor running_mean, torch::Tensor running_var,
+                                        bool training, double momentum, double eps) {
+  for (auto* t : {&gamma, &beta, &running_mean, &running_var}) check(*t, "BatchNorm tensor");
+  const int64_t C = gamma.numel();
+  auto opts = gamma.options().dtype(torch::kFloat64);
+  auto mean = torch::empty({C}, opts), invstd = torch::empty({C}, opts);
+  auto scale = torch::empty({C}, opts), shift = torch::empty({C}, opts);
+  auto scale_t = torch::empty({C}, gamma.options()), shift_t = torch::empty({C}, gamma.options());
+  torch::Tensor s1, s2;
+  if (training) { s1 = psum.sum(0); s2 = psumsq.sum(0); }
+  double* M = mean.data_ptr<double>(); double* I = invstd.data_ptr<double>();
+  double* S = scale.data_ptr<double>(); double* H = shift.data_ptr<double>();
+  AT_DISPATCH_FLOATING_TYPES(gamma.scalar_type(), "mrla_bn_constants", [&] {
+    const scalar_t* g = gamma.data_ptr<scalar_t>(); const scalar_t* b = beta.data_ptr<scalar_t>();
+    scalar_t* rm = running_mean.data_ptr<scalar_t>(); scalar_t* rv = running_var.data_ptr<scalar_t>();
+    const scalar_t keep = static_cast<scalar_t>(1.0 - momentum);
+    const double unbias = momentum * static_cast<double>(n) / static_cast<double>(std::max<int64_t>(n - 1, 1));
+    for (int64_t c = 0; c < C; ++c) {
+      double m, is;
+      if (training) {
+        const double* a1 = s1.data_ptr<double>(); const double* a2 = s2.data_ptr<double>();
+        m = a1[c] / static_cast<double>(n);
+        const double sq = m * m;
+        double v = a2[c] / static_cast<double>(n) - sq;
+        v = v < 0 ? 0.0 : v;
+        is = 1.0 / std::sqrt(v + eps);
+        const scalar_t rm_keep = rm[c] * keep, rv_keep = rv[c] * keep;
+        const double dm = m * momentum, dv = v * unbias;
+        rm[c] = rm_keep + static_cast<scalar_t>(dm);
+        rv[c] = rv_keep + static_cast<scalar_t>(dv);
+      } else {
+        m = static_cast<double>(rm[c]);
+        is = 1.0 / std::sqrt(static_cast<double>(rv[c]) + eps);
+      }
+      const double sc = static_cast<double>(g[c]) * is;
+      const double ms = m * sc;
+      M[c] = m; I[c] = is; S[c] = sc; H[c] = static_cast<double>(b[c]) - ms;
+      scale_t.data_ptr<scalar_t>()[c] = static_cast<scalar_t>(sc);
+      shift_t.data_ptr<scalar_t>()[c] = static_cast<scalar_t>(H[c]);
+    }
+  });
+  return {mean, invstd, scale, shift, scale_t, shift_t};
+}
+
+// returns {d/dgamma, d/dbeta, a, b, c} in gamma's dtype, with dL/dy = a*g + b*y + c per channel
+std::vector<torch::Tensor> bn_backward_constants(torch::Tensor mean, torch::Tensor invstd, torch::Tensor gamma,
+                                                 torch::Tensor sum_g, torch::Tensor sum_gy, int64_t n, bool training) {
+  check(mean, "mean"); check(invstd, "invstd"); check(gamma, "gamma");
+  const int64_t C = gamma.numel();
+  auto sg = sum_g.sum(0), sgy = sum_gy.sum(0);
+  std::vector<torch::Tensor> out;
+  for (int i = 0; i < 5; ++i) out.push_back(torch::empty({C}, gamma.options()));
+  const double* M = mean.data_ptr<double>(); const double* I = invstd.data_ptr<double>();
+  const double* G = sg.data_ptr<double>(); const double* GY = sgy.data_ptr<double>();
+  AT_DISPATCH_FLOATING_TYPES(gamma.scalar_type(), "mrla_bn_backward_constants", [&] {
+    const scalar_t* gm = gamma.data_ptr<scalar_t>();
+    scalar_t* o[5];
+    for (int i = 0; i < 5; ++i) o[i] = out[i].data_ptr<scalar_t>();
+    for (int64_t c = 0; c < C; ++c) {
+      const double mg = M[c] * G[c];
+      const double dgamma = (GY[c] - mg) * I[c];
+      const double a = static_cast<double>(gm[c]) * I[c];
+      double b = 0.0, cc = 0.0;
+      if (training) {
+        const double na = -a;
+        const double t1 = na * I[c], t2 = t1 * dgamma;
+        b = t2 / static_cast<double>(n);
+        const double u1 = na * G[c], u2 = u1 / static_cast<double>(n), bm = b * M[c];
+        cc = u2 - bm;
+      }
+      o[0][c] = static_cast<scalar_t>(dgamma); o[1][c] = static_cast<scalar_t>(G[c]);
+      o[2][c] = static_cast<scalar_t>(a); o[3][c] = static_cast<scalar_t>(b); o[4][c] = static_cast<scalar_t>(cc);
+    }
+  });
+  return out;
+}
+#pragma GCC pop_options
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("depthwise_forward", &depthwise_forward, "dw3x3(x; K), one kernel per (sample, channel)");
   m.def("depthwise_backward", &depthwise_backward, "gradients of x and K");
@@ -612,6 +702,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("light_backward", &light_backward, "gradients of o, s, K and lambda's per-plane partial sums");
   m.def("light_gate", &light_gate, "MRLA-light's gated kernels from the pooled descriptor (and what backward needs)");
   m.def("light_gate_backward", &light_gate_backward, "gradients of the pooled descriptor, Wq, Wk and Wv");
+  m.def("bn_constants", &bn_constants, "BatchNorm's per-channel constants from per-plane sums (updates the running statistics)");
+  m.def("bn_backward_constants", &bn_backward_constants, "d/dgamma, d/dbeta and the input gradient's coefficients");
   m.def("base_attention", &base_attention, "MRLA-base's per-channel attention weights over a stage's keys");
   m.def("base_attention_backward", &base_attention_backward, "gradients of the pooled descriptor, Wq, Wk, earlier keys");
 }

@@ -25,8 +25,8 @@ class _FusedBaseBranch(torch.autograd.Function):
         b, c, h, w = o.shape
         attn, psum, psumsq = ext.weighted_sum(weights, list(values), True)
         st = fused_bn.normalize(psum, psumsq, b * h * w, gamma, beta, running_mean, running_var, training,
-                                momentum, eps)
-        out = ext.residual_affine(o, attn, st.scale.to(o.dtype), st.shift.to(o.dtype), True)
+                                momentum, eps, o.dtype)
+        out = ext.residual_affine(o, attn, st.scale, st.shift, True)
         ctx.save_for_backward(weights, gamma, attn, *values)
         ctx.bn = st
         return out
@@ -36,12 +36,10 @@ class _FusedBaseBranch(torch.autograd.Function):
         weights, gamma, attn, *values = ctx.saved_tensors
         ext, st, dt = cpu_kernels(), ctx.bn, g.dtype
         g = g.contiguous()
-        scale, shift = st.scale.to(dt), st.shift.to(dt)
-        sum_g, sum_gy = ext.grad_stats(g, attn, scale, shift, True)
-        dgamma, dbeta, a, b, c = fused_bn.backward_coefficients(st, gamma, sum_g, sum_gy)
-        *grad_values, grad_w = ext.weighted_sum_backward(g, weights, values,
-                                                         [attn, scale, shift, a.to(dt), b.to(dt), c.to(dt)])
-        return (g, grad_w, dgamma.to(dt), dbeta.to(dt), None, None, None, None, None, *grad_values)
+        sum_g, sum_gy = ext.grad_stats(g, attn, st.scale, st.shift, True)
+        dgamma, dbeta, a, b, c = fused_bn.backward_coefficients(st, gamma, sum_g, sum_gy, dt)
+        *grad_values, grad_w = ext.weighted_sum_backward(g, weights, values, [attn, st.scale, st.shift, a, b, c])
+        return (g, grad_w, dgamma, dbeta, None, None, None, None, None, *grad_values)
 
 
 def fused_base_branch(o: torch.Tensor, weights: torch.Tensor, values: List[torch.Tensor],

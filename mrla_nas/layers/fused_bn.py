@@ -1,8 +1,20 @@
 """Train/eval BatchNorm for the fused MRLA branches: per-channel constants from per-plane sums.
 
-The C++ kernels hand back per-(sample, channel) sums in float64; everything per channel is done
-here, in float64, and matches ``nn.BatchNorm2d`` (biased variance to normalise, unbiased for the
-running estimate, cumulative average when ``momentum`` is None).
+The C++ kernels hand back per-(sample, channel) sums in float64; the per-channel constants are
+formed from them in float64 by two more C++ calls (``bn_constants``, ``bn_backward_constants`` in
+mrla_nas/kernels/mrla_cpu.cpp), each operation rounded once, in this order::
+
+    mean = sum / n                          var = (sumsq / n - mean * mean).clamp_min(0)
+    invstd = 1 / sqrt(var + eps)            scale = gamma * invstd       shift = beta - mean * scale
+    running_mean = running_mean * (1 - momentum) + mean * momentum
+    running_var  = running_var  * (1 - momentum) + var * (momentum * n / max(n - 1, 1))
+
+and going back, from the sums of the output gradient g and of g*y:
+``dgamma = (sum_gy - mean * sum_g) * invstd``, ``dbeta = sum_g``, and ``dL/dy = a*g + b*y + c`` with
+``a = gamma * invstd``, ``b = -a * invstd * dgamma / n``, ``c = -a * sum_g / n - b * mean`` in
+training (b = c = 0 in eval mode, where the running statistics are constants). That is
+``nn.BatchNorm2d``'s function (biased variance to normalise, unbiased for the running estimate,
+cumulative average when ``momentum`` is None): tests/test_cpu_kernels.py compares the two.
 """
 from __future__ import annotations
 
@@ -12,10 +24,13 @@ from typing import Optional, Tuple
 import torch
 from torch import nn
 
+from ..kernels import cpu_kernels
+
 
 @dataclass
 class BatchNormState:
-    """What the backward needs: per-channel mean and 1/std (float64) and the affine weight."""
+    """What the forward applies and the backward needs: per-channel mean and 1/std (float64), and
+    the affine map ``scale * y + shift`` in the maps' dtype."""
 
     mean: torch.Tensor
     invstd: torch.Tensor
@@ -34,31 +49,16 @@ def momentum_of(bn: nn.BatchNorm2d) -> Optional[float]:
 
 
 def normalize(psum: torch.Tensor, psumsq: torch.Tensor, n: int, gamma, beta, running_mean, running_var,
-              training: bool, momentum: Optional[float], eps: float) -> BatchNormState:
+              training: bool, momentum: Optional[float], eps: float, dtype: torch.dtype) -> BatchNormState:
     """Batch (training) or running (eval) statistics; updates the running ones in training."""
-    if training:
-        mean = psum.sum(0) / n
-        var = (psumsq.sum(0) / n - mean * mean).clamp_min(0)
-        invstd = (var + eps).rsqrt()
-        running_mean.mul_(1 - momentum).add_((mean * momentum).to(running_mean.dtype))
-        running_var.mul_(1 - momentum).add_((var * (momentum * n / max(n - 1, 1))).to(running_var.dtype))
-    else:
-        mean = running_mean.double()
-        invstd = (running_var.double() + eps).rsqrt()
-    scale = gamma.double() * invstd
-    return BatchNormState(mean, invstd, scale, beta.double() - mean * scale, training, n)
+    mean, invstd, _, _, scale, shift = cpu_kernels().bn_constants(
+        psum, psumsq, n, gamma, beta, running_mean, running_var, training, momentum or 0.0, eps)
+    return BatchNormState(mean, invstd, scale.to(dtype), shift.to(dtype), training, n)
 
 
-def backward_coefficients(st: BatchNormState, gamma: torch.Tensor, sum_g: torch.Tensor, sum_gy: torch.Tensor
-                          ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def backward_coefficients(st: BatchNormState, gamma: torch.Tensor, sum_g: torch.Tensor, sum_gy: torch.Tensor,
+                          dtype: torch.dtype) -> Tuple[torch.Tensor, ...]:
     """From per-plane sums of the output gradient g (and g*y): d/dgamma, d/dbeta, and a, b, c with
-    dL/dy = a*g + b*y + c per channel."""
-    sg, sgy = sum_g.sum(0), sum_gy.sum(0)
-    dgamma = (sgy - st.mean * sg) * st.invstd
-    a = gamma.double() * st.invstd
-    if st.training:  # the batch statistics depend on y too
-        b = -a * st.invstd * dgamma / st.n
-        c = -a * sg / st.n - b * st.mean
-    else:
-        b = c = torch.zeros_like(a)
-    return dgamma, sg, a, b, c
+    dL/dy = a*g + b*y + c per channel, in ``dtype``."""
+    out = cpu_kernels().bn_backward_constants(st.mean, st.invstd, gamma, sum_g, sum_gy, st.n, st.training)
+    return tuple(t.to(dtype) for t in out)

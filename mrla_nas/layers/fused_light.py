@@ -23,8 +23,8 @@ class _FusedLightBranch(torch.autograd.Function):
         b, c, h, w = o.shape
         y, psum, psumsq = ext.light_forward(o, s, K, lam)
         st = fused_bn.normalize(psum, psumsq, b * h * w, gamma, beta, running_mean, running_var, training,
-                                momentum, eps)
-        out = ext.residual_affine(o, y, st.scale.to(o.dtype), st.shift.to(o.dtype), False)
+                                momentum, eps, o.dtype)
+        out = ext.residual_affine(o, y, st.scale, st.shift, False)
         ctx.save_for_backward(o, s, K, lam, gamma, y)
         ctx.bn = st
         return out
@@ -34,10 +34,10 @@ class _FusedLightBranch(torch.autograd.Function):
         o, s, K, lam, gamma, y = ctx.saved_tensors
         ext, st, dt = cpu_kernels(), ctx.bn, o.dtype
         g = g.contiguous()
-        sum_g, sum_gy = ext.grad_stats(g, y, st.scale.to(dt), st.shift.to(dt), False)
-        dgamma, dbeta, a, b, c = fused_bn.backward_coefficients(st, gamma, sum_g, sum_gy)
-        go, gs, gK, glam = ext.light_backward(g, y, o, s, K, lam, a.to(dt), b.to(dt), c.to(dt))
-        return (go, gs, gK, glam.sum(0).to(dt), dgamma.to(dt), dbeta.to(dt), None, None, None, None, None)
+        sum_g, sum_gy = ext.grad_stats(g, y, st.scale, st.shift, False)
+        dgamma, dbeta, a, b, c = fused_bn.backward_coefficients(st, gamma, sum_g, sum_gy, dt)
+        go, gs, gK, glam = ext.light_backward(g, y, o, s, K, lam, a, b, c)
+        return (go, gs, gK, glam.sum(0).to(dt), dgamma, dbeta, None, None, None, None, None)
 
 
 def fused_light_branch(o: torch.Tensor, s: torch.Tensor, kernel: torch.Tensor, lambda_t: torch.Tensor,
