@@ -337,8 +337,9 @@ def test_fused_branch_numbers_do_not_depend_on_the_thread_count(form):
 
 
 # channels, heads (None: channel-wise), batch, plane side, Conv1d kernel (None: the ECA rule)
+# 512 channels in one head: 512 products per score, where ATen's bmm leaves its own loop for gemm
 GATE_CASES = [(16, 1, 1, 1, None), (32, 2, 3, 7, None), (64, 2, 64, 5, 5), (48, 3, 2, 3, 7), (16, None, 2, 4, 1),
-              (24, 4, 5, 2, 3)]
+              (24, 4, 5, 2, 3), (512, 1, 2, 2, None), (399, 1, 2, 1, 3)]
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -380,11 +381,13 @@ def test_gradcheck_of_the_cpp_light_gate():
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("channels,heads,batch,side,blocks", [(16, 1, 2, 5, 2), (32, 2, 3, 1, 4), (16, None, 2, 3, 3),
-                                                              (48, 3, 16, 4, 3)])
+                                                              (48, 3, 16, 4, 3), (200, 1, 2, 2, 2), (199, 1, 2, 2, 2),
+                                                              (128, 1, 2, 1, 4)])
 def test_the_cpp_base_attention_is_bit_for_bit_the_aten_attention(channels, heads, batch, side, blocks, dtype,
                                                                   monkeypatch):
     """A stage of base blocks: outputs, the input's and every parameter's gradient equal the ATen
-    attention's bit for bit (each key's gradient is summed over the later blocks in autograd's order)."""
+    attention's bit for bit (each key's gradient is summed over the later blocks in autograd's order;
+    200 channels in one head over two blocks is where ATen's bmm leaves its own loop for gemm)."""
     from mrla_nas.layers import fused_attention, mrla_base
 
     torch.manual_seed(0)

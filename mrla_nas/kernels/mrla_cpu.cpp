@@ -416,19 +416,37 @@ std::vector<torch::Tensor> weighted_sum_backward(torch::Tensor g, torch::Tensor 
   return out;
 }
 
-// ---- MRLA-light's gate: pooled descriptor [B, C] -> gated kernels [B*C, 9] ---------------------
+// ---- The Q/K side of both forms: gate (light) and attention (base) on [B, C] tensors ---------------
 //
-// The plain path runs the gate as ~90 ATen calls forward and ~120 back on [B, C] tensors (the
-// windows of the Conv1d Q/K projection, one product, per-head scores, sigmoid, the kernels scaled
-// per head); inside a training step each call costs ~20 us of dispatch and interpreter, 5-9 ms per
-// step of the default space's light network (experiments/results/speed.md). Here the copies and
-// the single products are plain loops and the ATen calls left are the ones that round (mm, einsum,
-// sigmoid and their backward, the sums): called with the same operands in the same layouts as the
-// plain path's autograd, so the result is bit for bit the plain path's (tests/test_cpu_kernels.py).
+// The plain path runs MRLA-light's gate as ~90 ATen calls forward and ~120 back (the Conv1d Q/K
+// projection's windows, one product, per-head scores, sigmoid, the kernels scaled per head), and
+// MRLA-base's attention likewise; inside a training step each call costs ~20 us of dispatch and
+// interpreter, which made them 8% of the step (experiments/results/speed.md). Here copies, single
+// products and the sums whose order ATen fixes in plain loops are loops, and the ATen calls left
+// are those whose rounding is the library's own (mm, sigmoid, softmax, the batch and head sums),
+// called on the plain path's operands in its layouts: the results are bit for bit the plain
+// path's (tests/test_cpu_kernels.py), which the shipped tables rely on. No fused multiply-add may
+// merge two operations that ATen rounds apart.
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=off")
 
-// windows[b, c, j] = y[b, c + j - pad] (zero outside): the unfolded Conv1d input, [B*C, k]
-torch::Tensor conv1d_windows(const torch::Tensor& y, int64_t k) {
-  const int64_t B = y.size(0), C = y.size(1), pad = (k - 1) / 2;
+// the Conv1d weights of Q and K side by side, [k, 2] (the plain path's torch.stack)
+torch::Tensor projection_weights(const torch::Tensor& wq, const torch::Tensor& wk) {
+  const int64_t k = wq.numel();
+  auto w = torch::empty({k, 2}, wq.options());
+  AT_DISPATCH_FLOATING_TYPES(wq.scalar_type(), "mrla_projection_weights", [&] {
+    const scalar_t* q = wq.data_ptr<scalar_t>(); const scalar_t* kk = wk.data_ptr<scalar_t>();
+    scalar_t* o = w.data_ptr<scalar_t>();
+    for (int64_t j = 0; j < k; ++j) { o[2 * j] = q[j]; o[2 * j + 1] = kk[j]; }
+  });
+  return w;
+}
+
+// {windows [B*C, k], qk [B*C, 2]}: windows[b*C + c, j] = y[b, c + j - pad] (zero outside) times
+// [Wq Wk], the Conv1d projections as one product (ATen's mm, as on the plain path)
+std::vector<torch::Tensor> qk_projection(const torch::Tensor& y, const torch::Tensor& wq, const torch::Tensor& wk) {
+  const int64_t B = y.size(0), C = y.size(1), k = wq.numel(), pad = (k - 1) / 2;
+  TORCH_CHECK(y.dim() == 2 && wk.numel() == k, "shape mismatch");
   auto win = torch::empty({B * C, k}, y.options());
   AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "mrla_conv1d_windows", [&] {
     const scalar_t* src = y.data_ptr<scalar_t>();
@@ -440,21 +458,73 @@ torch::Tensor conv1d_windows(const torch::Tensor& y, int64_t k) {
           dst[(b * C + c) * k + j] = (i >= 0 && i < C) ? src[b * C + i] : scalar_t(0);
         }
   });
-  return win;
+  return {win, at::mm(win, projection_weights(wq, wk))};
+}
+
+// {gradient of y [B, C], of Wq [k], of Wk [k]} from that of qk [B*C, 2]: mm's backward as autograd
+// forms it, then the windows' gradient folded back (unfold_backward's order: from zero, windows in
+// increasing order)
+std::vector<torch::Tensor> qk_projection_backward(const torch::Tensor& gqk, const torch::Tensor& win,
+                                                  const torch::Tensor& wq, const torch::Tensor& wk, int64_t B,
+                                                  int64_t C) {
+  const int64_t k = wq.numel(), pad = (k - 1) / 2;
+  auto gwin = at::mm(gqk, projection_weights(wq, wk).t());                     // [B*C, k]
+  auto gw = at::mm(win.t(), gqk);                                              // [k, 2]
+  auto gy = torch::empty({B, C}, gqk.options());
+  auto gq = torch::empty({k}, gqk.options()), gk = torch::empty({k}, gqk.options());
+  AT_DISPATCH_FLOATING_TYPES(gqk.scalar_type(), "mrla_qk_projection_backward", [&] {
+    const scalar_t* g = gwin.data_ptr<scalar_t>(); scalar_t* o = gy.data_ptr<scalar_t>();
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t c = 0; c < C; ++c) {
+        const int64_t i = c + pad;  // position in the padded row; window t covers i - k + 1 <= t <= i
+        scalar_t acc = 0;
+        for (int64_t t = std::max<int64_t>(0, i - k + 1); t <= std::min<int64_t>(i, C - 1); ++t)
+          acc += g[(b * C + t) * k + (i - t)];
+        o[b * C + c] = acc;
+      }
+    const scalar_t* w = gw.data_ptr<scalar_t>();
+    for (int64_t j = 0; j < k; ++j) { gq.data_ptr<scalar_t>()[j] = w[2 * j]; gk.data_ptr<scalar_t>()[j] = w[2 * j + 1]; }
+  });
+  return {gy, gq, gk};
+}
+
+// ATen's bmm below this many multiply-adds per output matrix (contraction * rows * columns) runs a
+// plain loop: from zero, one product added at a time in the contraction's order. Its results are
+// reproduced by `small_bmm`; above it, the library's gemm is called instead.
+constexpr int64_t kAtenSmallBmm = 400;
+
+// out[i, j] = sum_n a(i, n) * b(n, j) for one batch entry, as ATen's small-bmm loop
+template <typename T, typename A, typename Bf>
+inline T small_dot(int64_t n, A a, Bf b) {
+  T acc = 0;
+  for (int64_t m = 0; m < n; ++m) acc += a(m) * b(m);
+  return acc;
 }
 
 // returns {kernels [B*C, 9], windows [B*C, k], qk [B*C, 2], gate [B, g]}
 std::vector<torch::Tensor> light_gate(torch::Tensor y, torch::Tensor wq, torch::Tensor wk, torch::Tensor wv,
                                       int64_t heads, double scale) {
   check(y, "pooled"); check(wq, "Wq"); check(wk, "Wk"); check(wv, "Wv");
-  const int64_t B = y.size(0), C = y.size(1), k = wq.numel(), d = C / heads;
-  TORCH_CHECK(y.dim() == 2 && wk.numel() == k && wv.numel() == C * 9 && C % heads == 0, "shape mismatch");
-  auto win = conv1d_windows(y, k);
-  auto w = torch::stack({wq.view({k}), wk.view({k})}, 1);                      // [k, 2]
-  auto qk = at::mm(win, w);                                                    // [B*C, 2]
-  auto qk3 = qk.view({B, C, 2});
-  auto scores = at::einsum("bgd,bgd->bg", {qk3.select(2, 0).view({B, heads, d}), qk3.select(2, 1).view({B, heads, d})});
-  auto gate = at::sigmoid(scores.mul(scale));
+  const int64_t B = y.size(0), C = y.size(1), d = C / heads;
+  TORCH_CHECK(wv.numel() == C * 9 && C % heads == 0, "shape mismatch");
+  auto proj = qk_projection(y, wq, wk);
+  auto& qk = proj[1];
+  torch::Tensor scores;  // <Q_h, K_h> * scale, [B, g]
+  if (d < kAtenSmallBmm) {
+    scores = torch::empty({B, heads}, y.options());
+    AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "mrla_light_scores", [&] {
+      const scalar_t* p = qk.data_ptr<scalar_t>(); scalar_t* s = scores.data_ptr<scalar_t>();
+      const scalar_t sc = static_cast<scalar_t>(scale);
+      for (int64_t bh = 0; bh < B * heads; ++bh) {
+        const scalar_t* row = p + 2 * bh * d;  // (q, k) pairs of this head's channels
+        s[bh] = small_dot<scalar_t>(d, [&](int64_t m) { return row[2 * m]; }, [&](int64_t m) { return row[2 * m + 1]; }) * sc;
+      }
+    });
+  } else {
+    auto qk3 = qk.view({B, C, 2});
+    scores = at::einsum("bgd,bgd->bg", {qk3.select(2, 0).view({B, heads, d}), qk3.select(2, 1).view({B, heads, d})}).mul(scale);
+  }
+  auto gate = at::sigmoid(scores);
   auto kernels = torch::empty({B * C, 9}, y.options());
   AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "mrla_light_gate", [&] {
     const scalar_t* g = gate.data_ptr<scalar_t>();
@@ -466,7 +536,7 @@ std::vector<torch::Tensor> light_gate(torch::Tensor y, torch::Tensor wq, torch::
         for (int q = 0; q < 9; ++q) out[(b * C + c) * 9 + q] = v[c * 9 + q] * s;
       }
   });
-  return {kernels, win, qk, gate};
+  return {kernels, proj[0], qk, gate};
 }
 
 // gradients {pooled [B, C], Wq [k], Wk [k], Wv [C, 9]} from the kernels' gradient gK [B*C, 9]
@@ -474,7 +544,7 @@ std::vector<torch::Tensor> light_gate_backward(torch::Tensor gK, torch::Tensor w
                                                torch::Tensor gate, torch::Tensor wq, torch::Tensor wk,
                                                torch::Tensor wv, int64_t heads, double scale) {
   for (auto* t : {&gK, &win, &qk, &gate, &wq, &wk, &wv}) check(*t, "input");
-  const int64_t B = gate.size(0), C = wv.size(0), k = wq.numel(), d = C / heads;
+  const int64_t B = gate.size(0), C = wv.size(0), d = C / heads;
   auto gw_full = torch::empty({B, C, 9}, gK.options()), gs_full = torch::empty({B, C, 9}, gK.options());
   AT_DISPATCH_FLOATING_TYPES(gK.scalar_type(), "mrla_light_gate_products", [&] {
     const scalar_t* g = gK.data_ptr<scalar_t>(); const scalar_t* s = gate.data_ptr<scalar_t>();
@@ -485,7 +555,7 @@ std::vector<torch::Tensor> light_gate_backward(torch::Tensor gK, torch::Tensor w
         const scalar_t sc = s[b * heads + c / d];
         for (int q = 0; q < 9; ++q) {
           const int64_t i = (b * C + c) * 9 + q;
-          gw[i] = g[i] * sc;          // weight * scale: d/dweight, summed over the batch below
+          gw[i] = g[i] * sc;            // weight * scale: d/dweight, summed over the batch below
           gs[i] = g[i] * v[c * 9 + q];  // d/dscale, summed over the 9 taps below
         }
       }
@@ -507,45 +577,44 @@ std::vector<torch::Tensor> light_gate_backward(torch::Tensor gK, torch::Tensor w
         out[2 * i + 1] = gh * p[2 * i];                   // d/dkey = g * q
       }
   });
-  auto w = torch::stack({wq.view({k}), wk.view({k})}, 1);
-  auto gwin = at::mm(gqk, w.t());                                            // mm's backward, as autograd
-  auto gw = at::mm(win.t(), gqk);
-  const int64_t pad = (k - 1) / 2;
-  auto gy = at::unfold_backward(gwin.view({B, C, k}), {B, C + 2 * pad}, 1, k, 1).narrow(1, pad, C);
-  return {gy.contiguous(), gw.select(1, 0).contiguous(), gw.select(1, 1).contiguous(), gwv};
-}
-
-// ---- MRLA-base's attention: pooled descriptor [B, C] and the stage's earlier keys -> weights [B, C, t] --
-//
-// As light_gate: the plain path's ~100 ATen calls each way (Q/K, stacking the keys, per-head scores,
-// softmax, one weight per channel) with the rounding calls kept, on the plain path's operands.
-
-// q, k [B, C] as strided views of qk [B*C, 2] (the plain path's unbind of its [B, C, 2] product)
-std::vector<torch::Tensor> split_qk(const torch::Tensor& qk, int64_t B, int64_t C) {
-  auto qk3 = qk.view({B, C, 2});
-  return {qk3.select(2, 0), qk3.select(2, 1)};
-}
-
-// einsum("bgd,btgd->bgt")'s right operand as it lays it out for its bmm: [B*g, d, t], contiguous
-torch::Tensor keys_operand(const torch::Tensor& keys, int64_t B, int64_t t, int64_t heads, int64_t d) {
-  return keys.view({B, t, heads, d}).permute({0, 2, 3, 1}).reshape({B * heads, d, t});
+  auto grads = qk_projection_backward(gqk, win, wq, wk, B, C);
+  grads.push_back(gwv);
+  return grads;
 }
 
 // returns {weights [B, C, t], key [B, C], windows, qk, keys [B, t, C], attn [B, g, t]}
 std::vector<torch::Tensor> base_attention(torch::Tensor y, torch::Tensor wq, torch::Tensor wk,
                                           std::vector<torch::Tensor> earlier_keys, int64_t heads, double scale) {
   check(y, "pooled"); check(wq, "Wq"); check(wk, "Wk");
-  const int64_t B = y.size(0), C = y.size(1), k = wq.numel(), d = C / heads;
+  const int64_t B = y.size(0), C = y.size(1), d = C / heads;
   const int64_t t = static_cast<int64_t>(earlier_keys.size()) + 1;
-  TORCH_CHECK(y.dim() == 2 && wk.numel() == k && C % heads == 0, "shape mismatch");
+  TORCH_CHECK(C % heads == 0, "shape mismatch");
   for (auto& key : earlier_keys) TORCH_CHECK(key.sizes() == y.sizes(), "keys must be [B, C]");
-  auto win = conv1d_windows(y, k);
-  auto qk = at::mm(win, torch::stack({wq.view({k}), wk.view({k})}, 1));
-  auto q_k = split_qk(qk, B, C);
-  earlier_keys.push_back(q_k[1]);
+  auto proj = qk_projection(y, wq, wk);
+  auto& qk = proj[1];
+  auto qk3 = qk.view({B, C, 2});
+  earlier_keys.push_back(qk3.select(2, 1));
   auto keys = torch::stack(earlier_keys, 1);                                    // [B, t, C]
-  auto scores = at::einsum("bgd,btgd->bgt", {q_k[0].view({B, heads, d}), keys.view({B, t, heads, d})});
-  auto attn = at::softmax(scores.mul(scale), -1);                              // [B, g, t]
+  torch::Tensor scores;                                                         // [B, g, t]
+  if (d * t < kAtenSmallBmm) {
+    scores = torch::empty({B, heads, t}, y.options());
+    AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "mrla_base_scores", [&] {
+      const scalar_t* p = qk.data_ptr<scalar_t>(); const scalar_t* K = keys.data_ptr<scalar_t>();
+      scalar_t* s = scores.data_ptr<scalar_t>();
+      const scalar_t sc = static_cast<scalar_t>(scale);
+      for (int64_t b = 0; b < B; ++b)
+        for (int64_t h = 0; h < heads; ++h)
+          for (int64_t j = 0; j < t; ++j) {
+            const scalar_t* q = p + 2 * (b * C + h * d);
+            const scalar_t* kj = K + (b * t + j) * C + h * d;
+            s[(b * heads + h) * t + j] =
+                small_dot<scalar_t>(d, [&](int64_t m) { return q[2 * m]; }, [&](int64_t m) { return kj[m]; }) * sc;
+          }
+    });
+  } else {
+    scores = at::einsum("bgd,btgd->bgt", {qk3.select(2, 0).view({B, heads, d}), keys.view({B, t, heads, d})}).mul(scale);
+  }
+  auto attn = at::softmax(scores, -1);
   auto weights = torch::empty({B, C, t}, y.options());
   AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "mrla_base_attention", [&] {
     const scalar_t* a = attn.data_ptr<scalar_t>();
@@ -554,7 +623,7 @@ std::vector<torch::Tensor> base_attention(torch::Tensor y, torch::Tensor wq, tor
       for (int64_t c = 0; c < C; ++c)
         for (int64_t j = 0; j < t; ++j) out[(b * C + c) * t + j] = a[(b * heads + c / d) * t + j];
   });
-  return {weights, q_k[1].contiguous(), win, qk, keys, attn};
+  return {weights, keys.select(1, t - 1).contiguous(), proj[0], qk, keys, attn};
 }
 
 // gradients {pooled, Wq [k], Wk [k], earlier keys...} from those of the weights (gw [B, C, t]) and of
@@ -563,26 +632,36 @@ std::vector<torch::Tensor> base_attention_backward(torch::Tensor gw, torch::Tens
                                                    torch::Tensor qk, torch::Tensor keys, torch::Tensor attn,
                                                    torch::Tensor wq, torch::Tensor wk, int64_t heads, double scale) {
   for (auto* x : {&gw, &win, &qk, &keys, &attn, &wq, &wk}) check(*x, "input");
-  const int64_t B = keys.size(0), t = keys.size(1), C = keys.size(2), k = wq.numel(), d = C / heads;
+  const int64_t B = keys.size(0), t = keys.size(1), C = keys.size(2), d = C / heads;
   auto gattn = gw.view({B, heads, d, t}).sum({2}, true).view({B, heads, t});  // repeat_interleave's backward
   auto gscores = at::_softmax_backward_data(gattn, attn, -1, attn.scalar_type());
-  auto q_k = split_qk(qk, B, C);
-  auto gqk = torch::empty({B * C, 2}, gw.options());
+  auto gsc = torch::empty({B * heads, 1, t}, gw.options());                    // through the scores' scaling
   auto gkeys = torch::empty({B, t, C}, gw.options());
-  torch::Tensor gsc;
+  auto gqk = torch::empty({B * C, 2}, gw.options());
+  auto gq = torch::empty({B, C}, gw.options());
   AT_DISPATCH_FLOATING_TYPES(gw.scalar_type(), "mrla_base_attention_scores", [&] {
-    gsc = torch::empty({B * heads, 1, t}, gw.options());
     const scalar_t* g = gscores.data_ptr<scalar_t>(); scalar_t* o = gsc.data_ptr<scalar_t>();
     const scalar_t sc = static_cast<scalar_t>(scale);
-    for (int64_t i = 0; i < B * heads * t; ++i) o[i] = g[i] * sc;               // through the scores' scaling
+    for (int64_t i = 0; i < B * heads * t; ++i) o[i] = g[i] * sc;
     // d/dkeys = g * q: one product each (einsum's bmm with an inner size of 1)
     const scalar_t* p = qk.data_ptr<scalar_t>(); scalar_t* gk = gkeys.data_ptr<scalar_t>();
     for (int64_t b = 0; b < B; ++b)
       for (int64_t j = 0; j < t; ++j)
         for (int64_t c = 0; c < C; ++c) gk[(b * t + j) * C + c] = p[2 * (b * C + c)] * o[(b * heads + c / d) * t + j];
+    // d/dq: einsum's bmm backward, [B*g, 1, t] x [B*g, t, d], summed over the t keys
+    if (d * t < kAtenSmallBmm) {
+      const scalar_t* K = keys.data_ptr<scalar_t>(); scalar_t* q = gq.data_ptr<scalar_t>();
+      for (int64_t b = 0; b < B; ++b)
+        for (int64_t c = 0; c < C; ++c) {
+          const scalar_t* row = o + (b * heads + c / d) * t;
+          q[b * C + c] = small_dot<scalar_t>(t, [&](int64_t j) { return row[j]; },
+                                             [&](int64_t j) { return K[(b * t + j) * C + c]; });
+        }
+    }
   });
-  // d/dq: einsum's bmm backward, summed over the t keys, on its own layout
-  auto gq = at::bmm(gsc, keys_operand(keys, B, t, heads, d).transpose(1, 2)).view({B, C});
+  if (d * t >= kAtenSmallBmm)  // einsum's right operand as it lays it out for its bmm: [B*g, d, t]
+    gq = at::bmm(gsc, keys.view({B, t, heads, d}).permute({0, 2, 3, 1}).reshape({B * heads, d, t}).transpose(1, 2))
+             .view({B, C});
   auto gown = gkeys.select(1, t - 1);
   auto gk_total = gkey.numel() ? gkey + gown : gown;  // autograd's order: later blocks' sum, then this one's
   AT_DISPATCH_FLOATING_TYPES(gw.scalar_type(), "mrla_base_attention_qk", [&] {
@@ -591,12 +670,7 @@ std::vector<torch::Tensor> base_attention_backward(torch::Tensor gw, torch::Tens
     const scalar_t* b = kt.data_ptr<scalar_t>();
     for (int64_t i = 0; i < B * C; ++i) { o[2 * i] = a[i]; o[2 * i + 1] = b[i]; }
   });
-  auto w = torch::stack({wq.view({k}), wk.view({k})}, 1);
-  auto gwin = at::mm(gqk, w.t());
-  auto gwqk = at::mm(win.t(), gqk);
-  const int64_t pad = (k - 1) / 2;
-  auto gy = at::unfold_backward(gwin.view({B, C, k}), {B, C + 2 * pad}, 1, k, 1).narrow(1, pad, C);
-  std::vector<torch::Tensor> out = {gy.contiguous(), gwqk.select(1, 0).contiguous(), gwqk.select(1, 1).contiguous()};
+  auto out = qk_projection_backward(gqk, win, wq, wk, B, C);
   for (int64_t j = 0; j + 1 < t; ++j) out.push_back(gkeys.select(1, j).contiguous());
   return out;
 }
@@ -607,9 +681,7 @@ std::vector<torch::Tensor> base_attention_backward(torch::Tensor gw, torch::Tens
 // statistics as nn.BatchNorm2d does), and back to the coefficients of the input gradient. About 35
 // ATen calls on [C] tensors each way on the plain formulas; here one loop over the channels, with the
 // batch sums left to ATen (its summation order) and every other operation rounded once, in the order
-// the formulas in mrla_nas/layers/fused_bn.py write it: no fused multiply-add may merge two of them.
-#pragma GCC push_options
-#pragma GCC optimize("fp-contract=off")
+// the formulas in mrla_nas/layers/fused_bn.py write it (inside the fp-contract-off region above).
 
 // returns {mean, invstd, scale, shift} (float64, [C]) and {scale, shift} in the maps' dtype
 std::vector<torch::Tensor> bn_constants(torch::Tensor psum, torch::Tensor psumsq, int64_t n, torch::Tensor gamma,
