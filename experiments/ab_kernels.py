@@ -17,8 +17,10 @@ revision's kernels and with the working tree's, interleaved in every round; medi
 paired per-round ratios against no MRLA.
 
 The revision's kernel source is built beside the working tree's (its own extension name), and its
-Python wrappers (layers/fused_light.py, fused_base.py, fused_bn.py) are loaded from the revision;
-the rest of the model code is the working tree's.
+Python wrappers (layers/fused_light.py, fused_base.py, fused_bn.py, and the Q/K side's fused_gate.py
+and fused_attention.py where the revision has them; where not, the gate and attention run on ATen
+operators as they did then) are loaded from the revision; the rest of the model code is the
+working tree's.
 """
 from __future__ import annotations
 
@@ -41,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "experiments"))  # the speed benchmarks' step functions
 
 from mrla_nas.kernels import compile_kernels, cpu_kernels  # noqa: E402
-from mrla_nas.layers import cpu_ops, mrla_base  # noqa: E402
+from mrla_nas.layers import cpu_ops, mrla_base, mrla_light  # noqa: E402
 from mrla_nas.models import blocks, build_model  # noqa: E402
 from mrla_nas.proxy import _optimizer  # noqa: E402
 from mrla_nas.space import load_space  # noqa: E402
@@ -49,6 +51,8 @@ from bench_proxy_speed import timed_steps  # noqa: E402
 from bench_speed import step_time  # noqa: E402
 
 WRAPPERS = ("fused_bn", "fused_light", "fused_base")
+QK_WRAPPERS = {"fused_gate": (mrla_light, "light_gate_kernels"), "fused_attention": (mrla_base, "base_attention")}
+REAL_USE_CPU_KERNELS = {mrla_light: mrla_light.use_cpu_kernels, mrla_base: mrla_base.use_cpu_kernels}
 
 
 def git_show(rev: str, path: str) -> str:
@@ -64,8 +68,9 @@ class Version:
 
     @classmethod
     def working_tree(cls) -> "Version":
-        from mrla_nas.layers import fused_base, fused_light
-        return cls("tree", cpu_kernels(), {"fused_light": fused_light, "fused_base": fused_base})
+        from mrla_nas.layers import fused_attention, fused_base, fused_gate, fused_light
+        return cls("tree", cpu_kernels(), {"fused_light": fused_light, "fused_base": fused_base,
+                                           "fused_gate": fused_gate, "fused_attention": fused_attention})
 
     @classmethod
     def revision(cls, rev: str, tmp: Path) -> "Version":
@@ -75,16 +80,22 @@ class Version:
         source.write_text(git_show(rev, "mrla_nas/kernels/mrla_cpu.cpp"))
         ext = compile_kernels(source, name=f"mrla_ab_{sha}")
         mods = {}
-        for name in WRAPPERS:  # in dependency order: fused_bn first
+        for name in WRAPPERS + tuple(QK_WRAPPERS):  # in dependency order: fused_bn first
             path = tmp / f"{name}.py"
-            path.write_text(git_show(rev, f"mrla_nas/layers/{name}.py"))
+            try:
+                path.write_text(git_show(rev, f"mrla_nas/layers/{name}.py"))
+            except subprocess.CalledProcessError:  # a revision from before the Q/K side's C++ ops
+                if name in WRAPPERS:
+                    raise
+                mods[name] = None
+                continue
             spec = importlib.util.spec_from_file_location(f"mrla_nas.layers._ab_{name}", path)
             mod = importlib.util.module_from_spec(spec)
             mod.__package__ = "mrla_nas.layers"
             sys.modules[spec.name] = mod  # dataclasses look their module up there
             spec.loader.exec_module(mod)
             mod.cpu_kernels = lambda: ext
-            if name != "fused_bn":
+            if name in WRAPPERS[1:]:
                 mod.fused_bn = mods["fused_bn"]
             mods[name] = mod
         return cls(sha, ext, mods)
@@ -94,6 +105,13 @@ class Version:
             mod.cpu_kernels = lambda: self.ext
         blocks.fused_light_branch = self.wrappers["fused_light"].fused_light_branch
         blocks.fused_base_branch = self.wrappers["fused_base"].fused_base_branch
+        for name, (module, function) in QK_WRAPPERS.items():
+            wrapper = self.wrappers[name]
+            if wrapper is None:  # the gate / attention from ATen operators, as before their C++ op
+                module.use_cpu_kernels = lambda x: False
+            else:
+                module.use_cpu_kernels = REAL_USE_CPU_KERNELS[module]
+                setattr(module, function, getattr(wrapper, function))
 
 
 def bitwise_check(versions, space) -> bool:
