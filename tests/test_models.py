@@ -1,4 +1,6 @@
 """MRLA ResNets: registration, gradients, features_only, configurations."""
+import contextlib
+
 import pytest
 import timm
 import torch
@@ -39,6 +41,27 @@ def test_batch_of_one_in_train_and_eval(name, train):
     assert out.shape == (1, 7) and torch.isfinite(out).all()
     if train:
         out.sum().backward()
+
+
+@pytest.mark.parametrize("plain", [False, True])
+@pytest.mark.parametrize("name", ["mrla_light_resnet20", "mrla_base_resnet20", "mrla_light_deit_tiny_patch16_224",
+                                  "mrla_base_deit_tiny_patch16_224"])
+def test_an_empty_batch_changes_nothing(name, plain):
+    """As timm's own models: an empty output, the running statistics as they were (the fused
+    BatchNorm once made them NaN), zero gradients; on the C++ path and on the plain one."""
+    from mrla_nas.layers.cpu_ops import plain_pytorch
+
+    model = timm.create_model(name, num_classes=7, pretrained=False).train()
+    side = 224 if "deit" in name else 32
+    before = {n: b.clone() for n, b in model.named_buffers() if b.is_floating_point()}
+    with plain_pytorch() if plain else contextlib.nullcontext():
+        out = model(torch.randn(0, 3, side, side))
+        out.sum().backward()
+    assert out.shape == (0, 7)
+    for n, b in model.named_buffers():
+        if n in before:
+            assert torch.equal(b, before[n]), n
+    assert all(p.grad is None or not p.grad.any() for p in model.parameters())
 
 
 @pytest.mark.parametrize("name,size,channels,reductions", [

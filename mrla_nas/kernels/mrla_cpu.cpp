@@ -704,7 +704,10 @@ std::vector<torch::Tensor> bn_constants(torch::Tensor psum, torch::Tensor psumsq
     const double unbias = momentum * static_cast<double>(n) / static_cast<double>(std::max<int64_t>(n - 1, 1));
     for (int64_t c = 0; c < C; ++c) {
       double m, is;
-      if (training) {
+      if (training && n == 0) {  // an empty batch: no statistics, running ones kept (as nn.BatchNorm2d)
+        m = 0.0;
+        is = 1.0 / std::sqrt(eps);
+      } else if (training) {
         const double* a1 = s1.data_ptr<double>(); const double* a2 = s2.data_ptr<double>();
         m = a1[c] / static_cast<double>(n);
         const double sq = m * m;
@@ -748,7 +751,7 @@ std::vector<torch::Tensor> bn_backward_constants(torch::Tensor mean, torch::Tens
       const double dgamma = (GY[c] - mg) * I[c];
       const double a = static_cast<double>(gm[c]) * I[c];
       double b = 0.0, cc = 0.0;
-      if (training) {
+      if (training && n > 0) {
         const double na = -a;
         const double t1 = na * I[c], t2 = t1 * dgamma;
         b = t2 / static_cast<double>(n);

@@ -133,8 +133,8 @@ class LayerQueryKeyValue(nn.Module):
 
     def head_scores(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         """<Q_h, K_h> / sqrt(d) for every head: [B, C] x [B, C] -> [B, g]."""
-        b = q.shape[0]
-        return torch.einsum("bgd,bgd->bg", q.view(b, self.heads, -1), k.view(b, self.heads, -1)) * self.scale
+        b, d = q.shape[0], self.channels // self.heads  # sizes spelled out: an empty batch leaves -1 ambiguous
+        return torch.einsum("bgd,bgd->bg", q.view(b, self.heads, d), k.view(b, self.heads, d)) * self.scale
 
 
 class MRLAUnit(nn.Module):

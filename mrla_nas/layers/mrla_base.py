@@ -135,7 +135,7 @@ class MRLABase(MRLAUnit):
         memory = LayerMemory(memory.keys + [k], memory.values + [v])
         b, c = k.shape
         g = self.heads
-        keys = torch.stack(memory.keys, 1).view(b, -1, g, c // g)              # [B, t, g, d]
+        keys = torch.stack(memory.keys, 1).view(b, len(memory.keys), g, c // g)  # [B, t, g, d]
         scores = torch.einsum("bgd,btgd->bgt", q.view(b, g, c // g), keys) * self.qkv.scale
         attn = scores.softmax(-1)                                               # [B, g, t]
         return attn.repeat_interleave(c // g, dim=1), memory                    # [B, C, t]

@@ -55,4 +55,4 @@ class MRLALight(MRLAUnit):
         if qkv.Wq.reduction is None and use_cpu_kernels(x):  # the same numbers from one C++ op
             return light_gate_kernels(global_avg_pool(x), qkv.Wq.conv.weight, qkv.Wk.conv.weight, qkv.Wv.weight,
                                       qkv.heads, qkv.scale)
-        return qkv.value_kernels(x.shape[0], self.gate(x)).reshape(x.shape[0] * x.shape[1], -1)
+        return qkv.value_kernels(x.shape[0], self.gate(x)).reshape(x.shape[0] * x.shape[1], 9)
