@@ -64,6 +64,23 @@ def test_an_empty_batch_changes_nothing(name, plain):
     assert all(p.grad is None or not p.grad.any() for p in model.parameters())
 
 
+@pytest.mark.parametrize("name", ["mrla_light_resnet20", "mrla_base_resnet20", "mrla_light_deit_tiny_patch16_224",
+                                  "mrla_base_deit_tiny_patch16_224"])
+def test_cpu_autocast(name):
+    """Under autocast the plain path runs (autocast picks its operators' dtypes; MRLA-base's C++
+    attention once met bfloat16 keys beside float32 queries there and stopped)."""
+    from mrla_nas.layers.cpu_ops import use_cpu_kernels
+
+    model = timm.create_model(name, num_classes=7, pretrained=False).train()
+    side = 224 if "deit" in name else 32
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not use_cpu_kernels(torch.zeros(1))
+        out = model(torch.randn(2, 3, side, side))
+    out.float().sum().backward()
+    assert out.dtype == torch.bfloat16 and torch.isfinite(out).all()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
 @pytest.mark.parametrize("name,size,channels,reductions", [
     ("mrla_light_resnet50", 64, [64, 256, 512, 1024, 2048], [2, 4, 8, 16, 32]),
     ("mrla_base_resnet50", 64, [64, 256, 512, 1024, 2048], [2, 4, 8, 16, 32]),

@@ -39,10 +39,20 @@ def plain_pytorch() -> Iterator[None]:
         _enabled = previous
 
 
+def _autocast_on_cpu() -> bool:
+    try:
+        return torch.is_autocast_enabled("cpu")
+    except TypeError:  # torch < 2.4 takes no device type
+        return torch.is_autocast_cpu_enabled()
+
+
 def use_cpu_kernels(x: torch.Tensor) -> bool:
-    """Whether the C++ kernels can take ``x`` (they are built on first call)."""
+    """Whether the C++ kernels can take ``x`` (they are built on first call). Not under autocast: it
+    picks each operator's dtype (the Q/K projection's in bfloat16, say), and the C++ ops would
+    bypass it, so the plain path runs and autocast sees its operators."""
     return (_enabled and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and not torch.jit.is_scripting()
-            and not torch.jit.is_tracing() and not _compiling() and cpu_kernels() is not None)
+            and not torch.jit.is_tracing() and not _compiling() and not _autocast_on_cpu()
+            and cpu_kernels() is not None)
 
 
 def fused_branch_available(x: torch.Tensor, bn: nn.Module, drop_path: nn.Module) -> bool:
