@@ -150,6 +150,10 @@ def test_mrla_drop_path_rates_increase_linearly():
     (dict(mrla="full"), "form='full'"),
     (dict(stem_type="huge"), "stem_type='huge'"),
     (dict(mrla={"form": "light", "head": 2}), "unknown keys"),
+    (dict(mrla={"form": "light", "kernel_size": 4}), "kernel_size=4 must be a positive odd"),
+    (dict(mrla={"form": "base", "kernel_size": 0}), "kernel_size=0"),
+    (dict(mrla={"form": "light", "kernel_size": 3.0}), "kernel_size=3.0"),
+    (dict(mrla={"form": "base"}, mrla_kernel_size=-1), "kernel_size=-1"),
 ])
 def test_bad_configs_raise_clear_value_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -446,7 +446,7 @@ torch::Tensor projection_weights(const torch::Tensor& wq, const torch::Tensor& w
 // [Wq Wk], the Conv1d projections as one product (ATen's mm, as on the plain path)
 std::vector<torch::Tensor> qk_projection(const torch::Tensor& y, const torch::Tensor& wq, const torch::Tensor& wk) {
   const int64_t B = y.size(0), C = y.size(1), k = wq.numel(), pad = (k - 1) / 2;
-  TORCH_CHECK(y.dim() == 2 && wk.numel() == k, "shape mismatch");
+  TORCH_CHECK(y.dim() == 2 && wk.numel() == k && k % 2 == 1, "shape mismatch (the Conv1d kernel must be odd)");
   auto win = torch::empty({B * C, k}, y.options());
   AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "mrla_conv1d_windows", [&] {
     const scalar_t* src = y.data_ptr<scalar_t>();

@@ -50,7 +50,10 @@ class ChannelProjection(nn.Module):
         super().__init__()
         self.reduction = reduction
         if reduction is None:
-            k = kernel_size or eca_kernel_size(channels)
+            if kernel_size is not None and (type(kernel_size) is not int or kernel_size < 1 or kernel_size % 2 == 0):
+                raise ValueError(f"kernel_size={kernel_size!r} must be a positive odd integer (the Conv1d keeps C "
+                                 "values with padding (k-1)/2), or None for the paper's ECA rule")
+            k = eca_kernel_size(channels) if kernel_size is None else kernel_size
             self.conv = nn.Conv1d(1, 1, kernel_size=k, padding=(k - 1) // 2, bias=False)
         else:
             if not isinstance(reduction, int) or reduction < 1 or channels % reduction:
