@@ -1,4 +1,5 @@
 """MRLA units: head rules, the Q/K projection variants, and the copy-free MRLA-base memory."""
+import numpy as np
 import pytest
 import torch
 
@@ -18,9 +19,10 @@ def test_heads_as_count_channels_per_head_or_channel_wise():
     assert resolve_heads(64, dim_per_head=16) == 4
     assert resolve_heads(64, channel_wise=True) == 64
     assert MRLALight(256).heads == 8 and MRLABase(256).heads == 16  # paper defaults d=32 / d=16
-    for bad in (dict(heads=3), dict(dim_per_head=24), dict(heads=0)):
+    for bad in (dict(heads=3), dict(dim_per_head=24), dict(heads=0), dict(heads=True), dict(heads=2.0)):
         with pytest.raises(ValueError, match="divisor of channels=64"):
             resolve_heads(64, **bad)
+    assert type(resolve_heads(64, heads=np.int64(4))) is int  # a numpy count is a count (C++ ops take int)
 
 
 @pytest.mark.parametrize("width", [8, 16, 24, 48, 64, 96, 256, 2048])

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Optional
 
 import torch
@@ -10,6 +11,10 @@ from torch import nn
 
 from ..paper import eca_kernel_size, paper_heads
 from .cpu_ops import depthwise3x3, global_avg_pool, use_cpu_kernels
+
+
+def _is_positive_int(n) -> bool:
+    return isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= 1  # numpy ints too; not True
 
 
 def resolve_heads(
@@ -28,14 +33,14 @@ def resolve_heads(
     if heads is not None and dim_per_head is not None:
         raise ValueError(f"give heads or dim_per_head, not both (got heads={heads}, dim_per_head={dim_per_head})")
     if heads is not None:
-        if not isinstance(heads, int) or heads < 1 or channels % heads:
+        if not _is_positive_int(heads) or channels % heads:
             raise ValueError(f"heads={heads!r} must be a positive divisor of channels={channels}")
-        return heads
+        return int(heads)
     if dim_per_head is None:
         raise ValueError("one of heads, dim_per_head or channel_wise is required")
-    if not isinstance(dim_per_head, int) or dim_per_head < 1 or channels % dim_per_head:
+    if not _is_positive_int(dim_per_head) or channels % dim_per_head:
         raise ValueError(f"dim_per_head={dim_per_head!r} must be a positive divisor of channels={channels}")
-    return channels // dim_per_head
+    return channels // int(dim_per_head)
 
 
 class ChannelProjection(nn.Module):
@@ -50,13 +55,13 @@ class ChannelProjection(nn.Module):
         super().__init__()
         self.reduction = reduction
         if reduction is None:
-            if kernel_size is not None and (type(kernel_size) is not int or kernel_size < 1 or kernel_size % 2 == 0):
+            if kernel_size is not None and (not _is_positive_int(kernel_size) or kernel_size % 2 == 0):
                 raise ValueError(f"kernel_size={kernel_size!r} must be a positive odd integer (the Conv1d keeps C "
                                  "values with padding (k-1)/2), or None for the paper's ECA rule")
-            k = eca_kernel_size(channels) if kernel_size is None else kernel_size
+            k = eca_kernel_size(channels) if kernel_size is None else int(kernel_size)
             self.conv = nn.Conv1d(1, 1, kernel_size=k, padding=(k - 1) // 2, bias=False)
         else:
-            if not isinstance(reduction, int) or reduction < 1 or channels % reduction:
+            if not _is_positive_int(reduction) or channels % reduction:
                 raise ValueError(f"reduction={reduction!r} must be a positive divisor of channels={channels}")
             hidden = channels // reduction
             self.fc1 = nn.Linear(channels, hidden, bias=False)
