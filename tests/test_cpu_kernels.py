@@ -424,3 +424,33 @@ def test_gradcheck_of_the_cpp_base_attention():
         return (weights * w).sum() + key.square().sum()
 
     assert torch.autograd.gradcheck(f, (pooled, wq, wk, k0, k1))
+
+
+@pytest.mark.parametrize("train", [True, False])
+@pytest.mark.parametrize("name", ["mrla_light_resnet20", "mrla_base_resnet20"])
+def test_second_derivatives_equal_the_plain_path(name, train):
+    """A gradient penalty (the input gradient's norm, backpropagated): under create_graph=True the C++
+    ops' gradients come from their formulas with the graph recorded. Their own backward is opaque to
+    autograd; it once made every MRLA parameter's second-order gradient vanish without a word."""
+    torch.manual_seed(0)
+    model = timm.create_model(name, num_classes=5).double().train(train)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64, requires_grad=True)
+    grads = []
+    for plain in (False, True):
+        m = copy.deepcopy(model)
+        with plain_pytorch() if plain else torch.enable_grad():
+            (gx,) = torch.autograd.grad(m(x).square().sum(), x, create_graph=True)
+            gx.square().sum().backward()
+        grads.append({n: p.grad for n, p in m.named_parameters()})
+    assert grads[0].keys() == grads[1].keys()
+    mrla = 0
+    for n, ref in grads[1].items():
+        got = grads[0][n]
+        assert (got is None) == (ref is None), n
+        if ref is not None:
+            mrla += ".mrla." in n or "bn_mrla" in n
+            torch.testing.assert_close(got, ref, rtol=1e-9, atol=1e-9 * max(1.0, ref.abs().max().item()), msg=n)
+    assert mrla > 0

@@ -62,6 +62,34 @@ def fused_branch_available(x: torch.Tensor, bn: nn.Module, drop_path: nn.Module)
             and (isinstance(drop_path, nn.Identity) or not drop_path.training) and use_cpu_kernels(x))
 
 
+def recorded_backward(needs, formula, inputs, grads):
+    """A C++ op's backward under ``create_graph=True`` (a gradient penalty, a second derivative): its
+    own backward is opaque to autograd and would hand back constants, so the gradients come from
+    ``formula(*inputs)``, the op's function in PyTorch operators, with their graph recorded. One
+    gradient per input (None where ``needs``, the op's ``needs_input_grad`` for them, says none)."""
+    wanted = [i for i, need in enumerate(needs) if need]
+    with torch.enable_grad():
+        # fresh aliases: the gradient of each input counts only the formula's own uses of it, not
+        # paths through another input's history (the gate's kernels are a function of o), which
+        # autograd follows on from here; their graph still reaches the inputs themselves
+        inputs = [t.view_as(t) for t in inputs]
+        outs = formula(*inputs)
+    outs = outs if isinstance(outs, tuple) else (outs,)
+    pairs = [(o, g) for o, g in zip(outs, grads) if g is not None]
+    got = torch.autograd.grad([o for o, _ in pairs], [inputs[i] for i in wanted], [g for _, g in pairs],
+                              create_graph=True, allow_unused=True)
+    result = [None] * len(inputs)
+    for i, g in zip(wanted, got):
+        result[i] = g if g is not None else torch.zeros_like(inputs[i])
+    return result
+
+
+def depthwise3x3_formula(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+    """``x`` [B, C, H, W] convolved plane by plane with ``kernels`` [B*C, 9] in PyTorch operators."""
+    b, c, h, w = x.shape
+    return F.conv2d(x.reshape(1, b * c, h, w), kernels.reshape(b * c, 1, 3, 3), padding=1, groups=b * c).view(b, c, h, w)
+
+
 class _Depthwise3x3(torch.autograd.Function):
     """3x3 depthwise conv (stride 1, zero padding 1) with one kernel per (sample, channel).
 
@@ -77,6 +105,8 @@ class _Depthwise3x3(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         x, kernels = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True
+            return tuple(recorded_backward(ctx.needs_input_grad, depthwise3x3_formula, (x, kernels), (grad,)))
         gx, gk = cpu_kernels().depthwise_backward(grad.contiguous(), x, kernels)
         return gx, gk
 
@@ -89,7 +119,7 @@ def depthwise3x3(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
     if b * c == 0:  # conv2d takes no zero groups; an empty map, and the kernels' zero gradient
         return x + kernels.sum() * 0
     # the batch folded into the groups: oneDNN runs this layout faster than C groups over a batch
-    return F.conv2d(x.reshape(1, b * c, h, w), kernels, padding=1, groups=b * c).view(b, c, h, w)
+    return depthwise3x3_formula(x, kernels)
 
 
 class _GlobalAvgPool(torch.autograd.Function):

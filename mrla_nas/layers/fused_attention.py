@@ -14,6 +14,18 @@ from typing import List, Tuple
 import torch
 
 from ..kernels import cpu_kernels
+from .cpu_ops import recorded_backward
+from .fused_gate import qk_projection_formula
+
+
+def base_attention_formula(pooled, wq, wk, earlier_keys: List[torch.Tensor], heads: int, scale: float):
+    """The op's function in PyTorch operators (for higher-order gradients): (weights, key)."""
+    b, c = pooled.shape
+    d = c // heads
+    q, key = qk_projection_formula(pooled, wq, wk)
+    keys = torch.stack([*earlier_keys, key], 1)                                    # [B, t, C]
+    scores = torch.einsum("bgd,btgd->bgt", q.reshape(b, heads, d), keys.reshape(b, keys.shape[1], heads, d))
+    return (scores * scale).softmax(-1).repeat_interleave(d, 1), key
 
 
 class _BaseAttention(torch.autograd.Function):
@@ -22,13 +34,19 @@ class _BaseAttention(torch.autograd.Function):
         ctx.set_materialize_grads(False)  # a key no later block reads gets no gradient, as on the plain path
         weights, key, windows, qk, keys, attn = cpu_kernels().base_attention(pooled, wq, wk, list(earlier_keys),
                                                                              heads, scale)
-        ctx.save_for_backward(windows, qk, keys, attn, wq, wk)
+        ctx.save_for_backward(windows, qk, keys, attn, pooled, wq, wk, *earlier_keys)
         ctx.heads, ctx.scale = heads, scale
         return weights, key
 
     @staticmethod
     def backward(ctx, grad_weights, grad_key):
-        windows, qk, keys, attn, wq, wk = ctx.saved_tensors
+        windows, qk, keys, attn, pooled, wq, wk, *earlier_keys = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True
+            needs = ctx.needs_input_grad[:3] + ctx.needs_input_grad[5:]
+            formula = lambda p, q, k, *e: base_attention_formula(p, q, k, list(e), ctx.heads, ctx.scale)  # noqa: E731
+            gy, gq, gk, *grad_keys = recorded_backward(needs, formula, (pooled, wq, wk, *earlier_keys),
+                                                       (grad_weights, grad_key))
+            return (gy, gq, gk, None, None, *grad_keys)
         if grad_weights is None:
             grad_weights = keys.new_zeros(keys.shape[0], keys.shape[2], keys.shape[1])  # [B, C, t]
         grad_key = grad_weights.new_empty(0) if grad_key is None else grad_key.contiguous()

@@ -15,6 +15,7 @@ from torch import nn
 
 from ..kernels import cpu_kernels
 from . import fused_bn
+from .cpu_ops import recorded_backward
 
 
 class _FusedBaseBranch(torch.autograd.Function):
@@ -27,14 +28,21 @@ class _FusedBaseBranch(torch.autograd.Function):
         st = fused_bn.normalize(psum, psumsq, b * h * w, gamma, beta, running_mean, running_var, training,
                                 momentum, eps, o.dtype)
         out = ext.residual_affine(o, attn, st.scale, st.shift, True)
-        ctx.save_for_backward(weights, gamma, attn, *values)
+        ctx.save_for_backward(weights, gamma, beta, attn, *values)
         ctx.bn = st
         return out
 
     @staticmethod
     def backward(ctx, g):
-        weights, gamma, attn, *values = ctx.saved_tensors
+        weights, gamma, beta, attn, *values = ctx.saved_tensors
         ext, st, dt = cpu_kernels(), ctx.bn, g.dtype
+        if torch.is_grad_enabled():  # create_graph=True; o's gradient is g itself
+            def formula(weights, gamma, beta, *values):
+                a = sum(weights[:, :, t, None, None] * v for t, v in enumerate(values))
+                return torch.relu(fused_bn.batch_norm_formula(a, gamma, beta, st))
+            needs = ctx.needs_input_grad[1:4] + ctx.needs_input_grad[9:]
+            grad_w, dgamma, dbeta, *grad_values = recorded_backward(needs, formula, (weights, gamma, beta, *values), (g,))
+            return (g, grad_w, dgamma, dbeta, None, None, None, None, None, *grad_values)
         g = g.contiguous()
         sum_g, sum_gy = ext.grad_stats(g, attn, st.scale, st.shift, True)
         dgamma, dbeta, a, b, c = fused_bn.backward_coefficients(st, gamma, sum_g, sum_gy, dt)

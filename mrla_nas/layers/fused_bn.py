@@ -38,6 +38,18 @@ class BatchNormState:
     shift: torch.Tensor  # beta - mean * scale
     training: bool
     n: int
+    eps: float
+
+
+def batch_norm_formula(y: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, st: BatchNormState) -> torch.Tensor:
+    """The normalisation the forward applied, in PyTorch operators (for higher-order gradients): the
+    batch's statistics of ``y`` in training (they depend on y), the running ones (constants) in eval."""
+    if st.training:
+        mean = y.mean((0, 2, 3), keepdim=True)
+        invstd = torch.rsqrt(y.var((0, 2, 3), unbiased=False, keepdim=True) + st.eps)
+    else:
+        mean, invstd = (t.to(y.dtype).view(1, -1, 1, 1) for t in (st.mean, st.invstd))
+    return (y - mean) * invstd * gamma.view(1, -1, 1, 1) + beta.view(1, -1, 1, 1)
 
 
 def momentum_of(bn: nn.BatchNorm2d) -> Optional[float]:
@@ -53,7 +65,7 @@ def normalize(psum: torch.Tensor, psumsq: torch.Tensor, n: int, gamma, beta, run
     """Batch (training) or running (eval) statistics; updates the running ones in training."""
     mean, invstd, _, _, scale, shift = cpu_kernels().bn_constants(
         psum, psumsq, n, gamma, beta, running_mean, running_var, training, momentum or 0.0, eps)
-    return BatchNormState(mean, invstd, scale.to(dtype), shift.to(dtype), training, n)
+    return BatchNormState(mean, invstd, scale.to(dtype), shift.to(dtype), training, n, eps)
 
 
 def backward_coefficients(st: BatchNormState, gamma: torch.Tensor, sum_g: torch.Tensor, sum_gy: torch.Tensor,

@@ -10,21 +10,42 @@ its results are bit for bit the plain path's (tests/test_cpu_kernels.py).
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from ..kernels import cpu_kernels
+from .cpu_ops import recorded_backward
+
+
+def qk_projection_formula(pooled: torch.Tensor, wq: torch.Tensor, wk: torch.Tensor):
+    """Q and K [B, C]: the Conv1d projections of ``pooled`` as one product over its windows."""
+    k = wq.numel()
+    windows = F.pad(pooled, ((k - 1) // 2, (k - 1) // 2)).unfold(1, k, 1)
+    return (windows @ torch.stack([wq.reshape(k), wk.reshape(k)], 1)).unbind(-1)
+
+
+def light_gate_formula(pooled, wq, wk, wv, heads: int, scale: float) -> torch.Tensor:
+    """The op's function in PyTorch operators (for higher-order gradients)."""
+    b, c = pooled.shape
+    d = c // heads
+    q, key = qk_projection_formula(pooled, wq, wk)
+    gate = torch.sigmoid((q.reshape(b, heads, d) * key.reshape(b, heads, d)).sum(-1) * scale)
+    return (wv.reshape(1, c, 9) * gate.repeat_interleave(d, 1).unsqueeze(-1)).reshape(b * c, 9)
 
 
 class _LightGate(torch.autograd.Function):
     @staticmethod
     def forward(ctx, pooled, wq, wk, wv, heads: int, scale: float):
         kernels, windows, qk, gate = cpu_kernels().light_gate(pooled, wq, wk, wv, heads, scale)
-        ctx.save_for_backward(windows, qk, gate, wq, wk, wv)
+        ctx.save_for_backward(pooled, windows, qk, gate, wq, wk, wv)
         ctx.heads, ctx.scale = heads, scale
         return kernels
 
     @staticmethod
     def backward(ctx, grad):
-        windows, qk, gate, wq, wk, wv = ctx.saved_tensors
+        pooled, windows, qk, gate, wq, wk, wv = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True
+            formula = lambda *t: light_gate_formula(*t, ctx.heads, ctx.scale)  # noqa: E731
+            return (*recorded_backward(ctx.needs_input_grad[:4], formula, (pooled, wq, wk, wv), (grad,)), None, None)
         gy, gq, gk, gv = cpu_kernels().light_gate_backward(grad.contiguous(), windows, qk, gate, wq, wk, wv,
                                                            ctx.heads, ctx.scale)
         return gy, gq.view(wq.shape), gk.view(wk.shape), gv, None, None

@@ -14,6 +14,7 @@ from torch import nn
 
 from ..kernels import cpu_kernels
 from . import fused_bn
+from .cpu_ops import depthwise3x3_formula, recorded_backward
 
 
 class _FusedLightBranch(torch.autograd.Function):
@@ -25,14 +26,20 @@ class _FusedLightBranch(torch.autograd.Function):
         st = fused_bn.normalize(psum, psumsq, b * h * w, gamma, beta, running_mean, running_var, training,
                                 momentum, eps, o.dtype)
         out = ext.residual_affine(o, y, st.scale, st.shift, False)
-        ctx.save_for_backward(o, s, K, lam, gamma, y)
+        ctx.save_for_backward(o, s, K, lam, gamma, beta, y)
         ctx.bn = st
         return out
 
     @staticmethod
     def backward(ctx, g):
-        o, s, K, lam, gamma, y = ctx.saved_tensors
+        o, s, K, lam, gamma, beta, y = ctx.saved_tensors
         ext, st, dt = cpu_kernels(), ctx.bn, o.dtype
+        if torch.is_grad_enabled():  # create_graph=True
+            def formula(o, s, K, lam, gamma, beta):
+                return o + fused_bn.batch_norm_formula(depthwise3x3_formula(o, K) + lam.view(1, -1, 1, 1) * s,
+                                                       gamma, beta, st)
+            grads = recorded_backward(ctx.needs_input_grad[:6], formula, (o, s, K, lam, gamma, beta), (g,))
+            return (*grads, None, None, None, None, None)
         g = g.contiguous()
         sum_g, sum_gy = ext.grad_stats(g, y, st.scale, st.shift, False)
         dgamma, dbeta, a, b, c = fused_bn.backward_coefficients(st, gamma, sum_g, sum_gy, dt)

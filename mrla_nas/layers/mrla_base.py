@@ -57,7 +57,9 @@ class _WeightedLayerSum(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
         weights, *values = ctx.saved_tensors
-        if ctx.kernels:  # reads the gradient and each value once: the dot products and value gradients
+        # the C++ backward reads the gradient and each value once (the dot products and value
+        # gradients); under create_graph=True the operators below run, so that autograd records them
+        if ctx.kernels and not torch.is_grad_enabled():
             *grad_values, grad_w = cpu_kernels().weighted_sum_backward(grad_out.contiguous(), weights.contiguous(),
                                                                        list(values), [])
             return (grad_w, *grad_values)
