@@ -4,6 +4,7 @@ import optuna
 import yaml
 
 from conftest import DATA
+from mrla_nas.decisions import make_sampler
 from mrla_nas.run_dir import freeze_space, open_study, read_record, trials_table
 from mrla_nas.searcher import StudySearcher
 from mrla_nas.space import SearchSpace
@@ -19,7 +20,9 @@ def _searcher(tmp_path, objectives=None, study_space=None):
     run = tmp_path / "run"
     (run / "trials").mkdir(parents=True)
     freeze_space(run, space)
-    study = open_study(run, space=study_space or space)
+    # the space's own seeded sampler, as a search opens it: Optuna's default one is unseeded, and two
+    # of its proposals in a 25-network space were the same network about one run in 25
+    study = open_study(run, make_sampler(space), space=study_space or space)
     return space, run, study, StudySearcher(space, study, run)
 
 
