@@ -490,7 +490,7 @@ std::vector<torch::Tensor> qk_projection_backward(const torch::Tensor& gqk, cons
 
 // ATen's bmm below this many multiply-adds per output matrix (contraction * rows * columns) runs a
 // plain loop: from zero, one product added at a time in the contraction's order. Its results are
-// reproduced by `small_bmm`; above it, the library's gemm is called instead.
+// reproduced by `small_dot`; above it, the library's gemm is called instead.
 constexpr int64_t kAtenSmallBmm = 400;
 
 // out[i, j] = sum_n a(i, n) * b(n, j) for one batch entry, as ATen's small-bmm loop
@@ -683,7 +683,7 @@ std::vector<torch::Tensor> base_attention_backward(torch::Tensor gw, torch::Tens
 // batch sums left to ATen (its summation order) and every other operation rounded once, in the order
 // the formulas in mrla_nas/layers/fused_bn.py write it (inside the fp-contract-off region above).
 
-// returns {mean, invstd, scale, shift} (float64, [C]) and {scale, shift} in the maps' dtype
+// returns {mean, invstd} (float64, [C]) and {scale, shift} in gamma's dtype
 std::vector<torch::Tensor> bn_constants(torch::Tensor psum, torch::Tensor psumsq, int64_t n, torch::Tensor gamma,
                                         torch::Tensor beta, torch::Tensor running_mean, torch::Tensor running_var,
                                         bool training, double momentum, double eps) {
@@ -691,12 +691,10 @@ std::vector<torch::Tensor> bn_constants(torch::Tensor psum, torch::Tensor psumsq
   const int64_t C = gamma.numel();
   auto opts = gamma.options().dtype(torch::kFloat64);
   auto mean = torch::empty({C}, opts), invstd = torch::empty({C}, opts);
-  auto scale = torch::empty({C}, opts), shift = torch::empty({C}, opts);
   auto scale_t = torch::empty({C}, gamma.options()), shift_t = torch::empty({C}, gamma.options());
   torch::Tensor s1, s2;
   if (training) { s1 = psum.sum(0); s2 = psumsq.sum(0); }
   double* M = mean.data_ptr<double>(); double* I = invstd.data_ptr<double>();
-  double* S = scale.data_ptr<double>(); double* H = shift.data_ptr<double>();
   AT_DISPATCH_FLOATING_TYPES(gamma.scalar_type(), "mrla_bn_constants", [&] {
     const scalar_t* g = gamma.data_ptr<scalar_t>(); const scalar_t* b = beta.data_ptr<scalar_t>();
     scalar_t* rm = running_mean.data_ptr<scalar_t>(); scalar_t* rv = running_var.data_ptr<scalar_t>();
@@ -724,12 +722,12 @@ std::vector<torch::Tensor> bn_constants(torch::Tensor psum, torch::Tensor psumsq
       }
       const double sc = static_cast<double>(g[c]) * is;
       const double ms = m * sc;
-      M[c] = m; I[c] = is; S[c] = sc; H[c] = static_cast<double>(b[c]) - ms;
+      M[c] = m; I[c] = is;
       scale_t.data_ptr<scalar_t>()[c] = static_cast<scalar_t>(sc);
-      shift_t.data_ptr<scalar_t>()[c] = static_cast<scalar_t>(H[c]);
+      shift_t.data_ptr<scalar_t>()[c] = static_cast<scalar_t>(static_cast<double>(b[c]) - ms);
     }
   });
-  return {mean, invstd, scale, shift, scale_t, shift_t};
+  return {mean, invstd, scale_t, shift_t};
 }
 
 // returns {d/dgamma, d/dbeta, a, b, c} in gamma's dtype, with dL/dy = a*g + b*y + c per channel

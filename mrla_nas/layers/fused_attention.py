@@ -15,17 +15,13 @@ import torch
 
 from ..kernels import cpu_kernels
 from .cpu_ops import recorded_backward
-from .fused_gate import qk_projection_formula
+from .heads import attention_weights, qk_product
 
 
 def base_attention_formula(pooled, wq, wk, earlier_keys: List[torch.Tensor], heads: int, scale: float):
-    """The op's function in PyTorch operators (for higher-order gradients): (weights, key)."""
-    b, c = pooled.shape
-    d = c // heads
-    q, key = qk_projection_formula(pooled, wq, wk)
-    keys = torch.stack([*earlier_keys, key], 1)                                    # [B, t, C]
-    scores = torch.einsum("bgd,btgd->bgt", q.reshape(b, heads, d), keys.reshape(b, keys.shape[1], heads, d))
-    return (scores * scale).softmax(-1).repeat_interleave(d, 1), key
+    """The op's function in the plain path's operators (for higher-order gradients): (weights, key)."""
+    q, key = qk_product(pooled, wq, wk)
+    return attention_weights(q, [*earlier_keys, key], heads, scale), key
 
 
 class _BaseAttention(torch.autograd.Function):

@@ -63,7 +63,7 @@ def momentum_of(bn: nn.BatchNorm2d) -> Optional[float]:
 def normalize(psum: torch.Tensor, psumsq: torch.Tensor, n: int, gamma, beta, running_mean, running_var,
               training: bool, momentum: Optional[float], eps: float, dtype: torch.dtype) -> BatchNormState:
     """Batch (training) or running (eval) statistics; updates the running ones in training."""
-    mean, invstd, _, _, scale, shift = cpu_kernels().bn_constants(
+    mean, invstd, scale, shift = cpu_kernels().bn_constants(
         psum, psumsq, n, gamma, beta, running_mean, running_var, training, momentum or 0.0, eps)
     return BatchNormState(mean, invstd, scale.to(dtype), shift.to(dtype), training, n, eps)
 

@@ -10,26 +10,17 @@ its results are bit for bit the plain path's (tests/test_cpu_kernels.py).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from ..kernels import cpu_kernels
 from .cpu_ops import recorded_backward
-
-
-def qk_projection_formula(pooled: torch.Tensor, wq: torch.Tensor, wk: torch.Tensor):
-    """Q and K [B, C]: the Conv1d projections of ``pooled`` as one product over its windows."""
-    k = wq.numel()
-    windows = F.pad(pooled, ((k - 1) // 2, (k - 1) // 2)).unfold(1, k, 1)
-    return (windows @ torch.stack([wq.reshape(k), wk.reshape(k)], 1)).unbind(-1)
+from .heads import per_head_scores, qk_product, scaled_kernels
 
 
 def light_gate_formula(pooled, wq, wk, wv, heads: int, scale: float) -> torch.Tensor:
-    """The op's function in PyTorch operators (for higher-order gradients)."""
+    """The op's function in the plain path's operators (for higher-order gradients)."""
     b, c = pooled.shape
-    d = c // heads
-    q, key = qk_projection_formula(pooled, wq, wk)
-    gate = torch.sigmoid((q.reshape(b, heads, d) * key.reshape(b, heads, d)).sum(-1) * scale)
-    return (wv.reshape(1, c, 9) * gate.repeat_interleave(d, 1).unsqueeze(-1)).reshape(b * c, 9)
+    gate = torch.sigmoid(per_head_scores(*qk_product(pooled, wq, wk), heads, scale))
+    return scaled_kernels(wv, b, heads, gate).reshape(b * c, 9)
 
 
 class _LightGate(torch.autograd.Function):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Optional
+from typing import List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -41,6 +41,45 @@ def resolve_heads(
     if not _is_positive_int(dim_per_head) or channels % dim_per_head:
         raise ValueError(f"dim_per_head={dim_per_head!r} must be a positive divisor of channels={channels}")
     return channels // int(dim_per_head)
+
+
+# The plain path's arithmetic as functions of tensors: the units' methods below call them, and so do
+# the C++ ops' formulas for higher-order gradients (fused_gate.py, fused_attention.py).
+
+def qk_product(y: torch.Tensor, wq: torch.Tensor, wk: torch.Tensor):
+    """Q and K [B, C]: both bias-free Conv1d projections (weights [1, 1, k]) of ``y`` [B, C] as one
+    [B, C, k] x [k, 2] product over its windows."""
+    k = wq.numel()
+    windows = F.pad(y, ((k - 1) // 2, (k - 1) // 2)).unfold(1, k, 1)                  # [B, C, k]
+    return (windows @ torch.stack([wq.view(k), wk.view(k)], 1)).unbind(-1)           # [k, 2] weights
+
+
+def per_head_scores(q: torch.Tensor, k: torch.Tensor, heads: int, scale: float) -> torch.Tensor:
+    """<Q_h, K_h> * scale for every head: [B, C] x [B, C] -> [B, g]."""
+    b, d = q.shape[0], q.shape[1] // heads  # sizes spelled out: an empty batch leaves -1 ambiguous
+    return torch.einsum("bgd,bgd->bg", q.view(b, heads, d), k.view(b, heads, d)) * scale
+
+
+def scaled_kernels(wv: torch.Tensor, batch: int, heads: int, gate: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """The depthwise weight ``wv`` [C, 1, 3, 3] for every (sample, channel), scaled by its head's gate
+    [B, g] if given: [B*C, 1, 3, 3]."""
+    c = wv.shape[0]
+    weight = wv.unsqueeze(0)                                                # [1, C, 1, 3, 3]
+    if gate is not None:
+        weight = weight * gate.repeat_interleave(c // heads, dim=1).view(batch, c, 1, 1, 1)
+    else:
+        weight = weight.expand(batch, -1, -1, -1, -1)
+    return weight.reshape(batch * c, 1, *wv.shape[-2:])
+
+
+def attention_weights(q: torch.Tensor, keys: List[torch.Tensor], heads: int, scale: float) -> torch.Tensor:
+    """MRLA-base's ``softmax_t(<Q_h, K_h,t> * scale)`` over t keys [B, C] each, one weight per channel:
+    [B, C, t]."""
+    b, c = q.shape
+    d = c // heads
+    stacked = torch.stack(keys, 1).view(b, len(keys), heads, d)                       # [B, t, g, d]
+    scores = torch.einsum("bgd,btgd->bgt", q.view(b, heads, d), stacked) * scale
+    return scores.softmax(-1).repeat_interleave(d, dim=1)                            # [B, g, t] -> [B, C, t]
 
 
 class ChannelProjection(nn.Module):
@@ -103,11 +142,7 @@ class LayerQueryKeyValue(nn.Module):
             # Both Conv1d projections as one [B, C, k] x [k, 2] product: oneDNN spends 0.2-0.8 ms on
             # each tiny Conv1d forward+backward on CPU, about 3x this (experiments/results/speed.md).
             # Only where Q and K are both used: an unused Q would get a zero gradient, not None.
-            k = self.Wq.conv.kernel_size[0]
-            windows = F.pad(y, ((k - 1) // 2, (k - 1) // 2)).unfold(1, k, 1)                  # [B, C, k]
-            weights = torch.stack([self.Wq.conv.weight.view(k), self.Wk.conv.weight.view(k)], 1)  # [k, 2]
-            q, key = (windows @ weights).unbind(-1)
-            return q, key
+            return qk_product(y, self.Wq.conv.weight, self.Wk.conv.weight)
         return self.Wq(y), self.Wk(y)
 
     def key(self, x: torch.Tensor) -> Optional[torch.Tensor]:
@@ -125,14 +160,7 @@ class LayerQueryKeyValue(nn.Module):
 
     def value_kernels(self, batch: int, gate: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Wv's 3x3 kernel for every (sample, channel), scaled by its head's gate: [B*C, 1, 3, 3]."""
-        c = self.channels
-        weight = self.Wv.weight.unsqueeze(0)                                    # [1, C, 1, 3, 3]
-        if gate is not None:
-            scale = gate.repeat_interleave(c // self.heads, dim=1)              # [B, C]
-            weight = weight * scale.view(batch, c, 1, 1, 1)
-        else:
-            weight = weight.expand(batch, -1, -1, -1, -1)
-        return weight.reshape(batch * c, 1, *self.Wv.weight.shape[-2:])
+        return scaled_kernels(self.Wv.weight, batch, self.heads, gate)
 
     def gate(self, x: torch.Tensor) -> torch.Tensor:
         """MRLA-light's ``sigmoid(<Q_h, K_h>/sqrt(d))`` per sample and head: [B, g]."""
@@ -141,8 +169,7 @@ class LayerQueryKeyValue(nn.Module):
 
     def head_scores(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         """<Q_h, K_h> / sqrt(d) for every head: [B, C] x [B, C] -> [B, g]."""
-        b, d = q.shape[0], self.channels // self.heads  # sizes spelled out: an empty batch leaves -1 ambiguous
-        return torch.einsum("bgd,bgd->bg", q.view(b, self.heads, d), k.view(b, self.heads, d)) * self.scale
+        return per_head_scores(q, k, self.heads, self.scale)
 
 
 class MRLAUnit(nn.Module):

@@ -8,7 +8,7 @@ import torch
 from ..kernels import cpu_kernels
 from .cpu_ops import global_avg_pool, use_cpu_kernels
 from .fused_attention import base_attention
-from .heads import MRLAUnit
+from .heads import MRLAUnit, attention_weights
 
 
 class LayerMemory(NamedTuple):
@@ -135,9 +135,4 @@ class MRLABase(MRLAUnit):
             return weights, LayerMemory(memory.keys + [k], memory.values + [v])
         q, k = qkv.query_key(x)
         memory = LayerMemory(memory.keys + [k], memory.values + [v])
-        b, c = k.shape
-        g = self.heads
-        keys = torch.stack(memory.keys, 1).view(b, len(memory.keys), g, c // g)  # [B, t, g, d]
-        scores = torch.einsum("bgd,btgd->bgt", q.view(b, g, c // g), keys) * self.qkv.scale
-        attn = scores.softmax(-1)                                               # [B, g, t]
-        return attn.repeat_interleave(c // g, dim=1), memory                    # [B, C, t]
+        return attention_weights(q, memory.keys, self.heads, qkv.scale), memory
