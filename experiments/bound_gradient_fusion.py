@@ -11,8 +11,10 @@ shortcut's second gradient) happens at all: the training step then *over*-states
 those additions can save. MRLA-base: every block's backward writes one gradient map per value of
 the memory, which autograd adds across the stage's later blocks; ``base, earlier values detached``
 attends over the earlier blocks' values without a gradient, so none of those additions happen (nor
-the gradient flow through them), the bound for accumulating them in place. The numbers are wrong
-gradients and serve only as bounds; interleaved with the unchanged networks and no MRLA, medians
+the gradient flow through them), the bound for accumulating them in place. And the whole Q/K side
+(issue 13's sixth session): ``nogate`` convolves with Wv's kernels ungated (no GAP, no Q/K, no
+sigmoid, either way), ``base, constant attention`` weights every value of the stage equally (no GAP,
+no Q/K, no keys, no softmax). The numbers are wrong gradients and serve only as bounds; interleaved with the unchanged networks and no MRLA, medians
 after two warm-up rounds, one thread.
 """
 from __future__ import annotations
@@ -31,12 +33,13 @@ sys.path.insert(0, str(ROOT / "experiments"))
 from bench_proxy_speed import timed_steps  # noqa: E402
 from mrla_nas.layers.fused_base import fused_base_branch  # noqa: E402
 from mrla_nas.layers.fused_light import fused_light_branch  # noqa: E402
+from mrla_nas.layers.mrla_base import LayerMemory  # noqa: E402
 from mrla_nas.models import blocks, build_model  # noqa: E402
 from mrla_nas.proxy import _optimizer  # noqa: E402
 from mrla_nas.space import load_space  # noqa: E402
 
-VARIANTS = ("unchanged", "nogap", "noshortcut", "both")  # light
-BASE_VARIANTS = ("base unchanged", "base, earlier values detached")
+VARIANTS = ("unchanged", "nogap", "noshortcut", "both", "nogate")  # light
+BASE_VARIANTS = ("base unchanged", "base, earlier values detached", "base, constant attention")
 
 
 def _detaching_forward(variant: str):
@@ -46,6 +49,13 @@ def _detaching_forward(variant: str):
     def forward(self, x, memory=None):
         if variant == "base, earlier values detached" and self.mrla_form == "base":
             return _base_without_earlier_gradients(self, x, memory)
+        if variant == "base, constant attention" and self.mrla_form == "base":
+            return _base_with_constant_attention(self, x, memory)
+        if variant == "nogate" and self.mrla_form == "light":
+            o, shortcut = self.block_output(x)
+            b, c = o.shape[:2]
+            ungated = self.mrla.qkv.Wv.weight.view(1, c * 9).expand(b, -1).reshape(b * c, 9)
+            return fused_light_branch(o, shortcut, ungated, self.mrla.lambda_t, self.bn_mrla)
         if variant not in VARIANTS[1:] or self.mrla_form != "light":
             return unchanged(self, x, memory)
         o, shortcut = self.block_output(x)
@@ -54,6 +64,14 @@ def _detaching_forward(variant: str):
         return fused_light_branch(o, s, self.mrla.gated_kernels(gate_in), self.mrla.lambda_t, self.bn_mrla)
 
     return forward
+
+
+def _base_with_constant_attention(self, x, memory):
+    o, _ = self.block_output(x)
+    v = self.mrla.qkv.value(o)
+    values = [v] if memory is None else memory.values + [v]
+    weights = o.new_full((o.shape[0], o.shape[1], len(values)), 1.0 / len(values))
+    return fused_base_branch(o, weights, values, self.bn_mrla), LayerMemory([], values)
 
 
 def _base_without_earlier_gradients(self, x, memory):
