@@ -1,6 +1,7 @@
 """Upper bounds on what fusing MRLA's gradient accumulations into its kernels could save.
 
     .venv/bin/python experiments/bound_gradient_fusion.py --rounds 21
+    .venv/bin/python experiments/bound_gradient_fusion.py --resnet50 --rounds 21   # issue 13's ResNet-50s
 
 Autograd adds two gradients in every light block that a fused block tail would fold into the
 kernel's own pass: o's gradient from the branch plus the gate's GAP gradient, and the shortcut's
@@ -14,8 +15,13 @@ attends over the earlier blocks' values without a gradient, so none of those add
 the gradient flow through them), the bound for accumulating them in place. And the whole Q/K side
 (issue 13's sixth session): ``nogate`` convolves with Wv's kernels ungated (no GAP, no Q/K, no
 sigmoid, either way), ``base, constant attention`` weights every value of the stage equally (no GAP,
-no Q/K, no keys, no softmax). The numbers are wrong gradients and serve only as bounds; interleaved with the unchanged networks and no MRLA, medians
-after two warm-up rounds, one thread.
+no Q/K, no keys, no softmax). ``floor`` replaces light's branch by ``o + lambda * s`` in one ATen
+call, a function that any implementation of MRLA-light computes *and more* (the depthwise conv, the
+gate, BatchNorm's statistics, which need a whole pass over the maps before the first output): no
+implementation of the branch can take less time than it. The numbers are wrong gradients and serve only as bounds; interleaved with the unchanged networks and no MRLA, medians
+after two warm-up rounds, one thread. ``--resnet50`` runs the Q/K bounds and the floor on the
+ResNet-50s instead (bench_speed.py's setting: forward + backward, 2 threads, batch 8, 224 px, against
+timm's ``resnet50``).
 """
 from __future__ import annotations
 
@@ -31,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "experiments"))
 
 from bench_proxy_speed import timed_steps  # noqa: E402
+from bench_speed import step_time  # noqa: E402
 from mrla_nas.layers.fused_base import fused_base_branch  # noqa: E402
 from mrla_nas.layers.fused_light import fused_light_branch  # noqa: E402
 from mrla_nas.layers.mrla_base import LayerMemory  # noqa: E402
@@ -38,7 +45,7 @@ from mrla_nas.models import blocks, build_model  # noqa: E402
 from mrla_nas.proxy import _optimizer  # noqa: E402
 from mrla_nas.space import load_space  # noqa: E402
 
-VARIANTS = ("unchanged", "nogap", "noshortcut", "both", "nogate")  # light
+VARIANTS = ("unchanged", "nogap", "noshortcut", "both", "nogate", "floor")  # light
 BASE_VARIANTS = ("base unchanged", "base, earlier values detached", "base, constant attention")
 
 
@@ -56,6 +63,9 @@ def _detaching_forward(variant: str):
             b, c = o.shape[:2]
             ungated = self.mrla.qkv.Wv.weight.view(1, c * 9).expand(b, -1).reshape(b * c, 9)
             return fused_light_branch(o, shortcut, ungated, self.mrla.lambda_t, self.bn_mrla)
+        if variant == "floor" and self.mrla_form == "light":
+            o, shortcut = self.block_output(x)
+            return torch.addcmul(o, self.mrla.lambda_t, shortcut)
         if variant not in VARIANTS[1:] or self.mrla_form != "light":
             return unchanged(self, x, memory)
         o, shortcut = self.block_output(x)
@@ -88,9 +98,12 @@ def main() -> None:
     ap.add_argument("--space", default=str(ROOT / "search_spaces" / "fmnist_resnet20.yaml"))
     ap.add_argument("--rounds", type=int, default=21)
     ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--resnet50", action="store_true", help="the ResNet-50s (forward + backward) instead")
     args = ap.parse_args()
-    torch.set_num_threads(1)
     torch.manual_seed(0)
+    if args.resnet50:
+        return resnet50_bounds(args.rounds)
+    torch.set_num_threads(1)
     space = load_space(args.space, check_paths=False)
     bb = space.backbone_combos()[0]
     shape = space.input_shape(bb)
@@ -110,6 +123,30 @@ def main() -> None:
                 times[v].append(timed_steps(*nets["light" if v in VARIANTS else "base"], x, y, args.steps, False))
     finally:
         blocks._LayerAttentionMixin.forward = original
+    report(times)
+
+
+def resnet50_bounds(rounds: int) -> None:
+    import timm
+    torch.set_num_threads(2)
+    x = torch.randn(8, 3, 224, 224)
+    nets = {name: timm.create_model(name).train() for name in ("resnet50", "mrla_light_resnet50", "mrla_base_resnet50")}
+    light, base = ("unchanged", "nogate", "floor"), ("base unchanged", "base, constant attention")
+    forwards = {v: _detaching_forward(v) for v in light + base}
+    original = blocks._LayerAttentionMixin.forward
+    times = {k: [] for k in ("none", *light, *base)}
+    try:
+        for _ in range(rounds + 2):
+            times["none"].append(step_time(nets["resnet50"], x))
+            for v in light + base:
+                blocks._LayerAttentionMixin.forward = forwards[v]
+                times[v].append(step_time(nets["mrla_light_resnet50" if v in light else "mrla_base_resnet50"], x))
+    finally:
+        blocks._LayerAttentionMixin.forward = original
+    report(times)
+
+
+def report(times) -> None:
     base = statistics.median(times["none"][2:])
     print(f"{'network':32s} {'median ms':>10s} {'x none':>7s}")
     for k, v in times.items():
