@@ -127,3 +127,29 @@ def test_base_memory_never_copies_values():
     _, m1 = unit(x)
     _, m2 = unit(x, m1)
     assert m2.values[0] is m1.values[0]  # the earlier value is shared, not concatenated
+
+
+def test_inputs_a_unit_cannot_take_are_one_clear_error():
+    from mrla_nas.layers import TokenMRLABase, TokenMRLALight
+    light, base = MRLALight(64, heads=2), MRLABase(64, heads=2)
+    x = torch.randn(2, 64, 8, 8)
+    cases = [
+        (lambda: light(torch.randn(2, 32, 8, 8), torch.randn(2, 32, 8, 8)), r"x has shape \[2, 32, 8, 8\].*C=64"),
+        (lambda: light(torch.randn(64, 8, 8), torch.randn(64, 8, 8)), r"x has shape \[64, 8, 8\]; expected \[B, C, H, W\]"),
+        (lambda: light(x, torch.randn(2, 64, 4, 4)), r"o_prev has shape \[2, 64, 4, 4\]; expected x's"),
+        (lambda: light(x.long(), x.long()), "dtype torch.int64; expected a floating-point"),
+        (lambda: light(x.numpy(), x), "x is a ndarray"),
+        (lambda: base(torch.randn(2, 32, 8, 8)), r"x has shape \[2, 32, 8, 8\]"),
+        (lambda: base(torch.randn(2, 64, 4, 4), base(x)[1]), r"memory holds a value of shape \[2, 64, 8, 8\]"),
+        (lambda: base(torch.randn(3, 64, 8, 8), base(x)[1]), "another stage or batch"),
+        (lambda: base(x, ([], [])), "expected the LayerMemory"),
+        (lambda: TokenMRLALight(64, heads=2)(torch.randn(2, 17, 32), torch.randn(2, 17, 32)), r"\[B, N, C\] with C=64"),
+        (lambda: TokenMRLALight(64, heads=2)(torch.randn(17, 64), torch.randn(17, 64)), r"x has shape \[17, 64\]"),
+        (lambda: TokenMRLABase(64, heads=2)(torch.randn(2, 1, 64)), "no patch tokens"),
+        (lambda: MRLALight(0), "channels=0 must be a positive integer"),
+        (lambda: MRLABase(64.0), "channels=64.0 must be a positive integer"),
+    ]
+    for call, message in cases:
+        with pytest.raises(ValueError, match=message):
+            call()
+    assert light(x, x).shape == x.shape and base(x, base(x)[1])[0].shape == x.shape  # what they take still works

@@ -17,6 +17,19 @@ def _is_positive_int(n) -> bool:
     return isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= 1  # numpy ints too; not True
 
 
+def check_input(x, shape: str, channels: int, name: str = "x") -> None:
+    """A clear ValueError for what a unit cannot take: not a floating-point tensor of ``shape``
+    (``"BCHW"`` or ``"BNC"``) with ``channels`` channels (dim 1 of a map, the last of tokens)."""
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{name} is a {type(x).__name__}; expected a tensor [{', '.join(shape)}]")
+    dim = 1 if shape == "BCHW" else -1
+    if x.dim() != len(shape) or x.shape[dim] != channels:
+        raise ValueError(f"{name} has shape {list(x.shape)}; expected [{', '.join(shape)}] with C={channels} "
+                         "(the unit's channels)")
+    if not x.is_floating_point():
+        raise ValueError(f"{name} has dtype {x.dtype}; expected a floating-point tensor")
+
+
 def resolve_heads(
     channels: int,
     heads: Optional[int] = None,
@@ -186,6 +199,9 @@ class MRLAUnit(nn.Module):
                  kernel_size: Optional[int] = None, reduction: Optional[int] = None, channel_wise: bool = False,
                  has_query: bool = True, has_key: bool = True):
         super().__init__()
+        if not _is_positive_int(channels):
+            raise ValueError(f"channels={channels!r} must be a positive integer")
+        channels = int(channels)
         if heads is None and dim_per_head is None and not channel_wise:
             heads = paper_heads(self.form, channels, self.family)
         self.heads = resolve_heads(channels, heads, dim_per_head, channel_wise)

@@ -8,7 +8,7 @@ import torch
 from ..kernels import cpu_kernels
 from .cpu_ops import global_avg_pool, use_cpu_kernels
 from .fused_attention import base_attention
-from .heads import MRLAUnit, attention_weights
+from .heads import MRLAUnit, attention_weights, check_input
 
 
 class LayerMemory(NamedTuple):
@@ -83,6 +83,26 @@ def weighted_layer_sum(weights: torch.Tensor, values: List[torch.Tensor]) -> tor
     return _WeightedLayerSum.apply(weights, *values)
 
 
+def _check_memory(memory, x: torch.Tensor) -> None:
+    """The memory a unit is handed must be its stage's: one key [B, C] per value [B, C, H, W], values
+    of ``x``'s shape (the same batch, channels and plane)."""
+    if not isinstance(memory, LayerMemory):
+        raise ValueError(f"memory is a {type(memory).__name__}; expected the LayerMemory returned by the "
+                         "previous block of the stage, or None in its first block")
+    if not memory.values or len(memory.keys) != len(memory.values):
+        raise ValueError(f"memory holds {len(memory.keys)} keys and {len(memory.values)} values; expected one "
+                         "key per value, at least one (the LayerMemory a unit returns)")
+    for v in memory.values:
+        if not isinstance(v, torch.Tensor) or v.shape != x.shape:
+            got = list(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
+            raise ValueError(f"memory holds a value of shape {got}; this block's input is {list(x.shape)} "
+                             "(a memory from another stage or batch?)")
+    for k in memory.keys:
+        if k is not None and (not isinstance(k, torch.Tensor) or k.shape != x.shape[:2]):
+            got = list(k.shape) if isinstance(k, torch.Tensor) else type(k).__name__
+            raise ValueError(f"memory holds a key of shape {got}; expected [B, C] = {list(x.shape[:2])}")
+
+
 class MRLABase(MRLAUnit):
     """``out = sum_t softmax_t(<Q_h, K_h,t>/sqrt(d)) V_h,t`` over the blocks of a stage so far.
 
@@ -122,6 +142,9 @@ class MRLABase(MRLAUnit):
     def attend(self, x: torch.Tensor, memory: Optional[LayerMemory] = None):
         """This block's key and value added to the memory, and its attention over the memory's values
         as per-channel weights [B, C, t] (None in a stage's first block, where it is 1)."""
+        check_input(x, "BCHW", self.qkv.channels)
+        if memory is not None:
+            _check_memory(memory, x)
         v = self.qkv.value(x)
         if memory is None:
             return None, LayerMemory([self.qkv.key(x)], [v])

@@ -8,7 +8,7 @@ from torch import nn
 
 from .cpu_ops import global_avg_pool, use_cpu_kernels
 from .fused_gate import light_gate_kernels
-from .heads import MRLAUnit
+from .heads import MRLAUnit, check_input
 
 
 class MRLALight(MRLAUnit):
@@ -45,6 +45,10 @@ class MRLALight(MRLAUnit):
         return self.qkv.gate(x)
 
     def forward(self, x: torch.Tensor, o_prev: torch.Tensor) -> torch.Tensor:
+        check_input(x, "BCHW", self.qkv.channels)
+        check_input(o_prev, "BCHW", self.qkv.channels, "o_prev")
+        if o_prev.shape != x.shape:
+            raise ValueError(f"o_prev has shape {list(o_prev.shape)}; expected x's {list(x.shape)}")
         gated_v = self.qkv.value(x, self.gate(x))   # gate_h * Wv(x)_h
         return torch.addcmul(gated_v, self.lambda_t, o_prev)
 

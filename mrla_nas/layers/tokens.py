@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .mrla_base import LayerMemory, MRLABase, weighted_layer_sum
+from .heads import check_input
 from .mrla_light import MRLALight
 
 _LayerNorm = partial(nn.LayerNorm, eps=1e-6)  # the official DeiTs' norm
@@ -32,6 +33,8 @@ _LayerNorm = partial(nn.LayerNorm, eps=1e-6)  # the official DeiTs' norm
 def tokens_to_grid(x: torch.Tensor, prefix: int = 1) -> Tuple[torch.Tensor, torch.Tensor]:
     """Split ``prefix`` tokens off [B, N, C] and lay the rest out as a square [B, C, h, w] grid."""
     b, n, c = x.shape
+    if n <= prefix:
+        raise ValueError(f"{n} tokens leave no patch tokens after the {prefix} prefix token(s)")
     side = math.isqrt(n - prefix)
     if side * side != n - prefix:
         raise ValueError(f"{n - prefix} patch tokens do not form a square grid")
@@ -59,6 +62,10 @@ class TokenMRLALight(MRLALight):
         self.num_prefix_tokens = num_prefix_tokens
 
     def forward(self, x: torch.Tensor, o_prev: torch.Tensor) -> torch.Tensor:
+        check_input(x, "BNC", self.qkv.channels)
+        check_input(o_prev, "BNC", self.qkv.channels, "o_prev")
+        if o_prev.shape != x.shape:
+            raise ValueError(f"o_prev has shape {list(o_prev.shape)}; expected x's {list(x.shape)}")
         u, p = self.normx(x), self.normo(o_prev)
         prefix, grid = tokens_to_grid(u, self.num_prefix_tokens)
         gate = self.qkv.gate(grid)                                              # [B, g]
@@ -84,6 +91,7 @@ class TokenMRLABase(MRLABase):
         self.num_prefix_tokens = num_prefix_tokens
 
     def forward(self, x: torch.Tensor, memory: Optional[LayerMemory] = None):
+        check_input(x, "BNC", self.qkv.channels)
         prefix, grid = tokens_to_grid(self.normx(x), self.num_prefix_tokens)
         weights, memory = self.attend(grid, memory)
         out = memory.values[0] if weights is None else weighted_layer_sum(weights, memory.values)
