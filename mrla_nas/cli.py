@@ -132,6 +132,10 @@ def _cmd_pareto(args) -> None:
     from mrla_nas.results import front_table, load_run, plot_runs
 
     runs = [load_run(r) for r in args.runs]
+    conventions = {r.space.flops_convention for r in runs}
+    if len(conventions) > 1:  # one FLOPs axis for all: a front counted otherwise would sit off it
+        raise UsageError("runs count FLOPs differently (" + ", ".join(f"{r.path}: {r.space.flops_convention}"
+                                                                     for r in runs) + "); give them one at a time")
     for run in runs:
         if len(runs) > 1:
             print(f"== {run.path}")
@@ -142,15 +146,24 @@ def _cmd_pareto(args) -> None:
             pd.concat([r.front.assign(run=str(r.path)) for r in runs]).to_csv(args.csv, index=False)
         except OSError as e:
             raise UsageError(f"--csv={args.csv!r}: cannot be written ({e.strerror})") from None
-    try:  # a read-only run (an archive, a colleague's folder) still shows its front
-        for run in runs:
+    # Each run's folder gets its own front (pareto.csv, pareto.png); several runs' overlay goes to
+    # --plot, by default beside the first run's own plot, never over it.
+    wrote = []
+    for run in runs:
+        try:  # a read-only run (an archive, a colleague's folder) still shows its front
             run.front.to_csv(run.path / "pareto.csv", index=False)
-        png = plot_runs(runs, runs[0].path / "pareto.png")
-    except OSError as e:
-        print(f"mrla-nas: note: pareto.csv/pareto.png not written into {runs[0].path} ({e.strerror}); "
-              "the front above is complete", file=sys.stderr)
-        return
-    print(f"wrote {runs[0].path / 'pareto.csv'} and {png}")
+            wrote += [run.path / "pareto.csv", plot_runs([run], run.path / "pareto.png")]
+        except OSError as e:
+            print(f"mrla-nas: note: pareto.csv/pareto.png not written into {run.path} ({e.strerror}); "
+                  "the front above is complete", file=sys.stderr)
+    if len(runs) > 1 or args.plot:
+        overlay = args.plot or runs[0].path / "pareto-overlay.png"
+        try:
+            wrote.append(plot_runs(runs, overlay))
+        except OSError as e:
+            raise UsageError(f"--plot={str(overlay)!r}: cannot be written ({e.strerror})") from None
+    if wrote:
+        print("wrote " + ", ".join(str(p) for p in wrote))
 
 
 def _cmd_validate(args) -> None:
@@ -264,6 +277,17 @@ def _output_file(text: str) -> str:
     return text
 
 
+PLOT_FORMATS = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
+
+
+def _plot_file(text: str) -> str:
+    import os
+
+    if os.path.splitext(text)[1].lower() not in PLOT_FORMATS:
+        raise argparse.ArgumentTypeError(f"{text!r}: allowed file types: {', '.join(PLOT_FORMATS)}")
+    return _output_file(text)
+
+
 def _positive_int(text: str) -> int:
     return _int_in(text, 1, 100_000_000)
 
@@ -330,6 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pareto", help="the Pareto front of one or more runs: table, hypervolume, plot")
     p.add_argument("runs", nargs="+", help="run directories (several: overlaid in the plot)")
     p.add_argument("--csv", type=_output_file, help="also write the front(s) to this CSV file")
+    p.add_argument("--plot", type=_plot_file, help="the plot of all the runs given (default with several runs: "
+                                  "FIRST_RUN/pareto-overlay.png; each run's own front is its pareto.png)")
     p.set_defaults(func=_cmd_pareto)
 
     p = sub.add_parser("validate", help="retrain a run's front, knee and reference placements at a higher "

@@ -227,7 +227,29 @@ def test_pareto_overlays_several_runs(tmp_path, capsys):
     import pandas as pd
     fronts = pd.read_csv(out_csv)
     assert set(fronts["run"]) == {str(a), str(b)} and len(fronts) == 3
-    assert (a / "pareto.png").stat().st_size > 10_000
+    # each run's folder keeps its own front; the overlay goes beside it, not over a's plot
+    assert len(pd.read_csv(a / "pareto.csv")) == 2 and len(pd.read_csv(b / "pareto.csv")) == 1
+    assert all((r / "pareto.png").stat().st_size > 10_000 for r in (a, b))
+    assert (a / "pareto-overlay.png").stat().st_size > 10_000
+    assert str(b / "pareto.csv") in out and str(a / "pareto-overlay.png") in out
+    assert main(["pareto", str(a), str(b), "--plot", str(tmp_path / "both.pdf")]) == 0
+    assert (tmp_path / "both.pdf").read_bytes()[:4] == b"%PDF"
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:  # argparse's usage error, before any work
+        main(["pareto", str(a), "--plot", str(tmp_path / "both.txt")])
+    assert e.value.code == 2 and "allowed file types: .png" in capsys.readouterr().err
+
+
+def test_pareto_refuses_to_overlay_fronts_counted_differently(tmp_path, capsys):
+    a = fake_run(tmp_path / "a", [(["none", "none"], "complete", 0.80, 100, 1.0)])
+    b = fake_run(tmp_path / "b", [(["base", "base"], "complete", 0.83, 110, 1.0)])
+    frozen = b / "space.yaml"
+    frozen.write_text(frozen.read_text().replace("flops_convention: fvcore", "flops_convention: complete"))
+    assert load_run(b).space.flops_convention == "complete"
+    assert main(["pareto", str(a), str(b)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "count FLOPs differently" in err[0] and f"{b}: complete" in err[0]
+    assert not (a / "pareto-overlay.png").exists()
 
 
 def test_train_on_another_dataset_than_the_search_needs_its_path(tmp_path, capsys):
