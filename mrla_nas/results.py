@@ -1,6 +1,8 @@
 """Reading a finished (or running) search: trials, Pareto front, plot, and the exported config."""
 from __future__ import annotations
 
+import json
+
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence, Tuple
@@ -76,13 +78,20 @@ def front_table(run: Run) -> str:
     seeds = int(run.space.proxy.get("seeds", 1))
     acc_head = "accuracy ± sd" if seeds > 1 else "accuracy"
     width = 16 if seeds > 1 else 8
-    lines = [f"{'':2s}{'trial':>5s}  {'arch':22s} {'stage choices':34s} {acc_head:>{width}s} {'FLOPs':>14s} "
-             f"{'params':>10s}"]
+    # a space with backbone choices (a stem, widths) names each row's: the summary does not show them all
+    varying = [k for k, v in run.space.backbone.items() if len(v) > 1]
+    choice = {int(r["trial_id"]): ", ".join(f"{k}={json.loads(r['backbone']).get(k)}" for k in varying)
+              for _, r in run.front.iterrows()} if varying else {}
+    choice_width = max([len("backbone")] + [len(c) for c in choice.values()]) + 1 if varying else 0
+    choice_head = f"{'backbone':{choice_width}s}" if varying else ""
+    lines = [f"{'':2s}{'trial':>5s}  {'arch':22s} {choice_head}{'stage choices':34s} {acc_head:>{width}s} "
+             f"{'FLOPs':>14s} {'params':>10s}"]
     for _, r in run.front.iterrows():
         stages = " ".join(_stage_label(r, i) for i in range(1, len(run.space.stages) + 1))
         mark = "*" if int(r["trial_id"]) == run.knee else " "
         acc = f"{r['accuracy']:.4f}" + (f" ± {r['accuracy_sd']:.4f}" if seeds > 1 else "")
-        lines.append(f"{mark:2s}{int(r['trial_id']):5d}  {r['summary']:22s} {stages:34s} {acc:>{width}s} "
+        bb = f"{choice[int(r['trial_id'])]:{choice_width}s}" if varying else ""
+        lines.append(f"{mark:2s}{int(r['trial_id']):5d}  {r['summary']:22s} {bb}{stages:34s} {acc:>{width}s} "
                      f"{int(r['flops']):14,d} {int(r['params']):10,d}")
     if seeds > 1:
         lines.append(f"accuracy: mean ± sd over {seeds} seeds (training subset, initialisation, batch order)")

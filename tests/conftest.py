@@ -32,16 +32,16 @@ def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a - b).abs().max() / b.abs().max()).item()
 
 
-def fake_run(tmp_path, trials):
+def fake_run(tmp_path, trials, space_file=None):
     """A run directory in the real on-disk format (journal + records), without running Ray.
-    ``trials``: (forms, status, accuracy, flops, fidelity)."""
-    space = load_space(DATA.parent.parent / "search_spaces" / "tiny.yaml")
+    ``trials``: (forms, status, accuracy, flops, fidelity[, index of the space's backbone choice])."""
+    space = load_space(space_file or DATA.parent.parent / "search_spaces" / "tiny.yaml")
     run = tmp_path / "run"
     run.mkdir(parents=True)
     freeze_space(run, space)
     study = open_study(run, space=space)
-    bb = space.backbone_combos()[0]
-    for number, (forms, status, acc, flops, fidelity) in enumerate(trials):
+    for number, (forms, status, acc, flops, fidelity, *choice) in enumerate(trials):
+        bb = space.backbone_combos()[choice[0] if choice else 0]
         arch = space.reference_config(forms, bb).canonical()
         state = optuna.trial.TrialState.COMPLETE if status in ("complete", "stopped") else (
             optuna.trial.TrialState.PRUNED if status == "infeasible" else optuna.trial.TrialState.FAIL)

@@ -1,5 +1,6 @@
 """Reading runs back: load_run, export selection and its errors, full training of an export."""
 import json
+import pathlib
 
 import pytest
 import torch
@@ -238,6 +239,20 @@ def test_pareto_overlays_several_runs(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:  # argparse's usage error, before any work
         main(["pareto", str(a), "--plot", str(tmp_path / "both.txt")])
     assert e.value.code == 2 and "allowed file types: .png" in capsys.readouterr().err
+
+
+def test_the_front_names_each_rows_backbone_choice(tmp_path, capsys):
+    # two stems (or widths) with the same stage choices read the same in the summary column
+    text = (pathlib.Path(__file__).parent.parent / "search_spaces" / "tiny.yaml").read_text()
+    space = tmp_path / "space.yaml"
+    space.write_text(text.replace("  stem: small\n", "  stem: {choices: [small, deep]}\n"))
+    run = fake_run(tmp_path, [(["light", "light"], "complete", 0.80, 100, 1.0, 0),
+                              (["light", "light"], "complete", 0.85, 150, 1.0, 1)], space_file=space)
+    assert main(["pareto", str(run)]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if "basic[1,1]" in line]
+    assert len(rows) == 2 and "stem=small" in rows[0] and "stem=deep" in rows[1], rows
+    assert main(["pareto", str(fake_run(tmp_path / "one", [(["none", "none"], "complete", 0.8, 100, 1.0)]))]) == 0
+    assert "backbone" not in capsys.readouterr().out  # one backbone: no column
 
 
 def test_pareto_refuses_to_overlay_fronts_counted_differently(tmp_path, capsys):
