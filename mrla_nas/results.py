@@ -202,6 +202,7 @@ def select(run: Run, trial: Optional[int] = None, knee: bool = False, max_flops:
 def export(run: Run, row: pd.Series, out_path) -> Path:
     """Write the chosen ArchConfig with its measured metrics and provenance (``mrla_nas.load_arch`` reads it)."""
     from .run_dir import read_records
+    from .train import SEARCH_RECIPE
 
     rec = read_records(run.path)[int(row["trial_id"])]
     arch = arch_from_dict(rec["arch"])
@@ -213,7 +214,7 @@ def export(run: Run, row: pd.Series, out_path) -> Path:
            "provenance": {"run": str(run.path.resolve()), "trial": int(row["trial_id"]), "key": arch.key(),
                           "seed": run.space.seed, "space": run.space.name,
                           "proxy": {k: run.space.proxy[k] for k in ("dataset", "train_size", "val_size", "epochs",
-                                                                      "resolution")}}}
+                                                                      "resolution") + SEARCH_RECIPE}}}
     out_path = Path(out_path)
     out_path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return out_path

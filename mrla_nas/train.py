@@ -16,13 +16,18 @@ from typing import Any, Dict, Optional, Tuple
 import torch
 
 from .arch import ArchConfig, ConfigError, load_arch
-from .backbones.base import is_pos_int
 from .data import DatasetError, load_dataset, stratified_split
 from .proxy import Trainer
 from .errors import show
 from .space import SearchSpace
-from .space_schema import DATASETS, MAX_RESOLUTION, one_of
+from .space_schema import read_proxy
 from .yaml_io import load_yaml_file
+
+# What a full training takes from the search that ranked the network, unless given: the optimizer
+# and its settings with the batch size they were tuned for, and the augmentation (a ViT searched with
+# AdamW is not trained with SGD at lr 0.1). Epochs and the training subset are DEFAULTS': a full
+# training is longer than a proxy's.
+SEARCH_RECIPE = ("optimizer", "lr", "momentum", "weight_decay", "batch_size", "augmentation")
 
 DEFAULTS = dict(dataset="fashion-mnist", path=None, epochs=10, batch_size=128, optimizer="sgd", lr=0.1,
                 momentum=0.9, weight_decay=5e-4, augmentation="none", resolution=None, train_size=None,
@@ -42,12 +47,12 @@ def _provenance(doc, arch_file) -> Tuple[Dict[str, Any], Optional[str]]:
         raise ConfigError(f"{where}.proxy={show(proxy)}: expected a mapping of the search's proxy settings")
     if run is not None and not isinstance(run, str):
         raise ConfigError(f"{where}.run={show(run)}: expected the run directory's path")
-    if "dataset" in proxy:
-        one_of(proxy["dataset"], tuple(DATASETS), f"{where}.proxy.dataset")
-    res = proxy.get("resolution")
-    if res is not None and not (is_pos_int(res) and res <= MAX_RESOLUTION):
-        raise ConfigError(f"{where}.proxy.resolution={show(res)}: expected an integer in [1, {MAX_RESOLUTION:,}]")
-    return proxy, run
+    recorded = {k: proxy[k] for k in ("dataset", "resolution") + SEARCH_RECIPE if k in proxy}
+    try:  # the space's own rules for each recorded value (a placeholder path: the folder is not read here)
+        read_proxy(dict(recorded, path="."), check_paths=False)
+    except ConfigError as e:
+        raise ConfigError(f"{where}.{e}") from None
+    return recorded, run
 
 
 # What may differ between a training and its resumption: nothing that changes what is computed.
@@ -98,15 +103,15 @@ def _load_checkpoint(trainer: Trainer, path: Path, arch: ArchConfig, recipe: Dic
 
 
 def recipe_for(arch_file, **overrides) -> Dict[str, Any]:
-    """The training recipe: given values, else the search's proxy settings recorded in the export,
-    else DEFAULTS."""
+    """The training recipe: given values, else the search's proxy settings (dataset, resolution and
+    ``SEARCH_RECIPE``) recorded in the export or in its run's space, else DEFAULTS."""
     doc = load_yaml_file(arch_file, "architecture file") or {}
     proxy, run = _provenance(doc, arch_file)
     searched = None
     if run and (Path(run) / "space.yaml").exists():  # the search's own settings, its dataset folder
         searched = SearchSpace.from_file(Path(run) / "space.yaml", check_paths=False).proxy
     recipe = dict(DEFAULTS)
-    for k in ("dataset", "resolution"):
+    for k in ("dataset", "resolution") + SEARCH_RECIPE:
         if k in proxy:
             recipe[k] = proxy[k]
         elif searched:

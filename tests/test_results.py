@@ -207,6 +207,9 @@ def test_train_refuses_a_recipe_under_which_nothing_would_train(flag, expected, 
     ({"run": 7}, "provenance.run=7: expected the run directory's path"),
     ({"proxy": {"dataset": "svhn"}}, "provenance.proxy.dataset='svhn': allowed: fashion-mnist"),
     ({"proxy": {"resolution": "big"}}, "provenance.proxy.resolution='big': expected an integer"),
+    ({"proxy": {"lr": "fast"}}, "provenance.proxy.lr='fast': expected"),
+    ({"proxy": {"optimizer": "adam"}}, "provenance.proxy.optimizer='adam': allowed: sgd, adamw"),
+    ({"proxy": {"batch_size": 1}}, "provenance.proxy.batch_size=1: expected at least 2"),
 ])
 def test_train_checks_what_the_export_records(provenance, expected, tmp_path, capsys):
     f = tmp_path / "best.yaml"
@@ -215,6 +218,30 @@ def test_train_checks_what_the_export_records(provenance, expected, tmp_path, ca
     assert main(["train", str(f), "--path", str(DATA / "fmnist_slice"), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"{f}: {expected}" in err[0], err
+
+
+def test_train_takes_the_searchs_optimizer_unless_told(tmp_path):
+    # a ViT searched with AdamW at lr 2e-3 was trained with SGD at lr 0.1 (DEFAULTS) by `train`
+    from mrla_nas.train import DEFAULTS, recipe_for
+    vit_space = pathlib.Path(__file__).parent.parent / "search_spaces" / "fmnist_vit.yaml"
+    run = fake_run(tmp_path, [(["none", "none", "none"], "complete", 0.8, 100, 1.0)], space_file=vit_space)
+    from mrla_nas.results import export, load_run
+    r = load_run(run)
+    f = export(r, r.front.iloc[0], tmp_path / "best.yaml")
+    recipe = recipe_for(f)
+    assert (recipe["optimizer"], recipe["lr"], recipe["weight_decay"], recipe["batch_size"]) == ("adamw", 2e-3, 0.05, 64)
+    assert recipe["epochs"] == DEFAULTS["epochs"] and recipe["train_size"] is None  # a full training's own
+    assert recipe_for(f, lr=1e-3, optimizer="sgd")["lr"] == 1e-3
+    # the export alone (its run moved away) still carries the recipe
+    doc = yaml.safe_load(f.read_text())
+    doc["provenance"]["run"] = str(tmp_path / "gone")
+    f.write_text(yaml.safe_dump(doc))
+    assert recipe_for(f, path=str(DATA / "fmnist_slice"))["optimizer"] == "adamw"
+    # an export without any (an older mrla-nas) takes the run's space
+    del doc["provenance"]["proxy"]["optimizer"], doc["provenance"]["proxy"]["lr"]
+    doc["provenance"]["run"] = str(run)
+    f.write_text(yaml.safe_dump(doc))
+    assert (recipe_for(f)["optimizer"], recipe_for(f)["lr"]) == ("adamw", 2e-3)
 
 
 def test_pareto_overlays_several_runs(tmp_path, capsys):
