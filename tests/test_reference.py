@@ -90,3 +90,24 @@ def test_deit_networks_and_every_block_match_official_through_converter(name, fo
             assert rel_err(got, expected) <= TOL
     for h in hooks:
         h.remove()
+
+
+def test_deit_converter_takes_the_official_dim_mrla():
+    # MRLA's channels per head are not in the weights: the official config's dim_mrla says them
+    ref = load_reference("mrla_light_deit_e64_d8")
+    kw = dict(num_heads=ref["config"]["num_heads"])
+    model = from_official_state_dict(ref["state_dict"], dim_mrla=ref["config"]["dim_mrla"], **kw).eval()
+    assert model.blocks[0].mrla.heads == 64 // ref["config"]["dim_mrla"]
+    with torch.no_grad():
+        assert rel_err(model(ref["input"]), ref["output"]) <= TOL
+    other = from_official_state_dict(ref["state_dict"], dim_mrla=8, **kw).eval()
+    assert other.blocks[0].mrla.heads == 8
+    first = []
+    other.blocks[0].register_forward_hook(lambda m, i, o: first.append(o[0]))
+    with torch.no_grad():
+        other(ref["input"])
+    assert rel_err(first[0], ref["block_outputs"][0]) > 1e-4  # the heads matter
+    with pytest.raises(ValueError, match="dim_per_head=3 must be a positive divisor of channels=64"):
+        from_official_state_dict(ref["state_dict"], dim_mrla=3, **kw)
+    with pytest.raises(ValueError, match="a DeiT checkpoint's"):
+        from_official_state_dict(load_reference("mrla_light_resnet_w16_2222")["state_dict"], dim_mrla=16)

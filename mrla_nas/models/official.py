@@ -110,7 +110,8 @@ def _infer_arch(sd: Dict[str, torch.Tensor], form: Optional[str]) -> dict:
                 in_chans=in_chans, num_classes=sd["fc.weight"].shape[0], **stem)
 
 
-def _infer_vit(sd: Dict[str, torch.Tensor], form: Optional[str], num_heads: Optional[int]) -> dict:
+def _infer_vit(sd: Dict[str, torch.Tensor], form: Optional[str], num_heads: Optional[int],
+               dim_mrla: Optional[int] = None) -> dict:
     """The DeiT-MRLA layout (``cls_token``, ``blocks.N.*``): width, depth, patch and image size, MLP
     ratio, classes and the form of each group of 4 blocks, read off the keys and shapes."""
     c = sd["cls_token"].shape[-1]
@@ -145,11 +146,12 @@ def _infer_vit(sd: Dict[str, torch.Tensor], form: Optional[str], num_heads: Opti
     return dict(embed_dim=c, depth=len(blocks), num_heads=num_heads, patch_size=patch, img_size=side * patch,
                 in_chans=int(proj.shape[1]), num_classes=int(sd["head.weight"].shape[0]),
                 mlp_ratio=sd["blocks.0.mlp.fc1.weight"].shape[0] / c, qkv_bias="blocks.0.attn.qkv.bias" in sd,
-                mrla=[dict(form=f) for f in group_forms], mrla_group_size=size)
+                mrla=[dict(form=f, dim_per_head=dim_mrla) if dim_mrla and f != "none" else dict(form=f)
+                      for f in group_forms], mrla_group_size=size)
 
 
 def from_official_state_dict(state_dict: Mapping, form: Optional[str] = None, num_classes: Optional[int] = None,
-                             num_heads: Optional[int] = None, **model_kwargs):
+                             num_heads: Optional[int] = None, dim_mrla: Optional[int] = None, **model_kwargs):
     """Build the mrla-nas network equivalent to an official MRLA checkpoint (a ResNet, or a DeiT:
     ``deit/deit_mrla_light.py`` / ``deit_mrla_base.py``) and load it.
 
@@ -159,6 +161,8 @@ def from_official_state_dict(state_dict: Mapping, form: Optional[str] = None, nu
         num_classes: a different number of classes drops the checkpoint's classifier (a fresh head).
         num_heads: a DeiT's attention heads (not stored in the weights; default: 64 channels per
             head, as DeiT-T/S/B).
+        dim_mrla: a DeiT's channels per MRLA head, the official models' ``dim_mrla`` (not stored in
+            the weights either; default: 16, theirs).
         model_kwargs: further :class:`MRLAResNet` / :class:`MRLAVisionTransformer` arguments.
 
     Example (with an official checkpoint, which mrla-nas never downloads)::
@@ -170,7 +174,10 @@ def from_official_state_dict(state_dict: Mapping, form: Optional[str] = None, nu
 
     sd = official_to_mrla_nas_keys(state_dict)
     vit = "cls_token" in sd
-    arch = _infer_vit(sd, form, num_heads) if vit else _infer_arch(sd, form)
+    if not vit and (num_heads is not None or dim_mrla is not None):
+        raise ValueError("num_heads and dim_mrla are a DeiT checkpoint's; a ResNet's MRLA heads follow the "
+                         "paper's rule (mrla_nas.paper)")
+    arch = _infer_vit(sd, form, num_heads, dim_mrla) if vit else _infer_arch(sd, form)
     head = "head." if vit else "fc."
     if num_classes is not None and num_classes != arch["num_classes"]:
         arch["num_classes"] = num_classes
