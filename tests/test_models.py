@@ -1,12 +1,13 @@
 """MRLA ResNets: registration, gradients, features_only, configurations."""
 import contextlib
+import warnings
 
 import pytest
 import timm
 import torch
 
 from mrla_nas.layers import MRLABase, MRLALight
-from mrla_nas.models import MRLAResNet
+from mrla_nas.models import MRLAResNet, build_model
 
 
 def _mrla_param_names(model):
@@ -166,3 +167,17 @@ def test_registered_names():
             "mrla_light_resnet20", "mrla_base_resnet20", "mrla_light_resnet56", "mrla_base_resnet56"} <= names
     with pytest.raises(ValueError, match="no pretrained weights"):
         timm.create_model("mrla_light_resnet50", pretrained=True)
+
+
+def test_torchscript_is_refused_in_one_line_and_trace_export_work():
+    net = build_model({"block": "basic", "layers": [1, 1], "channels": [8, 16], "stem": "small",
+                       "stages": ["light", "base"], "in_chans": 1, "num_classes": 10}).eval()
+    with pytest.raises(RuntimeError, match="MRLALight \\(MRLA\\) cannot be compiled by torch.jit.script"):
+        torch.jit.script(net)
+    x = torch.randn(2, 1, 28, 28)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("error", torch.jit.TracerWarning)  # the units' input checks stay out of a trace
+        warnings.simplefilter("ignore", FutureWarning)  # jit.trace's own deprecation
+        traced = torch.jit.trace(net, x)
+        assert torch.allclose(traced(x), net(x), atol=1e-6)
+    assert torch.allclose(torch.export.export(net, (x,)).module()(x), net(x), atol=1e-6)

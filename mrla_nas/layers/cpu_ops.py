@@ -116,7 +116,7 @@ def depthwise3x3(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
     b, c, h, w = x.shape
     if use_cpu_kernels(x):
         return _Depthwise3x3.apply(x.contiguous(), kernels.reshape(b * c, 9).contiguous())
-    if b * c == 0:  # conv2d takes no zero groups; an empty map, and the kernels' zero gradient
+    if not torch.jit.is_tracing() and b * c == 0:  # conv2d takes no zero groups; an empty map, and the kernels' zero gradient
         return x + kernels.sum() * 0
     # the batch folded into the groups: oneDNN runs this layout faster than C groups over a batch
     return depthwise3x3_formula(x, kernels)

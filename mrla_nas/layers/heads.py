@@ -17,9 +17,12 @@ def _is_positive_int(n) -> bool:
     return isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= 1  # numpy ints too; not True
 
 
-def check_input(x, shape: str, channels: int, name: str = "x") -> None:
+def check_input(x, shape: str, channels: int, name: str = "x", like: Optional[torch.Tensor] = None) -> None:
     """A clear ValueError for what a unit cannot take: not a floating-point tensor of ``shape``
-    (``"BCHW"`` or ``"BNC"``) with ``channels`` channels (dim 1 of a map, the last of tokens)."""
+    (``"BCHW"`` or ``"BNC"``) with ``channels`` channels (dim 1 of a map, the last of tokens), or
+    not of ``like``'s shape."""
+    if torch.jit.is_tracing():  # a trace records the shapes it sees: its checks would be constants
+        return
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"{name} is a {type(x).__name__}; expected a tensor [{', '.join(shape)}]")
     dim = 1 if shape == "BCHW" else -1
@@ -28,6 +31,8 @@ def check_input(x, shape: str, channels: int, name: str = "x") -> None:
                          "(the unit's channels)")
     if not x.is_floating_point():
         raise ValueError(f"{name} has dtype {x.dtype}; expected a floating-point tensor")
+    if like is not None and x.shape != like.shape:
+        raise ValueError(f"{name} has shape {list(x.shape)}; expected x's {list(like.shape)}")
 
 
 def resolve_heads(
@@ -206,3 +211,9 @@ class MRLAUnit(nn.Module):
             heads = paper_heads(self.form, channels, self.family)
         self.heads = resolve_heads(channels, heads, dim_per_head, channel_wise)
         self.qkv = LayerQueryKeyValue(channels, self.heads, kernel_size, reduction, has_query, has_key)
+
+    def __prepare_scriptable__(self):
+        # torch.jit.script calls this on every submodule first: one clear line instead of TorchScript's
+        # failure deep in the C++ ops' dispatch (autograd Functions and Python checks do not script)
+        raise RuntimeError(f"{type(self).__name__} (MRLA) cannot be compiled by torch.jit.script; "
+                           "torch.jit.trace, torch.export and torch.compile take MRLA networks")

@@ -143,7 +143,7 @@ class MRLABase(MRLAUnit):
         """This block's key and value added to the memory, and its attention over the memory's values
         as per-channel weights [B, C, t] (None in a stage's first block, where it is 1)."""
         check_input(x, "BCHW", self.qkv.channels)
-        if memory is not None:
+        if memory is not None and not torch.jit.is_tracing():
             _check_memory(memory, x)
         v = self.qkv.value(x)
         if memory is None:

@@ -46,9 +46,7 @@ class MRLALight(MRLAUnit):
 
     def forward(self, x: torch.Tensor, o_prev: torch.Tensor) -> torch.Tensor:
         check_input(x, "BCHW", self.qkv.channels)
-        check_input(o_prev, "BCHW", self.qkv.channels, "o_prev")
-        if o_prev.shape != x.shape:
-            raise ValueError(f"o_prev has shape {list(o_prev.shape)}; expected x's {list(x.shape)}")
+        check_input(o_prev, "BCHW", self.qkv.channels, "o_prev", like=x)
         gated_v = self.qkv.value(x, self.gate(x))   # gate_h * Wv(x)_h
         return torch.addcmul(gated_v, self.lambda_t, o_prev)
 

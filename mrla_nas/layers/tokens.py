@@ -63,9 +63,7 @@ class TokenMRLALight(MRLALight):
 
     def forward(self, x: torch.Tensor, o_prev: torch.Tensor) -> torch.Tensor:
         check_input(x, "BNC", self.qkv.channels)
-        check_input(o_prev, "BNC", self.qkv.channels, "o_prev")
-        if o_prev.shape != x.shape:
-            raise ValueError(f"o_prev has shape {list(o_prev.shape)}; expected x's {list(x.shape)}")
+        check_input(o_prev, "BNC", self.qkv.channels, "o_prev", like=x)
         u, p = self.normx(x), self.normo(o_prev)
         prefix, grid = tokens_to_grid(u, self.num_prefix_tokens)
         gate = self.qkv.gate(grid)                                              # [B, g]
