@@ -75,24 +75,35 @@ def _checked(images: np.ndarray, labels: np.ndarray, classes: int, where: str) -
                         classes)
 
 
+MAX_IDX_BYTES = 1 << 34  # 16 GiB of pixels: beyond any MNIST-format set (MNIST8M: 6.4 GB); a sanity cap
+
+
 def read_idx(path: str) -> np.ndarray:
-    """An IDX file (MNIST format), gzipped or not, as a numpy array."""
+    """An IDX file (MNIST format), gzipped or not, as a numpy array. The header is read first and
+    then only the bytes it announces (one more to tell a padded file), so that a damaged or hostile
+    file (a gzip bomb) is never decompressed whole."""
     opener = gzip.open if path.endswith(".gz") else open
     try:
         with opener(path, "rb") as f:
-            data = f.read()
+            head = f.read(4)
+            if len(head) < 4:
+                raise DatasetError(f"{path}: not an IDX file (only {len(head)} bytes)")
+            zero, dtype_code, ndim = struct.unpack(">HBB", head)
+            dims = f.read(4 * ndim) if zero == 0 and dtype_code == 0x08 and 1 <= ndim <= 4 else b""
+            if len(dims) != 4 * ndim or not dims:
+                raise DatasetError(f"{path}: not an unsigned-byte IDX file")
+            shape = struct.unpack(f">{ndim}I", dims)
+            size = int(np.prod(shape, dtype=np.int64))
+            if size > MAX_IDX_BYTES:
+                raise DatasetError(f"{path}: the header announces {shape} ({size:,} bytes), more than "
+                                   f"{MAX_IDX_BYTES:,}")
+            data = f.read(size + 1)
     except (OSError, EOFError) as e:  # a corrupt or truncated .gz is the user's file, not a bug
         raise DatasetError(f"{path}: cannot be read as an IDX file ({e})") from None
-    if len(data) < 4:
-        raise DatasetError(f"{path}: not an IDX file (only {len(data)} bytes)")
-    zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
-    if zero != 0 or dtype_code != 0x08 or not 1 <= ndim <= 4 or len(data) < 4 + 4 * ndim:
-        raise DatasetError(f"{path}: not an unsigned-byte IDX file")
-    shape = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
-    if int(np.prod(shape)) != len(data) - 4 - 4 * ndim:
+    if len(data) != size:
         raise DatasetError(f"{path}: truncated or padded IDX file (header says {shape}, "
-                           f"{len(data) - 4 - 4 * ndim:,} bytes of data)")
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+                           f"{'more than ' if len(data) > size else ''}{min(len(data), size):,} bytes of data)")
+    return np.frombuffer(data, dtype=np.uint8).reshape(shape)
 
 
 class _CifarUnpickler(pickle.Unpickler):

@@ -162,3 +162,32 @@ def test_an_imagefolder_search_checks_classes_and_channels_without_decoding(tmp_
         check_proxy_data(proxy, 0, [{"in_chans": 3, "num_classes": 3}, {"in_chans": 3, "num_classes": 2}])
     with pytest.raises(ConfigError, match="backbone.in_chans=1: the dataset has 3 channels"):
         check_proxy_data(proxy, 0, [{"in_chans": 1, "num_classes": 10}])
+
+
+def test_a_damaged_idx_file_is_one_error_and_only_its_announced_bytes_are_read(tmp_path):
+    import gzip
+    import struct
+    from mrla_nas.data import read_idx
+    good = gzip.open(DATA / "fmnist_slice" / "train-images-idx3-ubyte.gz").read()
+    files = {"truncated.gz": good[:len(good) // 2], "padded.gz": good + b"x", "short": b"\0\0",
+             "floats": struct.pack(">HBBI", 0, 0x0D, 1, 1) + b"\0" * 4,
+             "absurd.gz": struct.pack(">HBB3I", 0, 8, 3, 100_000, 1000, 1000)}
+    expected = {"truncated.gz": "truncated or padded IDX file (header says (1200, 28, 28), 470,392 bytes",
+                "padded.gz": "more than 940,800 bytes", "short": "not an IDX file (only 2 bytes)",
+                "floats": "not an unsigned-byte IDX file", "absurd.gz": "100,000,000,000 bytes), more than"}
+    for name, data in files.items():
+        path = tmp_path / name
+        (gzip.open if name.endswith(".gz") else open)(path, "wb").write(data)
+        with pytest.raises(DatasetError, match=re.escape(expected[name])):
+            read_idx(str(path))
+    # an announced count is all that is decompressed: a stream far longer than its header says stops there
+    bomb = tmp_path / "bomb.gz"
+    with gzip.open(bomb, "wb") as f:
+        f.write(struct.pack(">HBBI", 0, 8, 1, 10))
+        for _ in range(64):
+            f.write(b"\0" * (1 << 20))
+    with pytest.raises(DatasetError, match="more than 10 bytes"):
+        read_idx(str(bomb))
+    plain = tmp_path / "plain"
+    plain.write_bytes(good)
+    assert (read_idx(str(plain)) == read_idx(str(DATA / "fmnist_slice" / "train-images-idx3-ubyte.gz"))).all()
