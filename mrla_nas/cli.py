@@ -14,6 +14,8 @@ class UsageError(Exception):
 
 
 def _cmd_cost(args) -> None:
+    import os
+
     import timm
 
     import mrla_nas  # noqa: F401  (registers the MRLA models)
@@ -23,6 +25,9 @@ def _cmd_cost(args) -> None:
     known = set(timm.list_models())
     for name in args.models:
         if name not in known:
+            if os.path.isfile(name):  # an exported architecture: `build` measures it
+                raise UsageError(f"model={name!r} is a file, not a registered timm model; `mrla-nas build "
+                                 f"{name}` gives an architecture file's params and FLOPs")
             close = [m for m in timm.list_models(f"*{name.split('_')[-1]}*")][:5]
             raise UsageError(f"model={name!r} is not a registered timm model"
                              + (f"; did you mean one of {close}?" if close else ""))

@@ -130,6 +130,14 @@ def test_a_run_name_is_one_folder_inside_its_parent(command, name, tmp_path, cap
     assert list(tmp_path.iterdir()) == []
 
 
+def test_cost_of_an_architecture_file_points_to_build(tmp_path, capsys):
+    f = tmp_path / "best.yaml"
+    f.write_text("arch: {}\n")
+    assert main(["cost", str(f)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"`mrla-nas build {f}`" in err[0], err
+
+
 def test_cost_builds_a_vit_for_the_input_size_it_is_asked_about(capsys):
     assert main(["cost", "vit_tiny_patch16_224", "mrla_light_deit_tiny_patch16_224", "--input-size", "64"]) == 0
     assert "mrla_light_deit_tiny_patch16_224" in capsys.readouterr().out
