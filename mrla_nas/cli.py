@@ -134,9 +134,14 @@ def _cmd_search(args) -> None:
 
 
 def _cmd_pareto(args) -> None:
+    import os
+
     from mrla_nas.results import front_table, load_run, plot_runs
 
-    runs = [load_run(r) for r in args.runs]
+    given = {}  # each run once, as first written
+    for r in args.runs:
+        given.setdefault(os.path.realpath(r), r)
+    runs = [load_run(r) for r in given.values()]
     conventions = {r.space.flops_convention for r in runs}
     if len(conventions) > 1:  # one FLOPs axis for all: a front counted otherwise would sit off it
         raise UsageError("runs count FLOPs differently (" + ", ".join(f"{r.path}: {r.space.flops_convention}"
@@ -165,8 +170,9 @@ def _cmd_pareto(args) -> None:
         overlay = args.plot or runs[0].path / "pareto-overlay.png"
         try:
             wrote.append(plot_runs(runs, overlay))
-        except OSError as e:
-            raise UsageError(f"--plot={str(overlay)!r}: cannot be written ({e.strerror})") from None
+        except OSError as e:  # --plot was checked before any work: this is the default, in a read-only run
+            print(f"mrla-nas: note: {overlay} not written ({e.strerror}); give --plot FILE for the overlay",
+                  file=sys.stderr)
     if wrote:
         print("wrote " + ", ".join(str(p) for p in wrote))
 

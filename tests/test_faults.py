@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import DATA
+from conftest import DATA, fake_run
 from mrla_nas.cli import main
 from mrla_nas.results import load_run
 from mrla_nas.run_dir import read_records
@@ -100,6 +100,11 @@ def test_a_read_only_run_directory(tmp_path, capsys):
         assert main(["pareto", str(run)]) == 0  # the front is still shown
         out, err = capsys.readouterr()
         assert "* = knee" in out and "not written" in err
+        other = fake_run(tmp_path / "other", [(["none", "none"], "complete", 0.8, 100, 1.0)])
+        assert main(["pareto", str(run), str(other)]) == 0  # the overlay's default place is read-only too
+        out, err = capsys.readouterr()
+        assert out.count("* = knee") == 2 and "give --plot FILE for the overlay" in err
+        assert str(other / "pareto.png") in out
         assert main(["export", str(run)]) == 2
         _one_line(capsys, "give -o FILE somewhere writable")
         assert main(["export", str(run), "-o", str(tmp_path / "best.yaml")]) == 0

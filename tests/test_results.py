@@ -260,6 +260,9 @@ def test_pareto_overlays_several_runs(tmp_path, capsys):
     assert all((r / "pareto.png").stat().st_size > 10_000 for r in (a, b))
     assert (a / "pareto-overlay.png").stat().st_size > 10_000
     assert str(b / "pareto.csv") in out and str(a / "pareto-overlay.png") in out
+    capsys.readouterr()
+    assert main(["pareto", str(a), str(a) + "/"]) == 0  # one run named twice is one run
+    assert capsys.readouterr().out.count("hypervolume") == 1
     assert main(["pareto", str(a), str(b), "--plot", str(tmp_path / "both.pdf")]) == 0
     assert (tmp_path / "both.pdf").read_bytes()[:4] == b"%PDF"
     capsys.readouterr()
