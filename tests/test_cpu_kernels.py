@@ -454,3 +454,48 @@ def test_second_derivatives_equal_the_plain_path(name, train):
             mrla += ".mrla." in n or "bn_mrla" in n
             torch.testing.assert_close(got, ref, rtol=1e-9, atol=1e-9 * max(1.0, ref.abs().max().item()), msg=n)
     assert mrla > 0
+
+
+def _token_light_grads(unit, x, o, g, plain: bool):
+    with plain_pytorch() if plain else torch.enable_grad():
+        unit.zero_grad()
+        x.grad = o.grad = None
+        out = unit(x, o)
+        out.backward(g)
+    return [out.detach(), x.grad, o.grad] + [p.grad for p in unit.parameters()]
+
+
+@pytest.mark.parametrize("batch,side,channels,heads", [(2, 4, 64, 2), (3, 7, 48, 3), (1, 1, 16, 1), (2, 2, 20, 5),
+                                                       (2, 3, 24, None), (0, 3, 16, 2)])
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 2e-5)])
+def test_the_deit_light_value_op_equals_the_plain_path(batch, side, channels, heads, dtype, tol):
+    """TokenMRLALight's C++ op (fused_tokens.py, token layout) against its plain path: the output,
+    both inputs' and every parameter's gradient; odd grids (1x1, 2x2), channel counts that are no
+    multiple of a vector, an empty batch. float32 differs by the conv's order of taps only (its
+    GELU is ATen's own erf approximation)."""
+    from mrla_nas.layers import TokenMRLALight
+    torch.manual_seed(0)
+    unit = TokenMRLALight(channels, heads=heads).to(dtype)
+    with torch.no_grad():
+        for norm in (unit.normx, unit.normo):
+            norm.weight.normal_()
+            norm.bias.normal_()
+    n = 1 + side * side
+    x, o = (torch.randn(batch, n, channels, dtype=dtype, requires_grad=True) for _ in range(2))
+    g = torch.randn(batch, n, channels, dtype=dtype)
+    got, ref = _token_light_grads(unit, x, o, g, False), _token_light_grads(unit, x, o, g, True)
+    for a, b in zip(got, ref):
+        assert a is not None and a.shape == b.shape
+        torch.testing.assert_close(a, b, rtol=tol, atol=tol * max(1.0, b.abs().max().item()) if b.numel() else tol)
+
+
+def test_the_deit_light_value_op_gradchecks_and_has_second_derivatives():
+    from mrla_nas.layers.fused_tokens import token_light_value, token_value_formula
+    torch.manual_seed(0)
+    b, s, c = 2, 3, 6
+    args = [torch.randn(b, 1 + s * s, c), torch.randn(b, 1 + s * s, c), torch.randn(c, 1, 3, 3),
+            torch.rand(b, c), torch.randn(c)]
+    args = [a.double().requires_grad_() for a in args]
+    assert torch.autograd.gradcheck(lambda *t: token_light_value(*t, 1, s), args)
+    assert torch.autograd.gradgradcheck(lambda *t: token_light_value(*t, 1, s), args)
+    torch.testing.assert_close(token_light_value(*args, 1, s), token_value_formula(*args, 1, s), rtol=1e-12, atol=1e-12)

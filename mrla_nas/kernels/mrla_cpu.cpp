@@ -13,6 +13,9 @@
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 #include <vector>
+#include <cmath>
+#include <cstring>
+#include <algorithm>
 
 namespace {
 
@@ -764,6 +767,192 @@ std::vector<torch::Tensor> bn_backward_constants(torch::Tensor mean, torch::Tens
 }
 #pragma GCC pop_options
 
+// ---- MRLA-light in a DeiT block: the value path in token layout -------------------------------------
+//
+//   out[:, :P] = u[:, :P]      out[:, P + n, c] = gate[b, c] * GELU(z[b, n, c]) + lambda[c] * p[b, P + n, c]
+//   z = dw3x3 over the s x s grid of u's patch tokens with Wv's kernel K[c, 9] (zero padding 1)
+//
+// PyTorch runs it as ~10 passes each way over [B, N, C] tensors (the grid's transposed copy, the
+// conv, GELU, the gate, lambda, the sum, the CLS token's concatenation, and their backward). Here
+// each sample is one pass forward and two back (the second is the transposed conv of dz, which sits
+// in cache), with C innermost: every tap is a contiguous multiply-add over the channels. The exact
+// GELU's erf (and exp) are written out so that the loops vectorise; in float32 as ATen's vectorised
+// erf (Abramowitz and Stegun 7.1.26, |error| < 1.5e-7), in float64 the C library's.
+namespace {
+
+inline float exp_vec(float x) {  // |relative error| ~1e-7 on [-87, 88]; clamped outside
+  x = std::min(std::max(x, -87.0f), 88.0f);
+  const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round to nearest
+  const float r = (x - n * 0.693145751953125f) - n * 1.428606765330187e-06f;
+  float p = 1.0f / 5040.0f;
+  p = p * r + 1.0f / 720.0f; p = p * r + 1.0f / 120.0f; p = p * r + 1.0f / 24.0f;
+  p = p * r + 1.0f / 6.0f; p = p * r + 0.5f; p = p * r + 1.0f; p = p * r + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof(scale));
+  return p * scale;
+}
+inline double exp_vec(double x) { return std::exp(x); }
+
+inline float erf_vec(float x) {
+  const float a = std::fabs(x);
+  const float t = 1.0f / (0.3275911f * a + 1.0f);
+  const float r = (((1.061405429f * t - 1.453152027f) * t + 1.421413741f) * t - 0.284496736f) * t + 0.254829592f;
+  const float e = 1.0f - r * t * exp_vec(-x * x);
+  return std::copysign(e, x);
+}
+inline double erf_vec(double x) { return std::erf(x); }
+
+template <typename T> inline T gelu_of(T z) { return z * T(0.5) * (T(1) + erf_vec(z * T(M_SQRT1_2))); }
+template <typename T> inline T gelu_grad(T z) {  // Phi(z) + z phi(z)
+  return T(0.5) * (T(1) + erf_vec(z * T(M_SQRT1_2))) + z * T(0.3989422804014327) * exp_vec(T(-0.5) * z * z);
+}
+
+// z for one patch position (i, j) of sample u (tokens [N, C], patches from row P), taps in order
+template <typename T>
+inline void token_conv(T* __restrict z, const T* __restrict u, const T* __restrict Kt, int64_t i, int64_t j,
+                       int64_t s, int64_t P, int64_t C) {
+  for (int64_t c = 0; c < C; ++c) z[c] = T(0);
+  for (int64_t di = -1; di <= 1; ++di) {
+    if (i + di < 0 || i + di >= s) continue;
+    for (int64_t dj = -1; dj <= 1; ++dj) {
+      if (j + dj < 0 || j + dj >= s) continue;
+      const T* un = u + (P + (i + di) * s + (j + dj)) * C;
+      const T* k = Kt + ((di + 1) * 3 + (dj + 1)) * C;
+#pragma omp simd
+      for (int64_t c = 0; c < C; ++c) z[c] += k[c] * un[c];
+    }
+  }
+}
+
+template <typename T>
+void token_light_forward_kernel(const T* u, const T* p, const T* Kt, const T* gate, const T* lam, T* out,
+                                int64_t B, int64_t N, int64_t C, int64_t P, int64_t s) {
+  at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> z(C);
+    for (int64_t b = begin; b < end; ++b) {
+      const T* ub = u + b * N * C;
+      const T* gb = gate + b * C;
+      std::copy(ub, ub + P * C, out + b * N * C);
+      for (int64_t i = 0; i < s; ++i)
+        for (int64_t j = 0; j < s; ++j) {
+          const int64_t n = P + i * s + j;
+          token_conv(z.data(), ub, Kt, i, j, s, P, C);
+          const T* pn = p + (b * N + n) * C;
+          T* on = out + (b * N + n) * C;
+#pragma omp simd
+          for (int64_t c = 0; c < C; ++c) on[c] = gb[c] * gelu_of(z[c]) + lam[c] * pn[c];
+        }
+    }
+  });
+}
+
+template <typename T>
+void token_light_backward_kernel(const T* g, const T* u, const T* p, const T* Kt, const T* gate, const T* lam,
+                                 T* gu, T* gp, T* gK, T* ggate, T* glam, int64_t B, int64_t N, int64_t C,
+                                 int64_t P, int64_t s) {
+  at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> z(C), dz(s * s * C);
+    for (int64_t b = begin; b < end; ++b) {
+      const T* ub = u + b * N * C;
+      const T* gtok = g + b * N * C;
+      const T* gb = gate + b * C;
+      T* gKb = gK + b * 9 * C;  // per-sample partial sums, added over the batch by the caller
+      T* glb = glam + b * C;
+      T* ggb = ggate + b * C;
+      std::fill(gKb, gKb + 9 * C, T(0));
+      std::fill(glb, glb + C, T(0));
+      std::fill(ggb, ggb + C, T(0));
+      std::copy(gtok, gtok + P * C, gu + b * N * C);
+      std::fill(gp + b * N * C, gp + (b * N + P) * C, T(0));
+      for (int64_t i = 0; i < s; ++i)
+        for (int64_t j = 0; j < s; ++j) {
+          const int64_t n = P + i * s + j;
+          token_conv(z.data(), ub, Kt, i, j, s, P, C);
+          const T* gn = gtok + n * C;
+          const T* pn = p + (b * N + n) * C;
+          T* gpn = gp + (b * N + n) * C;
+          T* dzn = dz.data() + (i * s + j) * C;
+#pragma omp simd
+          for (int64_t c = 0; c < C; ++c) {
+            ggb[c] += gn[c] * gelu_of(z[c]);
+            glb[c] += gn[c] * pn[c];
+            gpn[c] = lam[c] * gn[c];
+            dzn[c] = gn[c] * gb[c] * gelu_grad(z[c]);
+          }
+          for (int64_t di = -1; di <= 1; ++di) {
+            if (i + di < 0 || i + di >= s) continue;
+            for (int64_t dj = -1; dj <= 1; ++dj) {
+              if (j + dj < 0 || j + dj >= s) continue;
+              const T* un = ub + (P + (i + di) * s + (j + dj)) * C;
+              T* k = gKb + ((di + 1) * 3 + (dj + 1)) * C;
+#pragma omp simd
+              for (int64_t c = 0; c < C; ++c) k[c] += dzn[c] * un[c];
+            }
+          }
+        }
+      // u's patch gradient: the transposed conv of dz (position m gets K[t] * dz[m - t])
+      for (int64_t i = 0; i < s; ++i)
+        for (int64_t j = 0; j < s; ++j) {
+          T* gm = gu + (b * N + P + i * s + j) * C;
+          for (int64_t c = 0; c < C; ++c) gm[c] = T(0);
+          for (int64_t di = -1; di <= 1; ++di) {
+            if (i - di < 0 || i - di >= s) continue;
+            for (int64_t dj = -1; dj <= 1; ++dj) {
+              if (j - dj < 0 || j - dj >= s) continue;
+              const T* d = dz.data() + ((i - di) * s + (j - dj)) * C;
+              const T* k = Kt + ((di + 1) * 3 + (dj + 1)) * C;
+#pragma omp simd
+              for (int64_t c = 0; c < C; ++c) gm[c] += k[c] * d[c];
+            }
+          }
+        }
+    }
+  });
+}
+
+void check_tokens(const torch::Tensor& u, const torch::Tensor& Kt, const torch::Tensor& gate,
+                  const torch::Tensor& lam, int64_t P, int64_t s) {
+  TORCH_CHECK(u.dim() == 3 && u.size(1) == P + s * s && Kt.dim() == 2 && Kt.size(0) == 9 && Kt.size(1) == u.size(2)
+              && gate.dim() == 2 && gate.size(0) == u.size(0) && gate.size(1) == u.size(2)
+              && lam.numel() == u.size(2), "token_light: shape mismatch");
+}
+
+}  // namespace
+
+torch::Tensor token_light_forward(torch::Tensor u, torch::Tensor p, torch::Tensor Kt, torch::Tensor gate,
+                                  torch::Tensor lam, int64_t P, int64_t s) {
+  check(u, "u"); check(p, "p"); check(Kt, "K"); check(gate, "gate"); check(lam, "lambda");
+  check_tokens(u, Kt, gate, lam, P, s);
+  TORCH_CHECK(p.sizes() == u.sizes(), "token_light: p must be u's shape");
+  auto out = torch::empty_like(u);
+  const int64_t B = u.size(0), N = u.size(1), C = u.size(2);
+  AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "token_light_forward", [&] {
+    token_light_forward_kernel<scalar_t>(u.data_ptr<scalar_t>(), p.data_ptr<scalar_t>(), Kt.data_ptr<scalar_t>(),
+                                         gate.data_ptr<scalar_t>(), lam.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(),
+                                         B, N, C, P, s);
+  });
+  return out;
+}
+
+std::vector<torch::Tensor> token_light_backward(torch::Tensor g, torch::Tensor u, torch::Tensor p, torch::Tensor Kt,
+                                                torch::Tensor gate, torch::Tensor lam, int64_t P, int64_t s) {
+  check(g, "g"); check(u, "u"); check(p, "p"); check(Kt, "K"); check(gate, "gate"); check(lam, "lambda");
+  check_tokens(u, Kt, gate, lam, P, s);
+  TORCH_CHECK(p.sizes() == u.sizes() && g.sizes() == u.sizes(), "token_light: g and p must be u's shape");
+  const int64_t B = u.size(0), N = u.size(1), C = u.size(2);
+  auto gu = torch::empty_like(u), gp = torch::empty_like(u);
+  auto gK = torch::empty({B, 9, C}, u.options()), ggate = torch::empty({B, C}, u.options());
+  auto glam = torch::empty({B, C}, u.options());
+  AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "token_light_backward", [&] {
+    token_light_backward_kernel<scalar_t>(g.data_ptr<scalar_t>(), u.data_ptr<scalar_t>(), p.data_ptr<scalar_t>(),
+                                          Kt.data_ptr<scalar_t>(), gate.data_ptr<scalar_t>(), lam.data_ptr<scalar_t>(),
+                                          gu.data_ptr<scalar_t>(), gp.data_ptr<scalar_t>(), gK.data_ptr<scalar_t>(),
+                                          ggate.data_ptr<scalar_t>(), glam.data_ptr<scalar_t>(), B, N, C, P, s);
+  });
+  return {gu, gp, gK, ggate, glam};
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("depthwise_forward", &depthwise_forward, "dw3x3(x; K), one kernel per (sample, channel)");
   m.def("depthwise_backward", &depthwise_backward, "gradients of x and K");
@@ -778,5 +967,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("bn_constants", &bn_constants, "BatchNorm's per-channel constants from per-plane sums (updates the running statistics)");
   m.def("bn_backward_constants", &bn_backward_constants, "d/dgamma, d/dbeta and the input gradient's coefficients");
   m.def("base_attention", &base_attention, "MRLA-base's per-channel attention weights over a stage's keys");
+  m.def("token_light_forward", &token_light_forward, "DeiT MRLA-light's value path in token layout: gate*GELU(dw3x3) + lambda*p");
+  m.def("token_light_backward", &token_light_backward, "gradients of u, p, K (per sample), the gate and lambda (per sample)");
   m.def("base_attention_backward", &base_attention_backward, "gradients of the pooled descriptor, Wq, Wk, earlier keys");
 }

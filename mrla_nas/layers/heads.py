@@ -153,9 +153,12 @@ class LayerQueryKeyValue(nn.Module):
 
     def query_key(self, x: torch.Tensor):
         """Q and K [B, C] from the global average of ``x``."""
+        return self.pooled_query_key(global_avg_pool(x))
+
+    def pooled_query_key(self, y: torch.Tensor):
+        """Q and K [B, C] from the pooled descriptor ``y`` [B, C]."""
         if self.Wq is None or self.Wk is None:
             raise RuntimeError("this unit holds no query/key projection (an MRLA-base stage's first block)")
-        y = global_avg_pool(x)
         if self.Wq.reduction is None and use_cpu_kernels(y):
             # Both Conv1d projections as one [B, C, k] x [k, 2] product: oneDNN spends 0.2-0.8 ms on
             # each tiny Conv1d forward+backward on CPU, about 3x this (experiments/results/speed.md).
@@ -182,8 +185,11 @@ class LayerQueryKeyValue(nn.Module):
 
     def gate(self, x: torch.Tensor) -> torch.Tensor:
         """MRLA-light's ``sigmoid(<Q_h, K_h>/sqrt(d))`` per sample and head: [B, g]."""
-        q, k = self.query_key(x)
-        return torch.sigmoid(self.head_scores(q, k))
+        return self.pooled_gate(global_avg_pool(x))
+
+    def pooled_gate(self, y: torch.Tensor) -> torch.Tensor:
+        """:meth:`gate` from the pooled descriptor ``y`` [B, C]."""
+        return torch.sigmoid(self.head_scores(*self.pooled_query_key(y)))
 
     def head_scores(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         """<Q_h, K_h> / sqrt(d) for every head: [B, C] x [B, C] -> [B, g]."""

@@ -24,20 +24,28 @@ import torch.nn.functional as F
 from torch import nn
 
 from .mrla_base import LayerMemory, MRLABase, weighted_layer_sum
+from .cpu_ops import use_cpu_kernels
+from .fused_tokens import token_light_value
 from .heads import check_input
 from .mrla_light import MRLALight
 
 _LayerNorm = partial(nn.LayerNorm, eps=1e-6)  # the official DeiTs' norm
 
 
-def tokens_to_grid(x: torch.Tensor, prefix: int = 1) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Split ``prefix`` tokens off [B, N, C] and lay the rest out as a square [B, C, h, w] grid."""
-    b, n, c = x.shape
+def grid_side(n: int, prefix: int = 1) -> int:
+    """The side of the square grid that ``n`` tokens form after ``prefix`` of them."""
     if n <= prefix:
         raise ValueError(f"{n} tokens leave no patch tokens after the {prefix} prefix token(s)")
     side = math.isqrt(n - prefix)
     if side * side != n - prefix:
         raise ValueError(f"{n - prefix} patch tokens do not form a square grid")
+    return side
+
+
+def tokens_to_grid(x: torch.Tensor, prefix: int = 1) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Split ``prefix`` tokens off [B, N, C] and lay the rest out as a square [B, C, h, w] grid."""
+    b, n, c = x.shape
+    side = grid_side(n, prefix)
     return x[:, :prefix], x[:, prefix:].transpose(1, 2).reshape(b, c, side, side)
 
 
@@ -65,6 +73,11 @@ class TokenMRLALight(MRLALight):
         check_input(x, "BNC", self.qkv.channels)
         check_input(o_prev, "BNC", self.qkv.channels, "o_prev", like=x)
         u, p = self.normx(x), self.normo(o_prev)
+        if use_cpu_kernels(u):  # the same function as one C++ op in token layout (fused_tokens.py)
+            side, c = grid_side(u.shape[1], self.num_prefix_tokens), u.shape[2]
+            gate = self.qkv.pooled_gate(u[:, self.num_prefix_tokens:].mean(1))                # [B, g]
+            return token_light_value(u, p, self.qkv.Wv.weight, gate.repeat_interleave(c // self.heads, dim=1),
+                                     self.lambda_t, self.num_prefix_tokens, side)
         prefix, grid = tokens_to_grid(u, self.num_prefix_tokens)
         gate = self.qkv.gate(grid)                                              # [B, g]
         v = F.gelu(self.qkv.value(grid))                                        # GELU(Wv(grid))
