@@ -776,8 +776,9 @@ std::vector<torch::Tensor> bn_backward_constants(torch::Tensor mean, torch::Tens
 // conv, GELU, the gate, lambda, the sum, the CLS token's concatenation, and their backward). Here
 // each sample is one pass forward and two back (the second is the transposed conv of dz, which sits
 // in cache), with C innermost: every tap is a contiguous multiply-add over the channels. The exact
-// GELU's erf (and exp) are written out so that the loops vectorise; in float32 as ATen's vectorised
-// erf (Abramowitz and Stegun 7.1.26, |error| < 1.5e-7), in float64 the C library's.
+// GELU's erf and exp are written out so that the loops vectorise: in float32 erf as ATen's vectorised
+// one (Abramowitz and Stegun 7.1.26, |error| < 1.5e-7), in float64 the C library's. The backward
+// recomputes z (cheaper than storing it) and shares erf's exponential with GELU's derivative.
 namespace {
 
 inline float exp_vec(float x) {  // |relative error| ~1e-7 on [-87, 88]; clamped outside
@@ -794,18 +795,24 @@ inline float exp_vec(float x) {  // |relative error| ~1e-7 on [-87, 88]; clamped
 }
 inline double exp_vec(double x) { return std::exp(x); }
 
-inline float erf_vec(float x) {
-  const float a = std::fabs(x);
+// Phi(z) = 0.5 * (1 + erf(z / sqrt 2)) and exp(-z^2 / 2): GELU is z * Phi(z), its derivative
+// Phi(z) + z * exp(-z^2 / 2) / sqrt(2 pi), and erf's own exponential is that same exp
+inline void gelu_parts(float z, float& cdf, float& e) {
+  const float x = z * float(M_SQRT1_2), a = std::fabs(x);
   const float t = 1.0f / (0.3275911f * a + 1.0f);
   const float r = (((1.061405429f * t - 1.453152027f) * t + 1.421413741f) * t - 0.284496736f) * t + 0.254829592f;
-  const float e = 1.0f - r * t * exp_vec(-x * x);
-  return std::copysign(e, x);
+  e = exp_vec(-x * x);
+  cdf = 0.5f * (1.0f + std::copysign(1.0f - r * t * e, x));
 }
-inline double erf_vec(double x) { return std::erf(x); }
+inline void gelu_parts(double z, double& cdf, double& e) {
+  cdf = 0.5 * (1.0 + std::erf(z * M_SQRT1_2));
+  e = std::exp(-0.5 * z * z);
+}
 
-template <typename T> inline T gelu_of(T z) { return z * T(0.5) * (T(1) + erf_vec(z * T(M_SQRT1_2))); }
-template <typename T> inline T gelu_grad(T z) {  // Phi(z) + z phi(z)
-  return T(0.5) * (T(1) + erf_vec(z * T(M_SQRT1_2))) + z * T(0.3989422804014327) * exp_vec(T(-0.5) * z * z);
+template <typename T> inline T gelu_of(T z) {
+  T cdf, e;
+  gelu_parts(z, cdf, e);
+  return z * cdf;
 }
 
 // z for one patch position (i, j) of sample u (tokens [N, C], patches from row P), taps in order
@@ -875,10 +882,12 @@ void token_light_backward_kernel(const T* g, const T* u, const T* p, const T* Kt
           T* dzn = dz.data() + (i * s + j) * C;
 #pragma omp simd
           for (int64_t c = 0; c < C; ++c) {
-            ggb[c] += gn[c] * gelu_of(z[c]);
+            T cdf, e;
+            gelu_parts(z[c], cdf, e);
+            ggb[c] += gn[c] * (z[c] * cdf);
             glb[c] += gn[c] * pn[c];
             gpn[c] = lam[c] * gn[c];
-            dzn[c] = gn[c] * gb[c] * gelu_grad(z[c]);
+            dzn[c] = gn[c] * gb[c] * (cdf + z[c] * T(0.3989422804014327) * e);
           }
           for (int64_t di = -1; di <= 1; ++di) {
             if (i + di < 0 || i + di >= s) continue;
