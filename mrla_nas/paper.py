@@ -17,14 +17,30 @@ import math
 PAPER_DIM_PER_HEAD = {"resnet": {"light": 32, "base": 16}, "vit": {"light": 16, "base": 16}}
 
 
+def official_heads(width: int, dim_per_head: int):
+    """The official code's head count for ``width`` channels at ``dim_per_head`` channels per head:
+    ``int(width / dim_per_head)`` heads of ``width / heads`` channels each (so 80 channels at 32 per
+    head are 2 heads of 40), or None where the official code cannot build the unit (fewer channels
+    than ``dim_per_head``: zero heads; or a count that does not divide the width).
+
+    >>> official_heads(256, 32), official_heads(80, 32), official_heads(16, 32), official_heads(100, 32)
+    (8, 2, None, None)
+    """
+    heads = int(width / dim_per_head)
+    return heads if heads >= 1 and width % heads == 0 else None
+
+
 def paper_heads(form: str, width: int, family: str = "resnet") -> int:
     """The paper's default head count for an MRLA unit of ``width`` channels in a ``family`` network.
 
-    ``PAPER_DIM_PER_HEAD[family][form]`` channels per head; ``gcd(width, d)`` channels for widths
-    that are not multiples of d (the 16-wide stages of a CIFAR ResNet get one 16-channel head).
+    The official code's rule for ``PAPER_DIM_PER_HEAD[family][form]`` channels per head
+    (:func:`official_heads`), so that an official checkpoint of any width is rebuilt exactly. Where
+    that code cannot build the unit (widths below d, as the 16-wide stages of a CIFAR ResNet, or
+    counts that do not divide the width), ``gcd(width, d)`` channels per head: one 16-channel head
+    for a 16-wide stage.
 
-    >>> paper_heads("light", 192, "vit"), paper_heads("light", 192)
-    (12, 6)
+    >>> paper_heads("light", 192, "vit"), paper_heads("light", 192), paper_heads("light", 80)
+    (12, 6, 2)
     """
     if family not in PAPER_DIM_PER_HEAD:
         raise ValueError(f"family={family!r}; allowed: {sorted(PAPER_DIM_PER_HEAD)}")
@@ -32,7 +48,8 @@ def paper_heads(form: str, width: int, family: str = "resnet") -> int:
         raise ValueError(f"form={form!r}; allowed: {sorted(PAPER_DIM_PER_HEAD[family])}")
     if not isinstance(width, int) or isinstance(width, bool) or width < 1:
         raise ValueError(f"width={width!r}: expected a positive integer")
-    return width // math.gcd(width, PAPER_DIM_PER_HEAD[family][form])
+    d = PAPER_DIM_PER_HEAD[family][form]
+    return official_heads(width, d) or width // math.gcd(width, d)
 
 
 def eca_kernel_size(channels: int) -> int:

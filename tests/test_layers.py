@@ -25,6 +25,19 @@ def test_heads_as_count_channels_per_head_or_channel_wise():
     assert type(resolve_heads(64, heads=np.int64(4))) is int  # a numpy count is a count (C++ ops take int)
 
 
+@pytest.mark.parametrize("form,width,heads", [
+    # the official code's int(C / d) heads (d = 32 light, 16 base), also where d does not divide C
+    ("light", 256, 8), ("light", 80, 2), ("light", 48, 1), ("light", 96, 3), ("light", 40, 1),
+    ("base", 256, 16), ("base", 40, 2), ("base", 24, 1), ("base", 48, 3),
+    # below d the official code builds no head (int(16 / 32) = 0): gcd(C, d) channels per head
+    ("light", 16, 1), ("light", 24, 3), ("base", 8, 1),
+    # nor where int(C / d) does not divide C (100 / 3): gcd again
+    ("light", 100, 25)])
+def test_paper_heads_are_the_official_codes(form, width, heads):
+    assert paper_heads(form, width) == heads
+    assert (MRLALight if form == "light" else MRLABase)(width).heads == heads
+
+
 @pytest.mark.parametrize("width", [8, 16, 24, 48, 64, 96, 256, 2048])
 @pytest.mark.parametrize("form,unit_cls", [("light", MRLALight), ("base", MRLABase)])
 def test_one_head_rule_for_units_models_and_configs(form, unit_cls, width):

@@ -107,7 +107,12 @@ def test_deit_converter_takes_the_official_dim_mrla():
     with torch.no_grad():
         other(ref["input"])
     assert rel_err(first[0], ref["block_outputs"][0]) > 1e-4  # the heads matter
-    with pytest.raises(ValueError, match="dim_per_head=3 must be a positive divisor of channels=64"):
+    # read as the official code reads it: int(64 / 24) = 2 heads of 32 channels
+    assert from_official_state_dict(ref["state_dict"], dim_mrla=24, **kw).blocks[0].mrla.heads == 2
+    with pytest.raises(ValueError, match=r"dim_mrla=3 with embed dim 64: int\(64 / 3\) heads do not divide"):
         from_official_state_dict(ref["state_dict"], dim_mrla=3, **kw)
+    for bad in (0, True, 16.0):
+        with pytest.raises(ValueError, match="expected a positive integer"):
+            from_official_state_dict(ref["state_dict"], dim_mrla=bad, **kw)
     with pytest.raises(ValueError, match="a DeiT checkpoint's"):
         from_official_state_dict(load_reference("mrla_light_resnet_w16_2222")["state_dict"], dim_mrla=16)

@@ -21,7 +21,7 @@ class MRLALight(MRLAUnit):
     Args:
         channels: C.
         heads: number of heads g (C must divide by it); or give ``dim_per_head``. Default: the
-            paper's (:func:`mrla_nas.paper.paper_heads`: 32 channels per head, gcd(C, 32) below).
+            paper's (:func:`mrla_nas.paper.paper_heads`: int(C / 32) heads, as the official code).
         kernel_size: Conv1d kernel of the paper's Q/K projection (default: the ECA rule).
         reduction: None for the paper's Conv1d projection, or r for an SE-style C -> C/r -> C one.
         channel_wise: one channel per head.

@@ -25,6 +25,7 @@ from typing import Dict, Mapping, Optional
 
 import torch
 
+from ..paper import official_heads
 from .mrla_resnet import MRLAResNet
 
 _RENAMES = [
@@ -143,10 +144,19 @@ def _infer_vit(sd: Dict[str, torch.Tensor], form: Optional[str], num_heads: Opti
     group_forms = [m[0] for m in groups]
     if form is not None and set(group_forms) != {form}:
         raise ValueError(f"form={form!r} but the checkpoint's blocks are {sorted(set(group_forms))}")
+    heads = None
+    if dim_mrla is not None:  # the official meaning: int(C / dim_mrla) heads (64 at 24 per head: 2 of 32)
+        if not isinstance(dim_mrla, int) or isinstance(dim_mrla, bool) or dim_mrla < 1:
+            raise ValueError(f"dim_mrla={dim_mrla!r}: expected a positive integer (channels per MRLA head)")
+        heads = official_heads(c, dim_mrla)
+        if heads is None:
+            raise ValueError(f"dim_mrla={dim_mrla} with embed dim {c}: int({c} / {dim_mrla}) heads do not divide "
+                             f"the {c} channels (the official code cannot build it either); allowed: a dim_mrla "
+                             f"of at most {c} whose head count divides {c}")
     return dict(embed_dim=c, depth=len(blocks), num_heads=num_heads, patch_size=patch, img_size=side * patch,
                 in_chans=int(proj.shape[1]), num_classes=int(sd["head.weight"].shape[0]),
                 mlp_ratio=sd["blocks.0.mlp.fc1.weight"].shape[0] / c, qkv_bias="blocks.0.attn.qkv.bias" in sd,
-                mrla=[dict(form=f, dim_per_head=dim_mrla) if dim_mrla and f != "none" else dict(form=f)
+                mrla=[dict(form=f, heads=heads) if heads and f != "none" else dict(form=f)
                       for f in group_forms], mrla_group_size=size)
 
 
@@ -162,7 +172,8 @@ def from_official_state_dict(state_dict: Mapping, form: Optional[str] = None, nu
         num_heads: a DeiT's attention heads (not stored in the weights; default: 64 channels per
             head, as DeiT-T/S/B).
         dim_mrla: a DeiT's channels per MRLA head, the official models' ``dim_mrla`` (not stored in
-            the weights either; default: 16, theirs).
+            the weights either; default: 16, theirs), read as the official code does: ``int(C / dim_mrla)``
+            heads. A ResNet's heads follow the same rule at 32 (light) / 16 (base) channels per head.
         model_kwargs: further :class:`MRLAResNet` / :class:`MRLAVisionTransformer` arguments.
 
     Example (with an official checkpoint, which mrla-nas never downloads)::
