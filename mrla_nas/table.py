@@ -63,8 +63,18 @@ class Table:
 def _machine() -> Dict[str, Any]:
     import torch
 
+    # the CPU model too: oneDNN and MKL choose their kernels (and float32 sum orders) by it, so a
+    # table retrains bit for bit only where torch's own arithmetic is the same (tests/test_tables.py)
     return {"host": socket.gethostname(), "cpus": os.cpu_count(), "platform": platform.platform(),
-            "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu_model": _cpu_model()}
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+    except OSError:
+        return platform.processor()
 
 
 def table_rows(run_dir: Path) -> pd.DataFrame:

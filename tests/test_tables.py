@@ -1,5 +1,6 @@
 """The tabular benchmarks shipped in experiments/tables/: provenance, completeness, and two randomly
 chosen rows retrained to exactly the recorded accuracies (training is deterministic under its seed)."""
+import json
 from pathlib import Path
 
 import numpy as np
@@ -25,15 +26,48 @@ def test_shipped_table_is_whole_and_says_where_it_comes_from(name, min_epochs):
     assert rows["val_accuracy"].between(0, 1).all() and (rows["seconds"] > 0).all()
 
 
+def _retrain(table, key, seed):
+    arch, curve = row_for(table, key, seed)
+    result = train_proxy(arch, table.space.proxy, seed=seed, val_seed=table.space.seed)
+    return arch, curve, result.history
+
+
+def _same_arithmetic(table) -> bool:
+    """Whether this machine computes as the one that built the table did: the network without MRLA
+    (none of mrla-nas's kernels, only torch's own) retrains to its recorded training losses to the
+    last bit. oneDNN and MKL pick their kernels, and with them the order of their float32 sums, by
+    CPU model: on another CPU (seen: an AMD EPYC, against the machine that built the shipped tables)
+    even that network's losses differ in the last digits, and two epochs of proxy training turn
+    that into the accuracies of another seed."""
+    curves = table.curves()
+    key = next(k for k, c in curves.items() if all(s["form"] == "none" for s in
+                                                    json.loads(next(iter(c.values())).at[0, "arch"])["stages"]))
+    _, curve, history = _retrain(table, key, 0)
+    return [h.train_loss for h in history] == curve["train_loss"].tolist()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", SHIPPED)
 def test_two_random_rows_retrain_to_the_recorded_accuracies(name):
+    """Training is deterministic under its seed, and every float32 rounding of the C++ kernels is
+    part of it: on a machine that computes as the table's did, two random rows retrain to exactly
+    their recorded accuracies and losses (a kernel change that rounds one float differently fails
+    here). Where torch's own kernels round differently (another CPU model), bit equality cannot
+    hold for any code, and the rows must retrain to what another seed would give: the final
+    accuracy within the spread of the network's recorded seeds."""
     table = load_table(TABLES / name)
-    space = table.space
+    exact = _same_arithmetic(table)
     rng = np.random.default_rng(7)
     pairs = table.rows[["key", "seed"]].drop_duplicates().reset_index(drop=True)
     for i in rng.choice(len(pairs), size=2, replace=False):
         key, seed = pairs.at[i, "key"], int(pairs.at[i, "seed"])
-        arch, curve = row_for(table, key, seed)
-        result = train_proxy(arch, space.proxy, seed=seed, val_seed=space.seed)
-        assert [h.val_accuracy for h in result.history] == curve["val_accuracy"].tolist(), (arch.summary(), seed)
+        arch, curve, history = _retrain(table, key, seed)
+        got = [h.val_accuracy for h in history]
+        if exact:
+            assert got == curve["val_accuracy"].tolist(), (arch.summary(), seed)
+            assert [h.train_loss for h in history] == curve["train_loss"].tolist(), (arch.summary(), seed)
+            continue
+        finals = [float(c["val_accuracy"].iloc[-1]) for c in table.curves()[key].values()]
+        margin = max(0.05, 3 * float(np.std(finals, ddof=1)))
+        assert len(got) == len(curve) and min(finals) - margin <= got[-1] <= max(finals) + margin, \
+            (arch.summary(), seed, got, finals)
