@@ -116,3 +116,50 @@ def test_deit_converter_takes_the_official_dim_mrla():
             from_official_state_dict(ref["state_dict"], dim_mrla=bad, **kw)
     with pytest.raises(ValueError, match="a DeiT checkpoint's"):
         from_official_state_dict(load_reference("mrla_light_resnet_w16_2222")["state_dict"], dim_mrla=16)
+
+
+def _with(sd, drop=(), **entries):
+    out = {k: v for k, v in sd.items() if not any(k.startswith(d) for d in drop)}
+    out.update({k.replace("__", "."): v for k, v in entries.items()})
+    return out
+
+
+@pytest.mark.parametrize("case,match", [
+    ("a list", "a mapping of names to tensors"),
+    ("an int key", "checkpoint key 1 is a int"),
+    ("a Wv of other channels", r"'layer1.0.mrla.qkv.Wv.weight' has shape \[3, 1, 3, 3\]; .* expects \[64, 1, 3, 3\]"),
+    ("a lambda without its trailing dims", r"'layer1.0.mrla.lambda_t' has shape \[64\]; .* expects \[64, 1, 1\]"),
+    ("a classifier of other width", r"'fc.weight' has shape \[10, 7\]"),
+    ("a stage without its block 0", r"stage 1's blocks \[1\] are not numbered 0, 1"),
+    ("a 2-d conv", r"'layer1.0.conv1.weight' has shape \[16, 64\]; expected 4 dimensions"),
+    ("no classifier", "has no fc.weight"),
+])
+def test_converter_names_what_is_wrong_with_a_malformed_resnet_checkpoint(case, match):
+    sd = load_reference("mrla_light_resnet_w16_2222")["state_dict"]
+    bad = {"a list": [1, 2], "an int key": {1: torch.zeros(1)},
+           "a Wv of other channels": _with(sd, layer1__0__mrla__mrla__Wv__weight=torch.zeros(3, 1, 3, 3)),
+           "a lambda without its trailing dims": _with(sd, layer1__0__mrla__lambda_t=torch.zeros(64)),
+           "a classifier of other width": _with(sd, fc__weight=torch.zeros(10, 7)),
+           "a stage without its block 0": _with(sd, drop=("layer1.0.",)),
+           "a 2-d conv": _with(sd, layer1__0__conv1__weight=torch.zeros(16, 64)),
+           "no classifier": _with(sd, drop=("fc.",))}[case]
+    with pytest.raises(ValueError, match=match):
+        from_official_state_dict(bad)
+
+
+def test_converter_names_what_is_wrong_with_a_deit_checkpoint_and_takes_a_headless_one():
+    ref = load_reference("mrla_light_deit_e64_d8")
+    sd = ref["state_dict"]
+    for heads in (3, 0, True):
+        with pytest.raises(ValueError, match=f"num_heads={heads!r}: expected a positive integer dividing the embed dim 64"):
+            from_official_state_dict(sd, num_heads=heads)
+    with pytest.raises(ValueError, match=r"'blocks.0.mrla.lambda_t' has shape \[32\]"):
+        from_official_state_dict(_with(sd, blocks__0__mrla__lambda_t=torch.zeros(32)), num_heads=2)
+    # the official num_classes=0 (an Identity head): the features, as the official model gives them
+    headless = from_official_state_dict(_with(sd, drop=("head.",)), num_heads=2).eval()
+    assert headless.num_classes == 0
+    full = from_official_state_dict(sd, num_heads=2).eval()
+    with torch.no_grad():
+        feats = headless(ref["input"])
+        assert feats.shape == (2, 64)
+        assert torch.equal(feats, full.forward_head(full.forward_features(ref["input"]), pre_logits=True))

@@ -39,12 +39,16 @@ _UNUSED_QK = re.compile(r"(^|\.)mrla\.qkv\.(Wq|Wk)\.")
 
 
 def _unwrap(checkpoint: Mapping) -> Dict[str, torch.Tensor]:
+    if not isinstance(checkpoint, Mapping):
+        raise ValueError(f"a checkpoint is a mapping of names to tensors (a state_dict); got a {type(checkpoint).__name__}")
     for key in ("state_dict", "model", "model_state_dict"):
         if key in checkpoint and isinstance(checkpoint[key], Mapping):
             checkpoint = checkpoint[key]
             break
     out = OrderedDict()
     for k, v in checkpoint.items():
+        if not isinstance(k, str):
+            raise ValueError(f"checkpoint key {k!r} is a {type(k).__name__}, not a parameter name: not a state_dict")
         if not isinstance(v, torch.Tensor):
             raise ValueError(f"checkpoint entry {k!r} is a {type(v).__name__}, not a tensor: not a state_dict")
         out[k[len("module."):] if k.startswith("module.") else k] = v
@@ -63,7 +67,7 @@ def official_to_mrla_nas_keys(state_dict: Mapping[str, torch.Tensor]) -> Dict[st
 
 def _infer_arch(sd: Dict[str, torch.Tensor], form: Optional[str]) -> dict:
     if "conv1.weight" in sd:
-        w = sd["conv1.weight"]
+        w = _tensor(sd, "conv1.weight", 4)
         if w.shape[-1] == 7:
             stem = dict(stem_type="7x7", stem_width=w.shape[0])
         elif w.shape[-1] == 3:
@@ -72,7 +76,7 @@ def _infer_arch(sd: Dict[str, torch.Tensor], form: Optional[str]) -> dict:
             raise ValueError(f"cannot map stem conv1.weight of shape {tuple(w.shape)}: expected a 7x7 or 3x3 conv")
         in_chans = w.shape[1]
     elif "conv1.0.weight" in sd and "conv1.6.weight" in sd:
-        stem = dict(stem_type="deep", stem_width=sd["conv1.0.weight"].shape[0])
+        stem = dict(stem_type="deep", stem_width=_tensor(sd, "conv1.0.weight", 4).shape[0])
         in_chans = sd["conv1.0.weight"].shape[1]
     else:
         raise ValueError("cannot find the stem: expected conv1.weight (7x7) or conv1.0/3/6.weight (deep stem)")
@@ -87,9 +91,12 @@ def _infer_arch(sd: Dict[str, torch.Tensor], form: Optional[str]) -> dict:
     stage_ids = sorted(blocks)
     if stage_ids != list(range(1, len(stage_ids) + 1)):
         raise ValueError(f"stages {stage_ids} are not numbered consecutively")
+    for i in stage_ids:
+        if sorted(blocks[i]) != list(range(len(blocks[i]))):
+            raise ValueError(f"stage {i}'s blocks {sorted(blocks[i])} are not numbered 0, 1, ...")
     layers = tuple(len(blocks[i]) for i in stage_ids)
     bottleneck = "layer1.0.conv3.weight" in sd
-    channels = tuple(sd[f"layer{i}.0.conv1.weight"].shape[0] for i in stage_ids)
+    channels = tuple(_tensor(sd, f"layer{i}.0.conv1.weight", 4).shape[0] for i in stage_ids)
 
     has_lambda = any(k.endswith(".mrla.lambda_t") for k in sd)
     has_mrla = any(".mrla." in k for k in sd)
@@ -105,23 +112,35 @@ def _infer_arch(sd: Dict[str, torch.Tensor], form: Optional[str]) -> dict:
         if wq is not None:
             spec["kernel_size"] = int(wq.shape[-1])
         mrla.append(spec)
-    if "fc.weight" not in sd:
-        raise ValueError("no classifier fc.weight in the checkpoint")
     return dict(block="bottleneck" if bottleneck else "basic", layers=layers, channels=channels, mrla=mrla,
-                in_chans=in_chans, num_classes=sd["fc.weight"].shape[0], **stem)
+                in_chans=in_chans, num_classes=_tensor(sd, "fc.weight", 2).shape[0], **stem)
+
+
+def _vit_classes(sd: Dict[str, torch.Tensor]) -> int:
+    # the official ViT with num_classes=0 has an Identity head (a feature extractor): no head.* keys
+    return int(_tensor(sd, "head.weight", 2).shape[0]) if "head.weight" in sd or "head.bias" in sd else 0
+
+
+def _tensor(sd: Dict[str, torch.Tensor], key: str, ndim: int) -> torch.Tensor:
+    """``sd[key]``, which the architecture is read from: present, and with ``ndim`` dimensions."""
+    if key not in sd:
+        raise ValueError(f"the checkpoint has no {key}, which the architecture is read from")
+    if sd[key].dim() != ndim:
+        raise ValueError(f"checkpoint entry {key!r} has shape {list(sd[key].shape)}; expected {ndim} dimensions")
+    return sd[key]
 
 
 def _infer_vit(sd: Dict[str, torch.Tensor], form: Optional[str], num_heads: Optional[int],
                dim_mrla: Optional[int] = None) -> dict:
     """The DeiT-MRLA layout (``cls_token``, ``blocks.N.*``): width, depth, patch and image size, MLP
     ratio, classes and the form of each group of 4 blocks, read off the keys and shapes."""
-    c = sd["cls_token"].shape[-1]
+    c = _tensor(sd, "cls_token", 3).shape[-1]
     blocks = sorted({int(m.group(1)) for k in sd for m in [re.match(r"^blocks\.(\d+)\.", k)] if m})
     if not blocks or blocks != list(range(len(blocks))):
         raise ValueError("no consecutive blocks.N.* keys: not a DeiT checkpoint")
-    proj = sd["patch_embed.proj.weight"]
+    proj = _tensor(sd, "patch_embed.proj.weight", 4)
     patch = int(proj.shape[-1])
-    side = math.isqrt(sd["pos_embed"].shape[1] - 1)
+    side = math.isqrt(max(_tensor(sd, "pos_embed", 3).shape[1] - 1, 0))
     if side * side != sd["pos_embed"].shape[1] - 1:
         raise ValueError(f"pos_embed of {sd['pos_embed'].shape[1]} tokens: not a class token + a square grid")
     if num_heads is None:
@@ -129,6 +148,8 @@ def _infer_vit(sd: Dict[str, torch.Tensor], form: Optional[str], num_heads: Opti
             raise ValueError(f"embed dim {c}: attention heads cannot be read off a checkpoint; give num_heads= "
                              "(DeiT-T/S/B use 64 channels per head)")
         num_heads = c // 64
+    if not isinstance(num_heads, int) or isinstance(num_heads, bool) or num_heads < 1 or c % num_heads:
+        raise ValueError(f"num_heads={num_heads!r}: expected a positive integer dividing the embed dim {c}")
 
     def block_form(i):
         if f"blocks.{i}.mrla.lambda_t" in sd:
@@ -154,8 +175,8 @@ def _infer_vit(sd: Dict[str, torch.Tensor], form: Optional[str], num_heads: Opti
                              f"the {c} channels (the official code cannot build it either); allowed: a dim_mrla "
                              f"of at most {c} whose head count divides {c}")
     return dict(embed_dim=c, depth=len(blocks), num_heads=num_heads, patch_size=patch, img_size=side * patch,
-                in_chans=int(proj.shape[1]), num_classes=int(sd["head.weight"].shape[0]),
-                mlp_ratio=sd["blocks.0.mlp.fc1.weight"].shape[0] / c, qkv_bias="blocks.0.attn.qkv.bias" in sd,
+                in_chans=int(proj.shape[1]), num_classes=_vit_classes(sd),
+                mlp_ratio=_tensor(sd, "blocks.0.mlp.fc1.weight", 2).shape[0] / c, qkv_bias="blocks.0.attn.qkv.bias" in sd,
                 mrla=[dict(form=f, heads=heads) if heads and f != "none" else dict(form=f)
                       for f in group_forms], mrla_group_size=size)
 
@@ -190,6 +211,8 @@ def from_official_state_dict(state_dict: Mapping, form: Optional[str] = None, nu
                          "paper's rule (mrla_nas.paper)")
     arch = _infer_vit(sd, form, num_heads, dim_mrla) if vit else _infer_arch(sd, form)
     head = "head." if vit else "fc."
+    if arch["num_classes"] == 0:  # the official ResNet's num_classes=0 is an empty Linear: timm's is none
+        sd = OrderedDict((k, v) for k, v in sd.items() if not (k.startswith(head) and v.numel() == 0))
     if num_classes is not None and num_classes != arch["num_classes"]:
         arch["num_classes"] = num_classes
         sd = OrderedDict((k, v) for k, v in sd.items() if not k.startswith(head))
@@ -199,6 +222,10 @@ def from_official_state_dict(state_dict: Mapping, form: Optional[str] = None, nu
     # key); our first blocks have none. Those keys, and only those, are dropped.
     ours = model.state_dict()
     sd = OrderedDict((k, v) for k, v in sd.items() if k in ours or not _UNUSED_QK.search(k))
+    for k, v in sd.items():  # one line naming the entry, not load_state_dict's multi-line RuntimeError
+        if k in ours and v.shape != ours[k].shape:
+            raise ValueError(f"checkpoint entry {k!r} has shape {list(v.shape)}; the network its other entries "
+                             f"describe expects {list(ours[k].shape)}")
     missing, unexpected = model.load_state_dict(sd, strict=False)
     missing = [k for k in missing if not k.startswith(head) or f"{head}weight" in sd]
     problems = []
