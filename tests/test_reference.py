@@ -163,3 +163,13 @@ def test_converter_names_what_is_wrong_with_a_deit_checkpoint_and_takes_a_headle
         feats = headless(ref["input"])
         assert feats.shape == (2, 64)
         assert torch.equal(feats, full.forward_head(full.forward_features(ref["input"]), pre_logits=True))
+
+
+def test_converter_takes_the_official_resnets_empty_classifier():
+    ref = load_reference("mrla_light_resnet_w16_2222")
+    sd = _with(ref["state_dict"], fc__weight=torch.zeros(0, 512), fc__bias=torch.zeros(0))  # num_classes=0
+    headless, full = from_official_state_dict(sd).eval(), from_official_state_dict(ref["state_dict"]).eval()
+    with torch.no_grad():
+        feats = headless(ref["input"])
+        assert feats.shape == (2, 512)
+        assert torch.equal(feats, full.forward_head(full.forward_features(ref["input"]), pre_logits=True))
