@@ -1,6 +1,5 @@
 """The tabular benchmarks shipped in experiments/tables/: provenance, completeness, and two randomly
 chosen rows retrained to exactly the recorded accuracies (training is deterministic under its seed)."""
-import json
 from pathlib import Path
 
 import numpy as np
@@ -39,9 +38,8 @@ def _same_arithmetic(table) -> bool:
     CPU model: on another CPU (seen: an AMD EPYC, against the machine that built the shipped tables)
     even that network's losses differ in the last digits, and two epochs of proxy training turn
     that into the accuracies of another seed."""
-    curves = table.curves()
-    key = next(k for k, c in curves.items() if all(s["form"] == "none" for s in
-                                                    json.loads(next(iter(c.values())).at[0, "arch"])["stages"]))
+    rows = table.rows
+    key = rows.loc[rows.filter(regex=r"^stage\d+_form$").eq("none").all(axis=1), "key"].iloc[0]
     _, curve, history = _retrain(table, key, 0)
     return [h.train_loss for h in history] == curve["train_loss"].tolist()
 

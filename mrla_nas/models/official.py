@@ -25,6 +25,7 @@ from typing import Dict, Mapping, Optional
 
 import torch
 
+from ..backbones.base import is_pos_int
 from ..paper import official_heads
 from .mrla_resnet import MRLAResNet
 
@@ -148,7 +149,7 @@ def _infer_vit(sd: Dict[str, torch.Tensor], form: Optional[str], num_heads: Opti
             raise ValueError(f"embed dim {c}: attention heads cannot be read off a checkpoint; give num_heads= "
                              "(DeiT-T/S/B use 64 channels per head)")
         num_heads = c // 64
-    if not isinstance(num_heads, int) or isinstance(num_heads, bool) or num_heads < 1 or c % num_heads:
+    if not is_pos_int(num_heads) or c % num_heads:
         raise ValueError(f"num_heads={num_heads!r}: expected a positive integer dividing the embed dim {c}")
 
     def block_form(i):
@@ -167,7 +168,7 @@ def _infer_vit(sd: Dict[str, torch.Tensor], form: Optional[str], num_heads: Opti
         raise ValueError(f"form={form!r} but the checkpoint's blocks are {sorted(set(group_forms))}")
     heads = None
     if dim_mrla is not None:  # the official meaning: int(C / dim_mrla) heads (64 at 24 per head: 2 of 32)
-        if not isinstance(dim_mrla, int) or isinstance(dim_mrla, bool) or dim_mrla < 1:
+        if not is_pos_int(dim_mrla):
             raise ValueError(f"dim_mrla={dim_mrla!r}: expected a positive integer (channels per MRLA head)")
         heads = official_heads(c, dim_mrla)
         if heads is None:
