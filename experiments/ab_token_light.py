@@ -4,10 +4,15 @@ process, interleaved: DeiT-T at 224 px (forward + backward, 2 threads, batch 8, 
 light in every group; the search's training step, 1 thread, against no MRLA).
 
     .venv/bin/python experiments/ab_token_light.py --rounds 21
+    .venv/bin/python experiments/ab_token_light.py --op-rev 9af69af --rounds 21   # the op alone, old against new
 
 "without" runs TokenMRLALight's previous path (the grid's transposed copy, the C++ depthwise conv,
 ATen's GELU, the gate, lambda and the concatenation as separate operators) by switching the op off
 in that module only. Medians of per-round times and of per-round ratios, after two warm-up rounds.
+
+``--op-rev REV`` times the op alone instead, forward + backward at DeiT-T's size ([8, 197, 192], 2
+threads): REV's C++ source built beside the working tree's (ab_kernels.py's way), interleaved, with
+the largest differences between the two versions' outputs and gradients.
 """
 from __future__ import annotations
 
@@ -51,11 +56,46 @@ def report(title, times) -> None:
               f"{paired:16.3f}")
 
 
+def op_against_revision(rev: str, rounds: int) -> None:
+    import tempfile
+    import time
+
+    from ab_kernels import git_show
+    from mrla_nas.kernels import compile_kernels, cpu_kernels
+
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp) / "mrla_cpu.cpp"
+        source.write_text(git_show(rev, "mrla_nas/kernels/mrla_cpu.cpp"))
+        versions = {rev: compile_kernels(source, name="mrla_ab_token"), "tree": cpu_kernels()}
+    torch.set_num_threads(2)
+    b, side, c = 8, 14, 192
+    u, p, g = (torch.randn(b, 1 + side * side, c) for _ in range(3))
+    kt, gate, lam = torch.randn(9, c), torch.rand(b, c), torch.randn(c)
+    outs = {k: [m.token_light_forward(u, p, kt, gate, lam, 1, side),
+                *m.token_light_backward(g, u, p, kt, gate, lam, 1, side)] for k, m in versions.items()}
+    print("max |tree - rev| (output, then the gradients of u, p, the taps, the gate, lambda):",
+          [f"{(a - r).abs().max().item():.1e}" for a, r in zip(outs["tree"], outs[rev])])
+    times = {k: [] for k in versions}
+    for _ in range(rounds + 2):
+        for k, m in versions.items():
+            t0 = time.perf_counter()
+            for _ in range(20):
+                m.token_light_forward(u, p, kt, gate, lam, 1, side)
+                m.token_light_backward(g, u, p, kt, gate, lam, 1, side)
+            times[k].append((time.perf_counter() - t0) / 20)
+    for k, v in times.items():
+        print(f"{k:10s} median {1000 * statistics.median(v[2:]):.3f} ms  min {1000 * min(v[2:]):.3f} ms")
+    print(f"tree / {rev}, paired median: {statistics.median(a / r for a, r in zip(times['tree'][2:], times[rev][2:])):.3f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=21)
     ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--op-rev", help="time the token op alone against this git revision's")
     args = ap.parse_args()
+    if args.op_rev:
+        return op_against_revision(args.op_rev, args.rounds)
     torch.manual_seed(0)
 
     space = load_space(ROOT / "search_spaces" / "fmnist_vit.yaml", check_paths=False)
