@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT / "experiments"))  # the speed benchmarks' step func
 from mrla_nas.kernels import compile_kernels, cpu_kernels  # noqa: E402
 from mrla_nas.layers import cpu_ops, mrla_base, mrla_light  # noqa: E402
 from mrla_nas.models import blocks, build_model  # noqa: E402
-from mrla_nas.proxy import _optimizer  # noqa: E402
+from mrla_nas.training.trainer import _optimizer  # noqa: E402
 from mrla_nas.space import load_space  # noqa: E402
 from bench_proxy_speed import timed_steps  # noqa: E402
 from bench_speed import step_time  # noqa: E402

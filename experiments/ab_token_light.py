@@ -33,7 +33,7 @@ from bench_proxy_speed import timed_steps  # noqa: E402
 from bench_speed import step_time  # noqa: E402
 from mrla_nas.layers import tokens  # noqa: E402
 from mrla_nas.models import build_model  # noqa: E402
-from mrla_nas.proxy import _optimizer  # noqa: E402
+from mrla_nas.training.trainer import _optimizer  # noqa: E402
 from mrla_nas.space import load_space  # noqa: E402
 
 

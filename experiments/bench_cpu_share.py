@@ -25,13 +25,13 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mrla_nas.run_dir import read_records  # noqa: E402
+from mrla_nas.rundir.files import read_records  # noqa: E402
 from mrla_nas.search import search  # noqa: E402
 
 PLAIN = """
 import sys, time, torch, yaml
 from mrla_nas.space import SearchSpace
-from mrla_nas.proxy import train_proxy
+from mrla_nas.training.proxy import train_proxy
 space = SearchSpace.from_file(sys.argv[1])
 arch = space.initial_configs()[0]
 result = train_proxy(arch, space.proxy, seed=space.seed)

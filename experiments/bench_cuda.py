@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 import mrla_nas  # noqa: E402,F401  (registers the MRLA models with timm)
 from mrla_nas.models import build_model  # noqa: E402
-from mrla_nas.proxy import _optimizer  # noqa: E402  (the proxy's own optimizer set-up)
+from mrla_nas.training.trainer import _optimizer  # noqa: E402  (the proxy's own optimizer set-up)
 from mrla_nas.space import load_space  # noqa: E402
 
 MODES = ("eager", "channels_last", "compile")

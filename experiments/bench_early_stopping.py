@@ -26,9 +26,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mrla_nas.replay import replay  # noqa: E402
+from mrla_nas.analysis.replay import replay  # noqa: E402
 from mrla_nas.space import SearchSpace  # noqa: E402
-from mrla_nas.table import load_table  # noqa: E402
+from mrla_nas.analysis.benchmark_table import load_table  # noqa: E402
 
 FRACTIONS = (0.25, 0.5, 0.75, 1.0)
 

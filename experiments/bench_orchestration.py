@@ -33,7 +33,7 @@ def instant_trainable(config, ctx):
     from ray import tune
 
     from mrla_nas.arch import ArchConfig
-    from mrla_nas.run_dir import record_path, write_json_atomic
+    from mrla_nas.rundir.files import record_path, write_json_atomic
 
     number = config["trial_number"]
     arch = ArchConfig.from_dict(config["arch"])
@@ -75,7 +75,7 @@ def _synthetic(tmp: Path) -> Path:
 def real_overhead(tmp: Path, trials: int) -> dict:
     import ray
 
-    from mrla_nas.run_dir import read_records
+    from mrla_nas.rundir.files import read_records
     from mrla_nas.search import search
 
     t0 = time.perf_counter()
@@ -96,9 +96,9 @@ def growth(tmp: Path, sizes) -> list:
     import optuna
     import ray
 
-    from mrla_nas.decisions import make_sampler
-    from mrla_nas.pareto import pareto
-    from mrla_nas.run_dir import TrialsTable
+    from mrla_nas.search.samplers import make_sampler
+    from mrla_nas.objectives.pareto import pareto
+    from mrla_nas.rundir.trials_table import TrialsTable
     from mrla_nas.search import search
     from mrla_nas.space import SearchSpace, load_space
 

@@ -5,7 +5,7 @@
     .venv/bin/python experiments/bench_proxy_speed.py --train light --steps 100   # for an outside profiler
     .venv/bin/python experiments/bench_proxy_speed.py --kernels     # each C++ kernel's time in the step
 
-The step the search runs (`mrla_nas.proxy.Trainer`): forward, cross-entropy, backward, the space's
+The step the search runs (`mrla_nas.training.trainer.Trainer`): forward, cross-entropy, backward, the space's
 optimizer step, at the space's batch size and resolution, one torch thread (a trial's setting).
 Networks: the space's reference placements (no MRLA, light everywhere, base everywhere, paper
 heads), and the MRLA ones again on the plain PyTorch path (`NAME:plain`, the C++ kernels off) as
@@ -31,10 +31,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "experiments"))  # profile_overhead's helpers
 
-from mrla_nas.cost import measure  # noqa: E402
+from mrla_nas.cost.flops import measure  # noqa: E402
 from mrla_nas.layers.cpu_ops import plain_pytorch  # noqa: E402
 from mrla_nas.models import build_model  # noqa: E402
-from mrla_nas.proxy import _optimizer  # noqa: E402  (the proxy's own optimizer set-up)
+from mrla_nas.training.trainer import _optimizer  # noqa: E402  (the proxy's own optimizer set-up)
 from mrla_nas.space import load_space  # noqa: E402
 
 

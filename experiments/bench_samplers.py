@@ -28,8 +28,8 @@ import optuna
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mrla_nas.replay import replay  # noqa: E402
-from mrla_nas.table import load_table  # noqa: E402
+from mrla_nas.analysis.replay import replay  # noqa: E402
+from mrla_nas.analysis.benchmark_table import load_table  # noqa: E402
 
 N_MAX = 60
 

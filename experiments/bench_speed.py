@@ -24,7 +24,7 @@ import timm
 import torch
 
 import mrla_nas  # noqa: F401  (registers the MRLA models)
-from mrla_nas.cost import measure
+from mrla_nas.cost.flops import measure
 from mrla_nas.layers.cpu_ops import plain_pytorch
 
 

@@ -42,7 +42,7 @@ from mrla_nas.layers.fused_base import fused_base_branch  # noqa: E402
 from mrla_nas.layers.fused_light import fused_light_branch  # noqa: E402
 from mrla_nas.layers.mrla_base import LayerMemory  # noqa: E402
 from mrla_nas.models import blocks, build_model  # noqa: E402
-from mrla_nas.proxy import _optimizer  # noqa: E402
+from mrla_nas.training.trainer import _optimizer  # noqa: E402
 from mrla_nas.space import load_space  # noqa: E402
 
 VARIANTS = ("unchanged", "nogap", "noshortcut", "both", "nogate", "floor")  # light

@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from mrla_nas.search import search  # noqa: E402
 from mrla_nas.space import SearchSpace, load_space  # noqa: E402
-from mrla_nas.table import export_table  # noqa: E402
+from mrla_nas.analysis.benchmark_table import export_table  # noqa: E402
 
 RUNS = ROOT / "experiments" / "runs" / "tables"
 TABLES = ROOT / "experiments" / "tables"

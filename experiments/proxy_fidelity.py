@@ -29,10 +29,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from mrla_nas.arch import StageConfig  # noqa: E402
-from mrla_nas.run_dir import read_records  # noqa: E402
+from mrla_nas.rundir.files import read_records  # noqa: E402
 from mrla_nas.search import search  # noqa: E402
 from mrla_nas.space import SearchSpace, load_space  # noqa: E402
-from mrla_nas.validate import rank_correlations, t_interval  # noqa: E402
+from mrla_nas.analysis.validation import rank_correlations, t_interval  # noqa: E402
 
 RUNS = ROOT / "experiments" / "runs" / "fidelity"
 SEEDS = 3

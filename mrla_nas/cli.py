@@ -18,8 +18,8 @@ def _cmd_cost(args) -> None:
 
     import timm
 
-    import mrla_nas  # noqa: F401  (registers the MRLA models)
-    from mrla_nas.cost import measure
+    import mrla_nas.models  # noqa: F401  (registers the MRLA models)
+    from mrla_nas.cost.flops import measure
 
     shape = (1, args.in_chans, args.input_size, args.input_size)
     known = set(timm.list_models())
@@ -54,10 +54,10 @@ def _cmd_cost(args) -> None:
 
 def _cmd_space(args) -> None:
     from mrla_nas.space import load_space
-    from mrla_nas.space_summary import format_summary, summarize
+    from mrla_nas.space.summary import format_summary, summarize
 
     if args.space == "init":  # mrla-nas space init BACKBONE: write a space instead of reading one
-        from mrla_nas.space_init import space_template
+        from mrla_nas.space.template import space_template
         if not args.backbone:
             raise UsageError("space init: give BACKBONE, a registered MRLA model name or an architecture file")
         text = space_template(args.backbone, args.dataset)
@@ -77,8 +77,8 @@ def _cmd_space(args) -> None:
 def _recorded_input(metrics: dict, arch) -> Optional[tuple]:
     """The one-image input an exported file records, if it is one this network takes (else None: the
     default input is used, as for a plain config)."""
-    from mrla_nas.backbones.base import is_pos_int
-    from mrla_nas.space_schema import MAX_RESOLUTION
+    from mrla_nas.errors import is_pos_int
+    from mrla_nas.space.schema import MAX_RESOLUTION
 
     shape = metrics.get("input_shape")
     if (isinstance(shape, list) and len(shape) == 4 and all(is_pos_int(v) for v in shape)
@@ -88,12 +88,12 @@ def _recorded_input(metrics: dict, arch) -> Optional[tuple]:
 
 
 def _cmd_build(args) -> None:
-    from mrla_nas.arch import load_arch_document
-    from mrla_nas.backbones import get_backbone
-    from mrla_nas.backbones.base import is_pos_int
-    from mrla_nas.cost import CONVENTIONS, measure
-    from mrla_nas.models import build_model
-    from mrla_nas.space_schema import one_of
+    from mrla_nas.arch import get_backbone, load_arch_document
+    from mrla_nas.cost import CONVENTIONS
+    from mrla_nas.cost.flops import measure
+    from mrla_nas.errors import is_pos_int
+    from mrla_nas.models.build import build_model
+    from mrla_nas.space.schema import one_of
 
     arch, metrics = load_arch_document(args.file)
     kind = get_backbone(arch.backbone)
@@ -124,19 +124,21 @@ def _cmd_build(args) -> None:
 
 
 def _cmd_search(args) -> None:
-    from mrla_nas.results import front_table, load_run
+    from mrla_nas.analysis.front import format_front
+    from mrla_nas.analysis.run import load_run
     from mrla_nas.search import search
 
     result = search(args.space, name=args.name, runs_dir=args.runs_dir, trials=args.trials, resume=args.resume,
                     address=args.address, progress=not args.quiet)
     print(f"run directory: {result.run_dir}")
-    print(front_table(load_run(result.run_dir)))
+    print(format_front(load_run(result.run_dir)))
 
 
 def _cmd_pareto(args) -> None:
     import os
 
-    from mrla_nas.results import front_table, load_run, plot_runs
+    from mrla_nas.analysis.front import format_front, plot_runs
+    from mrla_nas.analysis.run import load_run
 
     given = {}  # each run once, as first written
     for r in args.runs:
@@ -149,7 +151,7 @@ def _cmd_pareto(args) -> None:
     for run in runs:
         if len(runs) > 1:
             print(f"== {run.path}")
-        print(front_table(run))
+        print(format_front(run))
     if args.csv:
         import pandas as pd
         try:
@@ -178,7 +180,7 @@ def _cmd_pareto(args) -> None:
 
 
 def _cmd_validate(args) -> None:
-    from mrla_nas.validate import validate
+    from mrla_nas.analysis.validation import validate
 
     report = validate(args.run, epochs=args.epochs, train_size=args.train_size, seeds=args.seeds,
                       val_size=args.val_size, val_split=args.val_split, recipe_file=args.recipe,
@@ -188,7 +190,7 @@ def _cmd_validate(args) -> None:
 
 
 def _cmd_explain(args) -> None:
-    from mrla_nas.explain import explain, plot_explanation
+    from mrla_nas.analysis.explain import explain, plot_explanation
 
     e = explain(args.run, resamples=args.resamples, with_importance=not args.no_importance)
     print(e.text())
@@ -202,7 +204,7 @@ def _cmd_explain(args) -> None:
 
 
 def _cmd_table(args) -> None:
-    from mrla_nas.table import export_table, load_table
+    from mrla_nas.analysis.benchmark_table import export_table, load_table
 
     out = export_table(args.run, args.output, command=" ".join(["mrla-nas", *sys.argv[1:]]))
     table = load_table(out)
@@ -214,8 +216,8 @@ def _cmd_table(args) -> None:
 def _cmd_repair(args) -> None:
     from pathlib import Path
 
-    from mrla_nas.journal import describe_corruption, keep_lines_before, set_aside_partial_tail
-    from mrla_nas.run_dir import check_run_dir
+    from mrla_nas.rundir.files import check_run_dir
+    from mrla_nas.rundir.journal import describe_corruption, keep_lines_before, set_aside_partial_tail
 
     run = Path(args.run)
     check_run_dir(run)
@@ -234,7 +236,8 @@ def _cmd_repair(args) -> None:
 
 
 def _cmd_export(args) -> None:
-    from mrla_nas.results import export, load_run, select
+    from mrla_nas.analysis.export import export, select
+    from mrla_nas.analysis.run import load_run
 
     run = load_run(args.run)
     row = select(run, trial=args.trial, max_flops=args.max_flops, min_accuracy=args.min_accuracy)
@@ -248,7 +251,7 @@ def _cmd_export(args) -> None:
 
 
 def _cmd_train(args) -> None:
-    from mrla_nas.train import train
+    from mrla_nas.training.full import train
 
     train(args.file, out_dir=args.out, dataset=args.dataset, path=args.path, epochs=args.epochs,
           batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer, weight_decay=args.weight_decay,
@@ -257,7 +260,7 @@ def _cmd_train(args) -> None:
 
 
 def _amount(text: str) -> float:
-    from mrla_nas.space_schema import parse_amount
+    from mrla_nas.space.schema import parse_amount
     try:
         return parse_amount(text, "--max-flops")
     except ValueError as e:
@@ -304,7 +307,7 @@ def _positive_int(text: str) -> int:
 
 
 def _input_size(text: str) -> int:
-    from mrla_nas.space_schema import MAX_RESOLUTION
+    from mrla_nas.space.schema import MAX_RESOLUTION
     return _int_in(text, 1, MAX_RESOLUTION)
 
 
@@ -332,6 +335,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # the choices are the modules' own (torch-free to import: `--help` loads no torch)
+    from mrla_nas.cost import CONVENTIONS
+    from mrla_nas.space.datasets import DATASETS
+    from mrla_nas.space.recipe import AUGMENTATIONS, OPTIMIZERS, VAL_SPLITS
+
     parser = _Parser(prog="mrla-nas", description="Search where MRLA layer attention pays off.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -340,14 +348,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-size", type=_input_size, default=224)
     p.add_argument("--in-chans", type=_positive_int, default=3)
     p.add_argument("--num-classes", type=_positive_int, default=1000)
-    p.add_argument("--convention", choices=["fvcore", "complete"], default="fvcore")
+    p.add_argument("--convention", choices=CONVENTIONS, default="fvcore")
     p.set_defaults(func=_cmd_cost)
 
     p = sub.add_parser("space", help="validate a YAML search space and summarise it; `space init BACKBONE` "
                                      "writes one")
     p.add_argument("space", help="path to SPACE.yaml, or init")
     p.add_argument("backbone", nargs="?", help="with init: a registered MRLA model name or an architecture file")
-    p.add_argument("--dataset", default="fashion-mnist", help="with init: fashion-mnist, mnist, cifar10, imagefolder")
+    p.add_argument("--dataset", default="fashion-mnist", help=f"with init: {', '.join(DATASETS)}")
     p.add_argument("-o", "--output", type=_output_file, help="with init: write the space to this file")
     p.add_argument("--no-path-check", action="store_true", help="do not require the dataset folder to exist")
     p.set_defaults(func=_cmd_space)
@@ -376,7 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-size", type=_positive_int, help="training images (default: the proxy's)")
     p.add_argument("--seeds", type=_positive_int, help="seeds per network (default: 3, or the proxy's if more)")
     p.add_argument("--val-size", type=_positive_int, help="validation images (default: the proxy's)")
-    p.add_argument("--val-split", choices=["train", "test"],
+    p.add_argument("--val-split", choices=VAL_SPLITS,
                    help="validation carved from the training split, or the dataset's test split")
     p.add_argument("--recipe", help="a YAML file of proxy settings for the validation recipe")
     p.add_argument("--trials", type=_non_negative_int, nargs="+", help="validate these trials instead")
@@ -413,14 +421,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="fully train an exported architecture (resumable); reports test accuracy")
     p.add_argument("file", help="an exported ArchConfig (best.yaml)")
-    p.add_argument("--dataset", choices=["fashion-mnist", "mnist", "cifar10", "imagefolder"])
+    p.add_argument("--dataset", choices=list(DATASETS))
     p.add_argument("--path", help="dataset folder (default: the one the search used)")
     p.add_argument("--epochs", type=_positive_int)
     p.add_argument("--batch-size", type=_positive_int)
     p.add_argument("--lr", type=_finite_float)
-    p.add_argument("--optimizer", choices=["sgd", "adamw"])
+    p.add_argument("--optimizer", choices=OPTIMIZERS)
     p.add_argument("--weight-decay", type=_finite_float)
-    p.add_argument("--augmentation", choices=["none", "flip", "crop_flip"])
+    p.add_argument("--augmentation", choices=AUGMENTATIONS)
     p.add_argument("--resolution", type=_input_size)
     p.add_argument("--train-size", type=_positive_int, help="a stratified subset of the training split")
     p.add_argument("--seed", type=_non_negative_int)
@@ -433,7 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-size", type=_input_size,
                    help="side of the square input (default: the input recorded in an exported file, else 32 "
                         "for the small stem and 224 for the others)")
-    p.add_argument("--convention", choices=["fvcore", "complete"],
+    p.add_argument("--convention", choices=CONVENTIONS,
                    help="FLOPs convention (default: the file's, else fvcore)")
     p.set_defaults(func=_cmd_build)
     return parser

@@ -1,4 +1,6 @@
-"""The one error type for what a user gives, and the helpers that keep its messages one short line."""
+"""The one error type for what a user gives, the value predicates its checks share, and the helpers
+that keep its messages one short line. Every layer of the package may import this module; it imports
+nothing of the package."""
 from __future__ import annotations
 
 import difflib
@@ -7,6 +9,21 @@ import reprlib
 
 class ConfigError(ValueError):
     """A config or space field with a bad value; the message names the field, the value and what is allowed."""
+
+
+def is_int(value) -> bool:
+    """A Python integer, not a bool (YAML reads ``yes`` as True, and ``True == 1``)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_pos_int(value) -> bool:
+    """A Python integer >= 1, not a bool: the one check of every count a user gives."""
+    return is_int(value) and value > 0
+
+
+def is_number(value) -> bool:
+    """An int or a float, not a bool."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 _SHORT = reprlib.Repr()

@@ -6,7 +6,8 @@ import torch
 
 import mrla_nas  # noqa: F401  (registers the timm models)
 from mrla_nas.models import official_to_mrla_nas_keys
-from mrla_nas.run_dir import freeze_space, open_study, record_path, write_json_atomic
+from mrla_nas.rundir.files import freeze_space, record_path, write_json_atomic
+from mrla_nas.rundir.study import open_study
 from mrla_nas.space import load_space
 
 DATA = pathlib.Path(__file__).parent / "data"

@@ -5,7 +5,7 @@ import torch
 
 import mrla_nas
 from mrla_nas import ArchConfig, ConfigError, build_model, load_arch
-from mrla_nas.cost import count_params
+from mrla_nas.cost.flops import count_params
 
 CIFAR = {"block": "basic", "layers": [2, 2, 2], "channels": [16, 32, 64], "stem": "small", "in_chans": 1,
          "num_classes": 10, "stages": ["light", "none", {"form": "base", "heads": 4, "reduction": 8}]}

@@ -5,10 +5,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-import mrla_nas.space_summary
+import mrla_nas.space.summary
 from mrla_nas import ArchConfig, build_model
 from mrla_nas.cli import main
-from mrla_nas.cost import measure
+from mrla_nas.cost.flops import measure
 
 SPACE = Path(__file__).parent.parent / "search_spaces" / "tiny.yaml"
 ARCH = ArchConfig.from_dict({"block": "basic", "layers": [1, 1], "channels": [8, 16], "stem": "small",
@@ -19,7 +19,7 @@ def test_an_internal_error_is_a_bug_with_its_traceback(monkeypatch, tmp_path):
     def broken(space):
         raise ValueError("an internal invariant broke")  # not the user's input: must not become exit 2
 
-    monkeypatch.setattr(mrla_nas.space_summary, "summarize", broken)
+    monkeypatch.setattr(mrla_nas.space.summary, "summarize", broken)
     space = tmp_path / "space.yaml"
     space.write_text("name: t\nproxy: {path: " + str(tmp_path) + "}\n")
     with pytest.raises(ValueError, match="internal invariant"):

@@ -2,8 +2,8 @@
 import pytest
 import timm
 
-from mrla_nas.cost import measure
-from mrla_nas.paper import eca_kernel_size
+from mrla_nas.cost.flops import measure
+from mrla_nas.arch.paper_defaults import eca_kernel_size
 
 # (model, kwargs, params, fvcore FLOPs) from the official implementation
 OFFICIAL = [

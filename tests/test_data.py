@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import DATA
-from mrla_nas.data import (DatasetError, DatasetMissing, load_cifar10, load_dataset, load_imagefolder, proxy_datasets,
+from mrla_nas.training.data import (DatasetError, DatasetMissing, load_cifar10, load_dataset, load_imagefolder, proxy_datasets,
                            stratified_split)
 
 from mrla_nas.errors import ConfigError
@@ -152,7 +152,7 @@ def test_a_search_whose_network_cannot_take_the_data_stops_before_any_trial(fiel
 
 
 def test_an_imagefolder_search_checks_classes_and_channels_without_decoding(tmp_path):
-    from mrla_nas.data import check_proxy_data
+    from mrla_nas.training.data import check_proxy_data
     for cls in ("a", "b", "c"):
         (tmp_path / "train" / cls).mkdir(parents=True)
         (tmp_path / "train" / cls / "x.jpg").write_bytes(b"never decoded here")
@@ -167,7 +167,7 @@ def test_an_imagefolder_search_checks_classes_and_channels_without_decoding(tmp_
 def test_a_damaged_idx_file_is_one_error_and_only_its_announced_bytes_are_read(tmp_path):
     import gzip
     import struct
-    from mrla_nas.data import read_idx
+    from mrla_nas.training.data import read_idx
     good = gzip.open(DATA / "fmnist_slice" / "train-images-idx3-ubyte.gz").read()
     files = {"truncated.gz": good[:len(good) // 2], "padded.gz": good + b"x", "short": b"\0\0",
              "floats": struct.pack(">HBBI", 0, 0x0D, 1, 1) + b"\0" * 4,

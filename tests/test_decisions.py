@@ -5,7 +5,7 @@ import pytest
 import yaml
 
 from conftest import DATA
-from mrla_nas.decisions import COMPLETE, FAIL, PRUNED, Outcome, Proposer
+from mrla_nas.search.proposer import COMPLETE, FAIL, PRUNED, Outcome, Proposer
 from mrla_nas.space import SearchSpace
 
 TINY = yaml.safe_load((DATA.parent.parent / "search_spaces" / "tiny.yaml").read_text())
@@ -104,7 +104,7 @@ def test_a_resumed_proposer_knows_what_the_study_holds():
 
 @pytest.mark.parametrize("n", [1, 3])
 def test_budget_counts_distinct_networks(n):
-    from mrla_nas.recovery import finished_networks
+    from mrla_nas.rundir.recovery import finished_networks
     space = _space(form=["none", "light"])
     study, p = _proposer(space)
     for _ in range(n):

@@ -19,8 +19,8 @@ import yaml
 
 from conftest import DATA, fake_run
 from mrla_nas.cli import main
-from mrla_nas.results import load_run
-from mrla_nas.run_dir import read_records
+from mrla_nas.analysis.run import load_run
+from mrla_nas.rundir.files import read_records
 
 pytestmark = pytest.mark.slow
 SPACES = Path(__file__).parent.parent / "search_spaces"
@@ -145,7 +145,7 @@ HOOK = textwrap.dedent("""
     # Loaded by every Python process started with this PYTHONPATH: the test's Ray workers (the test's
     # own process has already started). Trials whose first stage carries MRLA die hard.
     import os, signal
-    import mrla_nas.proxy as proxy
+    import mrla_nas.training.proxy as proxy
 
     _train = proxy.train_proxy
 

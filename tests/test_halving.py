@@ -3,7 +3,8 @@ smaller than eta, and what moasha keeps that asha stops."""
 import numpy as np
 import pytest
 
-from mrla_nas.halving import SuccessiveHalving, crowding_distance, rank_order, rungs_for
+from mrla_nas.objectives.halving import SuccessiveHalving, crowding_distance, rank_order
+from mrla_nas.space.schema import rungs_for
 
 MODES = ["max", "min"]
 

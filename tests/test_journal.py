@@ -8,9 +8,10 @@ import pytest
 from conftest import DATA
 from mrla_nas.cli import main
 from mrla_nas.errors import ConfigError
-from mrla_nas.journal import describe_corruption, set_aside_partial_tail
-from mrla_nas.results import load_run
-from mrla_nas.run_dir import freeze_space, open_study
+from mrla_nas.rundir.journal import describe_corruption, set_aside_partial_tail
+from mrla_nas.analysis.run import load_run
+from mrla_nas.rundir.files import freeze_space
+from mrla_nas.rundir.study import open_study
 from mrla_nas.space import load_space
 
 SPACE = DATA.parent.parent / "search_spaces" / "tiny.yaml"

@@ -6,7 +6,7 @@ import torch
 from mrla_nas import ArchConfig
 from mrla_nas.layers import MRLABase, MRLALight, eca_kernel_size, resolve_heads
 from mrla_nas.models import MRLAResNet
-from mrla_nas.paper import paper_heads
+from mrla_nas.arch.paper_defaults import paper_heads
 from mrla_nas.layers.mrla_base import _WeightedLayerSum
 
 

@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mrla_nas.pareto import front_candidates, hypervolume, knee_index, non_dominated, pareto
+from mrla_nas.objectives.pareto import front_candidates, hypervolume, knee_index, non_dominated, pareto
 
 MODES = ["max", "min"]
 

@@ -4,7 +4,8 @@ import torch
 
 from conftest import DATA
 from mrla_nas import ArchConfig
-from mrla_nas.proxy import TrialDiverged, _Normalizer, train_proxy
+from mrla_nas.training.trainer import TrialDiverged, _Normalizer
+from mrla_nas.training.proxy import train_proxy
 
 ARCH = ArchConfig.from_dict({"block": "basic", "layers": [1, 1], "channels": [8, 16], "stem": "small",
                              "in_chans": 1, "num_classes": 10, "stages": ["light", "base"]})

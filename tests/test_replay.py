@@ -9,10 +9,10 @@ import yaml
 
 from conftest import DATA
 from mrla_nas.cli import main
-from mrla_nas.replay import curve_stats, replay
+from mrla_nas.analysis.replay import curve_stats, replay
 from mrla_nas.search import search
 from mrla_nas.space import SearchSpace
-from mrla_nas.table import Table, load_table
+from mrla_nas.analysis.benchmark_table import BenchmarkTable, load_table
 
 TINY = yaml.safe_load((DATA.parent.parent / "search_spaces" / "tiny.yaml").read_text())
 
@@ -33,7 +33,7 @@ def _synthetic_table(space, seconds=lambda i: 10.0 + i):
                              "flops": 1000 + 100 * mrla + i, "params": 50 + i, "seed": seed, "epoch": epoch,
                              "val_accuracy": 0.5 + 0.1 * mrla + 0.01 * seed + 0.001 * i, "val_loss": 1.0,
                              "train_loss": 1.0, "seconds": seconds(i) / 2})
-    return Table(pd.DataFrame(rows), {"space": space.to_dict()})
+    return BenchmarkTable(pd.DataFrame(rows), {"space": space.to_dict()})
 
 
 def test_replay_evaluates_distinct_networks_with_simulated_time():
@@ -130,5 +130,5 @@ def test_live_moasha_and_replay_stop_the_same_trials(tmp_path):
 
 
 def ReplayStatus(t):
-    from mrla_nas.replay import ReplayResult
+    from mrla_nas.analysis.replay import ReplayResult
     return ReplayResult._status(t)

@@ -9,10 +9,10 @@ import yaml
 from conftest import DATA, fake_run
 from mrla_nas import ArchConfig, load_arch
 from mrla_nas.cli import main
-from mrla_nas.results import load_run
-from mrla_nas.run_dir import record_path
+from mrla_nas.analysis.run import load_run
+from mrla_nas.rundir.files import record_path
 from mrla_nas.arch import arch_from_dict
-from mrla_nas.train import train
+from mrla_nas.training.full import train
 
 
 def test_load_run_front_knee_and_reference_rows(tmp_path):
@@ -222,10 +222,11 @@ def test_train_checks_what_the_export_records(provenance, expected, tmp_path, ca
 
 def test_train_takes_the_searchs_optimizer_unless_told(tmp_path):
     # a ViT searched with AdamW at lr 2e-3 was trained with SGD at lr 0.1 (DEFAULTS) by `train`
-    from mrla_nas.train import DEFAULTS, recipe_for
+    from mrla_nas.training.full import DEFAULTS, recipe_for
     vit_space = pathlib.Path(__file__).parent.parent / "search_spaces" / "fmnist_vit.yaml"
     run = fake_run(tmp_path, [(["none", "none", "none"], "complete", 0.8, 100, 1.0)], space_file=vit_space)
-    from mrla_nas.results import export, load_run
+    from mrla_nas.analysis.export import export
+    from mrla_nas.analysis.run import load_run
     r = load_run(run)
     f = export(r, r.front.iloc[0], tmp_path / "best.yaml")
     recipe = recipe_for(f)

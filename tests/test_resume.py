@@ -7,10 +7,12 @@ import yaml
 
 from conftest import DATA
 from mrla_nas.arch import arch_from_dict
-from mrla_nas.run_dir import freeze_space, open_study, record_path, trials_table, write_json_atomic
-from mrla_nas.recovery import recover_interrupted as _recover_interrupted
-from mrla_nas.run_dir import interrupted_trials
-from mrla_nas.search import make_sampler
+from mrla_nas.rundir.files import freeze_space, record_path, write_json_atomic
+from mrla_nas.rundir.study import open_study
+from mrla_nas.rundir.trials_table import trials_table
+from mrla_nas.rundir.recovery import recover_interrupted as _recover_interrupted
+from mrla_nas.rundir.study_attrs import interrupted_trials
+from mrla_nas.search.samplers import make_sampler
 from mrla_nas.space import SearchSpace
 
 SPACES = Path(__file__).parent.parent / "search_spaces"
@@ -136,7 +138,7 @@ def test_resume_ends_the_killed_sessions_workers_before_it_reads_their_records(t
     """Ray workers outlive a SIGKILLed driver and go on training: one that finished after the
     recovery had queued its network again overwrote its record with "complete", and validate then
     held that network twice. The stale workers are ended (and waited for) before the recovery."""
-    from mrla_nas import search as search_module
+    from mrla_nas.search import driver as search_module
 
     space, run, _study = _run(tmp_path)
     calls = []
@@ -161,7 +163,7 @@ def test_stale_ray_processes_are_gone_when_the_reaping_returns(tmp_path):
 
     import psutil
 
-    from mrla_nas.search import reap_stale_ray
+    from mrla_nas.search.ray_cluster import reap_stale_ray
 
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     try:
@@ -177,7 +179,7 @@ def test_stale_ray_processes_are_gone_when_the_reaping_returns(tmp_path):
 
 
 def test_a_damaged_list_of_ray_processes_warns_and_ends_none(tmp_path, capsys):
-    from mrla_nas.search import reap_stale_ray, record_ray_processes
+    from mrla_nas.search.ray_cluster import reap_stale_ray, record_ray_processes
 
     for damaged in ('{"broken', '{"pid": 1}', '[1, {"pid": "x", "created": 0}, {"pid": true, "created": 0}]'):
         path = tmp_path / "ray-processes.json"

@@ -16,8 +16,8 @@ import yaml
 from conftest import DATA
 from mrla_nas import build_model, load_arch
 from mrla_nas.cli import main
-from mrla_nas.cost import count_params, measure
-from mrla_nas.run_dir import read_records
+from mrla_nas.cost.flops import count_params, measure
+from mrla_nas.rundir.files import read_records
 from mrla_nas.search import search
 
 pytestmark = pytest.mark.slow
@@ -80,11 +80,11 @@ def test_infeasible_configs_are_recorded_never_trained(tmp_path):
 def _data_gone_for_base_first(config, ctx):
     """The real proxy training, whose data folder is gone for networks with MRLA-base in stage 1: a
     failure inside the training, which no check before the search can see."""
-    from mrla_nas.search import _trainable
+    from mrla_nas.search.tune_trainable import proxy_trial
 
     if config["arch"]["stages"][0]["form"] == "base":
         ctx = dict(ctx, proxy=dict(ctx["proxy"], path="/nonexistent/fashion-mnist"))
-    return _trainable(config, ctx)
+    return proxy_trial(config, ctx)
 
 
 def test_a_failing_trial_does_not_stop_the_search(tmp_path):
@@ -206,8 +206,8 @@ def test_search_on_an_existing_two_node_cluster(tmp_path):
 
 @pytest.mark.parametrize("scheduler", ["asha", "moasha"])
 def test_early_stopping_prunes_trials_and_keeps_them_off_the_front(tmp_path, scheduler):
-    from mrla_nas.results import load_run
-    from mrla_nas.run_dir import open_study
+    from mrla_nas.analysis.run import load_run
+    from mrla_nas.rundir.study import open_study
 
     space = _space(tmp_path, search__scheduler=scheduler, proxy__epochs=4, proxy__train_size=600,
                    search__initial=[])
@@ -226,8 +226,8 @@ def test_early_stopping_prunes_trials_and_keeps_them_off_the_front(tmp_path, sch
 
 
 def test_three_objectives_end_to_end(tmp_path, capsys):
-    from mrla_nas.results import load_run
-    from mrla_nas.run_dir import open_study
+    from mrla_nas.analysis.run import load_run
+    from mrla_nas.rundir.study import open_study
 
     space = _space(tmp_path, objectives={"accuracy": "max", "flops": "min", "params": "min"})
     result = search(space, runs_dir=tmp_path / "runs", trials=4, progress=False)

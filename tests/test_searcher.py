@@ -4,9 +4,11 @@ import optuna
 import yaml
 
 from conftest import DATA
-from mrla_nas.decisions import make_sampler
-from mrla_nas.run_dir import freeze_space, open_study, read_record, trials_table
-from mrla_nas.searcher import StudySearcher
+from mrla_nas.search.samplers import make_sampler
+from mrla_nas.rundir.files import freeze_space, read_record
+from mrla_nas.rundir.study import open_study
+from mrla_nas.rundir.trials_table import trials_table
+from mrla_nas.search.tune_searcher import StudySearcher
 from mrla_nas.space import SearchSpace
 
 SPACE = yaml.safe_load((DATA.parent.parent / "search_spaces" / "tiny.yaml").read_text())

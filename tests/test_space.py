@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from mrla_nas.space import SearchSpace, load_space
-from mrla_nas.space_summary import summarize
+from mrla_nas.space.summary import summarize
 
 SPACES = pathlib.Path(__file__).parent.parent / "search_spaces"
 TINY = yaml.safe_load((SPACES / "tiny.yaml").read_text())

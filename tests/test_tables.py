@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mrla_nas.proxy import train_proxy
-from mrla_nas.table import load_table, row_for
+from mrla_nas.training.proxy import train_proxy
+from mrla_nas.analysis.benchmark_table import load_table, row_for
 
 TABLES = Path(__file__).parent.parent / "experiments" / "tables"
 SHIPPED = {"fmnist_resnet20_default.csv": 1, "fmnist_resnet20_early_stopping.csv": 6}  # name: min epochs

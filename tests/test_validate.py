@@ -18,11 +18,11 @@ from scipy import stats
 from conftest import DATA
 from mrla_nas import ArchConfig
 from mrla_nas.cli import main
-from mrla_nas.data import stratified_split
-from mrla_nas.explain import additive_effects
-from mrla_nas.proxy import train_proxy
-from mrla_nas.run_dir import read_records
-from mrla_nas.validate import noise_dominated, rank_correlations, t_interval
+from mrla_nas.training.data import stratified_split
+from mrla_nas.analysis.explain import additive_effects
+from mrla_nas.training.proxy import train_proxy
+from mrla_nas.rundir.files import read_records
+from mrla_nas.analysis.validation import noise_dominated, rank_correlations, t_interval
 
 SPACES = Path(__file__).parent.parent / "search_spaces"
 PROXY = dict(dataset="fashion-mnist", path=str(DATA / "fmnist_slice"), train_size=300, val_size=200, epochs=2,
@@ -172,7 +172,7 @@ def test_ped_anova_ranks_what_raises_a_maximised_objective():
     the negated value, or it explains what makes networks bad (and agrees with FLOPs' ranking)."""
     import optuna
 
-    from mrla_nas.explain import importances
+    from mrla_nas.analysis.explain import importances
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=0))

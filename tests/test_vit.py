@@ -7,9 +7,9 @@ import yaml
 from conftest import DATA
 from mrla_nas import build_model
 from mrla_nas.arch import arch_from_dict
-from mrla_nas.backbones import ViTConfig
+from mrla_nas.arch.vit import ViTConfig
 from mrla_nas.cli import main
-from mrla_nas.cost import count_params
+from mrla_nas.cost.flops import count_params
 from mrla_nas.errors import ConfigError
 from mrla_nas.space import SearchSpace, load_space
 

@@ -3,7 +3,7 @@
 Compilation needs a C++ compiler and ninja (a dependency of mrla-nas); the result is cached under
 ``TORCH_EXTENSIONS_DIR`` (default ``~/.cache/torch_extensions``), so only the first process pays the
 ~30 s. Where it cannot be built, or with ``MRLA_NAS_FUSED=0``, the layers use their plain PyTorch
-path, which computes the same function.
+path, which computes the same function. Imports nothing of the package but :mod:`mrla_nas.settings`.
 """
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Optional
 
+from ..settings import environment, logger_level
+
 _SOURCES = Path(__file__).parent
 
 
@@ -24,17 +26,16 @@ def _arch_flag(capability: str) -> list:
     return {"AVX512": ["-march=x86-64-v4"], "AVX2": ["-march=x86-64-v3"]}.get(capability, [])
 
 
-def _put_ninja_on_path() -> None:
-    # torch runs `ninja` from PATH. Put the pip-installed one first, so that every process (the
+def _path_with_ninja_first() -> str:
+    # torch runs `ninja` from PATH. The pip-installed one goes first, so that every process (the
     # venv's python called without activating the venv, Ray workers) uses the same ninja: a
     # different ninja version rejects the build log and rebuilds everything.
+    path = os.environ.get("PATH", "")
     try:
         import ninja
     except ImportError:
-        return
-    path = os.environ.get("PATH", "")
-    if path.split(os.pathsep)[0] != ninja.BIN_DIR:
-        os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + path
+        return path
+    return path if path.split(os.pathsep)[0] == ninja.BIN_DIR else ninja.BIN_DIR + os.pathsep + path
 
 
 @functools.lru_cache(maxsize=None)
@@ -58,20 +59,15 @@ def compile_kernels(source: Path, name: str = "mrla_nas_cpu") -> ModuleType:
     import torch
 
     # importing cpp_extension on a CPU-only torch logs "No CUDA runtime is found": not our concern
-    logger = logging.getLogger("torch.utils.cpp_extension")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
+    with logger_level("torch.utils.cpp_extension", logging.ERROR):
         from torch.utils import cpp_extension
-    finally:
-        logger.setLevel(level)
 
-    _put_ninja_on_path()
     capability = torch.backends.cpu.get_cpu_capability()
-    return cpp_extension.load(
-        name=f"{name}_{capability.lower()}",
-        sources=[str(source)],
-        extra_cflags=["-O3", "-fopenmp", *_arch_flag(capability)],
-        extra_ldflags=["-fopenmp"],
-        verbose=False,
-    )
+    with environment(PATH=_path_with_ninja_first()):  # for this build only
+        return cpp_extension.load(
+            name=f"{name}_{capability.lower()}",
+            sources=[str(source)],
+            extra_cflags=["-O3", "-fopenmp", *_arch_flag(capability)],
+            extra_ldflags=["-fopenmp"],
+            verbose=False,
+        )

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..paper import eca_kernel_size, paper_heads
+from ..arch.paper_defaults import eca_kernel_size, paper_heads
 from .cpu_ops import depthwise3x3, global_avg_pool, use_cpu_kernels
 
 
@@ -200,11 +200,11 @@ class MRLAUnit(nn.Module):
     """Common constructor of both forms: heads (count, channels per head, or channel-wise) and Q/K/V.
 
     With none of ``heads`` / ``dim_per_head`` / ``channel_wise`` given, the heads are the paper's
-    for the unit's ``form`` (:func:`mrla_nas.paper.paper_heads`, the rule the configs use too).
+    for the unit's ``form`` (:func:`mrla_nas.arch.paper_heads`, the rule the configs use too).
     """
 
     form = "light"
-    family = "resnet"  # whose paper default of channels per head applies (mrla_nas.paper)
+    family = "resnet"  # whose paper default of channels per head applies (mrla_nas.arch.paper_defaults)
 
     def __init__(self, channels: int, heads: Optional[int] = None, dim_per_head: Optional[int] = None,
                  kernel_size: Optional[int] = None, reduction: Optional[int] = None, channel_wise: bool = False,

@@ -17,8 +17,7 @@ from timm.layers import DropPath, register_notrace_module
 from timm.models.resnet import BasicBlock, Bottleneck
 from torch import nn
 
-from ..arch import FORMS
-from ..paper import paper_heads
+from ..arch import FORMS, paper_heads
 from ..layers import MRLABase, MRLALight
 from ..layers.cpu_ops import fused_branch_available
 from ..layers.fused_base import fused_base_branch
@@ -100,17 +99,18 @@ class MRLABasicBlock(_LayerAttentionMixin, BasicBlock):
         return self.act2(x)
 
 
-BLOCKS = {"bottleneck": (Bottleneck, MRLABottleneck), "basic": (BasicBlock, MRLABasicBlock)}
+# block type -> (timm's plain block, the same block with an MRLA unit)
+BLOCK_CLASSES = {"bottleneck": (Bottleneck, MRLABottleneck), "basic": (BasicBlock, MRLABasicBlock)}
 
 
 def stage_block_fn(block: str, form: str = "none", heads: Optional[int] = None, reduction: Optional[int] = None,
                    kernel_size: Optional[int] = None, channel_wise: bool = False):
     """The block constructor timm's ``make_blocks`` calls for one stage (with ``.expansion`` as it expects)."""
-    if block not in BLOCKS:
-        raise ValueError(f"block={block!r}; allowed: {sorted(BLOCKS)}")
+    if block not in BLOCK_CLASSES:
+        raise ValueError(f"block={block!r}; allowed: {sorted(BLOCK_CLASSES)}")
     if form not in FORMS:
         raise ValueError(f"form={form!r}; allowed: {list(FORMS)}")
-    plain, with_mrla = BLOCKS[block]
+    plain, with_mrla = BLOCK_CLASSES[block]
     if form == "none":
         return plain
     fn = partial(with_mrla, mrla_form=form, mrla_heads=heads, mrla_reduction=reduction,

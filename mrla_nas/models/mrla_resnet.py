@@ -6,13 +6,14 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 from timm.layers import DropPath, create_classifier, get_act_layer, get_norm_layer, register_notrace_module
 from timm.models import checkpoint_seq
-from timm.models._features import feature_take_indices  # timm exports it nowhere public; its ResNet uses it
 from timm.models.resnet import ResNet, make_blocks
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from ..arch import STEMS
-from .blocks import FORMS, MRLABasicBlock, MRLABottleneck, stage_block_fn
+from ..arch import FORMS
+from ..arch.resnet import STEMS
+from .blocks import MRLABasicBlock, MRLABottleneck, stage_block_fn
+from .timm_internals import feature_take_indices
 StageSpec = Dict[str, Any]  # {"form": "none"|"light"|"base", "heads": int|None, "reduction": int|None, ...}
 
 

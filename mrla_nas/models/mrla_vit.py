@@ -18,13 +18,13 @@ from typing import Any, Dict, List, Optional, Union
 
 import torch
 from timm.layers import register_notrace_module
-from timm.models._features import feature_take_indices  # timm exports it nowhere public; its ViT uses it
 from timm.models.vision_transformer import Block, VisionTransformer
 from torch import nn
 
 from ..arch import FORMS
 from ..layers import TokenMRLABase, TokenMRLALight
 from .mrla_resnet import call_block, mrla_specs
+from .timm_internals import feature_take_indices
 
 
 @register_notrace_module  # torch.fx keeps the block whole: its MRLA-base memory is not a tensor

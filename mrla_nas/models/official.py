@@ -25,9 +25,10 @@ from typing import Dict, Mapping, Optional
 
 import torch
 
-from ..backbones.base import is_pos_int
-from ..paper import official_heads
+from ..arch.paper_defaults import official_heads
+from ..errors import is_pos_int
 from .mrla_resnet import MRLAResNet
+from .mrla_vit import MRLAVisionTransformer
 
 _RENAMES = [
     (re.compile(r"^stages\.(\d+)\."), lambda m: f"layer{int(m.group(1)) + 1}."),
@@ -203,13 +204,12 @@ def from_official_state_dict(state_dict: Mapping, form: Optional[str] = None, nu
         sd = torch.load("resnet50_mrlal.pth.tar", weights_only=True)
         model = from_official_state_dict(sd, "light")
     """
-    from .mrla_vit import MRLAVisionTransformer
 
     sd = official_to_mrla_nas_keys(state_dict)
     vit = "cls_token" in sd
     if not vit and (num_heads is not None or dim_mrla is not None):
         raise ValueError("num_heads and dim_mrla are a DeiT checkpoint's; a ResNet's MRLA heads follow the "
-                         "paper's rule (mrla_nas.paper)")
+                         "paper's rule (mrla_nas.arch.paper_defaults)")
     arch = _infer_vit(sd, form, num_heads, dim_mrla) if vit else _infer_arch(sd, form)
     head = "head." if vit else "fc."
     if arch["num_classes"] == 0:  # the official ResNet's num_classes=0 is an empty Linear: timm's is none

@@ -1,11 +1,10 @@
 """The MRLA networks registered in timm (``timm.create_model("mrla_light_resnet50", ...)``)."""
 from __future__ import annotations
 
-import os
-
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 
-from ..arch import ArchConfig, NetworkConfig, arch_from_dict, load_arch
+from ..arch import ArchConfig, arch_from_dict
+from .build import as_arch
 from .mrla_resnet import MRLAResNet
 from .mrla_vit import MRLAVisionTransformer
 
@@ -114,31 +113,6 @@ def mrla_light_resnet56(pretrained=False, **kwargs) -> MRLAResNet:
 def mrla_base_resnet56(pretrained=False, **kwargs) -> MRLAResNet:
     """MRLA-base CIFAR ResNet-56 (3x3 stem, no pool) for 28-32 px inputs."""
     return _cifar("mrla_base_resnet56", "base", 56, pretrained, kwargs)
-
-
-def as_arch(arch) -> NetworkConfig:
-    """A config (any backbone) from a config, a dict, or a YAML/JSON file path."""
-    if isinstance(arch, NetworkConfig):
-        return arch
-    if isinstance(arch, dict):
-        return arch_from_dict(arch)
-    if isinstance(arch, (str, os.PathLike)):
-        return load_arch(arch)
-    raise TypeError(f"arch: expected an ArchConfig, a dict or a file path, got {type(arch).__name__}")
-
-
-def build_model(arch, **overrides):
-    """The network of a config (or dict, or YAML/JSON path) of any backbone; ``overrides`` replace
-    model arguments.
-
-    >>> from mrla_nas import ArchConfig
-    >>> net = build_model({"block": "basic", "layers": [1, 1], "channels": [16, 32], "stem": "small",
-    ...                    "num_classes": 10, "stages": ["light", "base"]})
-    """
-    from ..backbones import get_backbone
-
-    arch = as_arch(arch)
-    return get_backbone(arch.backbone).build(arch, **overrides)
 
 
 # What ``mrla_resnet`` builds without ``arch=``: the paper's headline network, MRLA-light ResNet-50.

@@ -11,7 +11,8 @@ import struct
 
 import numpy as np
 
-from mrla_nas.data import FASHION_MNIST_DIR, load_idx, stratified_split
+from mrla_nas.space.datasets import FASHION_MNIST_DIR
+from mrla_nas.training.data import load_idx, stratified_split
 
 OUT = os.path.join(os.path.dirname(__file__), "fmnist_slice")
 

@@ -1,0 +1,118 @@
+"""A run's front as people read it: the table ``mrla-nas search`` and ``pareto`` print, and the plot."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from ..rundir.records import COMPLETE
+from .run import REFERENCE_LABELS, Run
+
+
+def _stage_label(row: pd.Series, i: int) -> str:
+    """``-`` for no MRLA, else ``L``/``B`` with heads and, if set, the reduction: ``L(h2,r4)``."""
+    form = row[f"stage{i}_form"]
+    if form == "none":
+        return "-"
+    reduction = row[f"stage{i}_reduction"]
+    extra = "" if pd.isna(reduction) else f",r{reduction}"
+    return f"{form[0].upper()}(h{row[f'stage{i}_heads']}{extra})"
+
+
+def format_front(run: Run) -> str:
+    """The front as a text table: one row per network (stage choices, accuracy, FLOPs, params), the knee
+    starred, and what the hypervolume measures."""
+    if run.front.empty:
+        return "no trial has finished at full fidelity yet: the front is empty"
+    seeds = int(run.space.proxy.get("seeds", 1))
+    acc_head = "accuracy ± sd" if seeds > 1 else "accuracy"
+    width = 16 if seeds > 1 else 8
+    # a space with backbone choices (a stem, widths) names each row's: the summary does not show them all
+    varying = [k for k, v in run.space.backbone.items() if len(v) > 1]
+    choice = {int(r["trial_id"]): ", ".join(f"{k}={json.loads(r['backbone']).get(k)}" for k in varying)
+              for _, r in run.front.iterrows()} if varying else {}
+    choice_width = max([len("backbone")] + [len(c) for c in choice.values()]) + 1 if varying else 0
+    choice_head = f"{'backbone':{choice_width}s}" if varying else ""
+    lines = [f"{'':2s}{'trial':>5s}  {'arch':22s} {choice_head}{'stage choices':34s} {acc_head:>{width}s} "
+             f"{'FLOPs':>14s} {'params':>10s}"]
+    for _, r in run.front.iterrows():
+        stages = " ".join(_stage_label(r, i) for i in range(1, len(run.space.stages) + 1))
+        mark = "*" if int(r["trial_id"]) == run.knee else " "
+        acc = f"{r['accuracy']:.4f}" + (f" ± {r['accuracy_sd']:.4f}" if seeds > 1 else "")
+        bb = f"{choice[int(r['trial_id'])]:{choice_width}s}" if varying else ""
+        lines.append(f"{mark:2s}{int(r['trial_id']):5d}  {r['summary']:22s} {bb}{stages:34s} {acc:>{width}s} "
+                     f"{int(r['flops']):14,d} {int(r['params']):10,d}")
+    if seeds > 1:
+        lines.append(f"accuracy: mean ± sd over {seeds} seeds (training subset, initialisation, batch order)")
+    lines.append(f"front: {len(run.front)} of {int((run.trials['status'] == COMPLETE).sum())} complete trials "
+                 f"({len(run.space.objectives)} objectives: {', '.join(run.space.objective_names())}); "
+                 f"hypervolume {run.hypervolume:.4f} (fraction of the box {box_label(run)} that the front "
+                 f"dominates); * = knee")
+    return "\n".join(lines)
+
+
+def box_label(run: Run) -> str:
+    """The hypervolume's reference box in words: ``accuracy 0..1 x FLOPs 0..40,000,000 (fvcore) x ...``."""
+    parts = []
+    for name, ref in zip(run.space.objective_names(), run.reference):
+        if name == "accuracy":
+            parts.append(f"accuracy {ref:g}..1")
+        elif name == "flops":
+            parts.append(f"FLOPs 0..{ref:,.0f} ({run.space.flops_convention})")
+        else:
+            parts.append(f"{name} 0..{ref:,.0f}")
+    return " x ".join(parts)
+
+
+def plot_runs(runs: Sequence[Run], out_path) -> Path:
+    """All trials faded, each run's front highlighted, reference placements labelled."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.5), dpi=120)
+    # a third objective (params) is shown as colour: the front points' fill, on one shared scale
+    third = [r for r in runs if "params" in r.space.objectives and len(r.front)]
+    norm = None
+    if third:
+        values = pd.concat([r.front["params"].astype(float) for r in third])
+        norm = matplotlib.colors.Normalize(values.min(), values.max() if values.max() > values.min() else values.min() + 1)
+    for i, run in enumerate(runs):
+        color = f"C{i}"
+        done = run.trials[run.trials["accuracy"].notna()] if not run.trials.empty else run.trials
+        if len(done):
+            ax.scatter(done["flops"].astype(float) / 1e6, done["accuracy"], s=14, alpha=0.25, color=color)
+        if len(run.front):
+            # with three objectives the front is not a curve in this plane: points, not a line
+            style = "o" if "params" in run.space.objectives else "-o"
+            ax.plot(run.front["flops"].astype(float) / 1e6, run.front["accuracy"], style, color=color, ms=5,
+                    label=f"{run.path.name}: front (HV {run.hypervolume:.4f})")
+            if int(run.space.proxy.get("seeds", 1)) > 1:  # seed noise: one sd either way
+                ax.errorbar(run.front["flops"].astype(float) / 1e6, run.front["accuracy"],
+                            yerr=run.front["accuracy_sd"].astype(float), fmt="none", ecolor=color, capsize=3,
+                            alpha=0.8)
+            if norm is not None and "params" in run.space.objectives:
+                sc = ax.scatter(run.front["flops"].astype(float) / 1e6, run.front["accuracy"], s=40,
+                                c=run.front["params"].astype(float), cmap="viridis", norm=norm,
+                                edgecolors=color, zorder=3)
+            if run.knee is not None:
+                k = run.front[run.front["trial_id"] == run.knee].iloc[0]
+                ax.scatter([float(k["flops"]) / 1e6], [k["accuracy"]], s=120, facecolors="none", edgecolors=color)
+        for p, row in run.reference_rows().items():
+            ax.annotate(REFERENCE_LABELS[p], (float(row["flops"]) / 1e6, row["accuracy"]), fontsize=8,
+                        xytext=(4, -10), textcoords="offset points")
+    if norm is not None:
+        fig.colorbar(sc, ax=ax, label="params (third objective)")
+    ax.set_xlabel(f"MFLOPs ({runs[0].space.flops_convention}, 1 multiply-add = 1 FLOP)")
+    ax.set_ylabel("proxy validation accuracy")
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:  # no front yet: nothing to name
+        ax.legend(fontsize=8, loc="lower right")
+    ax.set_title("accuracy against FLOPs: all trials faded, Pareto front highlighted, knee circled", fontsize=9)
+    fig.tight_layout()
+    out_path = Path(out_path)
+    fig.savefig(out_path)
+    plt.close(fig)
+    return out_path

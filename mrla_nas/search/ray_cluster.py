@@ -1,0 +1,157 @@
+"""Ray for one search session: the cluster address checked before anything is written, Ray started
+(locally, with explicit CPUs and no dashboard) or joined, the environment Ray Tune reads set for the
+session only, and the local Ray processes a killed session left behind ended."""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional
+
+from ..errors import ConfigError
+from ..rundir.files import write_json_atomic
+from ..settings import environment
+from ..space import SearchSpace
+
+# What Ray Tune reads from the environment, set for a session only (a value the user set wins):
+TUNE_ENVIRONMENT = {
+    "RAY_AIR_NEW_OUTPUT": "0",  # Ray's own console tables: tune_progress.py reports instead
+    # An over-budget trial reports its cost but no accuracy (it is never trained); Tune's strict check
+    # would reject that result.
+    "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1",
+    # Tune's own per-result loggers (progress.csv, result.json, TensorBoard) duplicate the trial records
+    # and cost file writes on every report; the records and trials.csv are the run's account.
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
+}
+
+
+def cluster_address(address: Optional[str]) -> Optional[str]:
+    """The cluster a session joins: ``--address``, else ``RAY_ADDRESS``, else None (a local Ray)."""
+    return address or os.environ.get("RAY_ADDRESS") or None
+
+
+def check_ray_address(address: Optional[str]) -> None:
+    """A cluster address (``--address`` or ``RAY_ADDRESS``) that nothing answers is one line before
+    anything is written: ``ray.init`` would wait for it for minutes. ``auto`` (the cluster the last
+    ``ray start`` on this machine began) must name one that runs."""
+    field = "--address" if address else "RAY_ADDRESS"
+    address = address or os.environ.get("RAY_ADDRESS")
+    if not address or address == "local":
+        return
+    target = address
+    if address == "auto":
+        # Ray resolves `auto` only inside ray.init, after the run directory exists; no public API
+        # resolves it without connecting, so its own resolver (private) is asked here;
+        # tests/test_private_apis.py fails when Ray moves or changes it.
+        from ray._private.services import canonicalize_bootstrap_address_or_die
+        try:
+            target = canonicalize_bootstrap_address_or_die("auto")
+        except ConnectionError as e:
+            raise ConfigError(f"{field}='auto': {str(e).strip().splitlines()[0]}") from None
+    if target.startswith("ray://"):
+        target = target[len("ray://"):]
+    host, sep, port = target.rpartition(":")
+    if not (sep and host and port.isdigit() and 0 < int(port) < 65536):
+        raise ConfigError(f"{field}={address!r}: expected HOST:PORT of a Ray cluster's head (or ray://HOST:PORT, "
+                          "or auto)")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except OSError as e:
+        where = f" (the last `ray start` here: {target})" if address == "auto" else ""
+        raise ConfigError(f"{field}={address!r}{where}: no Ray cluster answers there ({e.strerror or e}); start one "
+                          "(`ray start --head`) or leave the address out for a local Ray") from None
+
+
+@contextlib.contextmanager
+def ray_session(space: SearchSpace, address: Optional[str]) -> Iterator[bool]:
+    """Ray Tune's environment for the session, and Ray started (or joined) unless it already runs;
+    yields whether this session started it (and so shuts it down at the end)."""
+    import ray
+
+    with environment(**{k: os.environ.get(k, v) for k, v in TUNE_ENVIRONMENT.items()}):
+        started = _init_ray(space, address) if not ray.is_initialized() else False
+        try:
+            yield started
+        finally:
+            if started:
+                ray.shutdown()
+
+
+def _init_ray(space: SearchSpace, address: Optional[str]) -> bool:
+    import ray
+
+    address = cluster_address(address)
+    common = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
+                  configure_logging=True)
+    if address:
+        try:
+            ray.init(address=address, **common)
+        except ConnectionError as e:  # `auto`'s cluster gone since check_ray_address found it
+            raise ConfigError(f"address={address!r}: {str(e).splitlines()[0]}") from None
+        return True
+    # Ray's raylet starts its workers `nice`d by 15 (RAY_worker_niceness), so any other busy process
+    # on the machine starves the trials (measured: 32-46 s per epoch against 1.0 s). The Ray we
+    # start runs them at the driver's own priority plus search.worker_niceness (default 0).
+    with environment(RAY_worker_niceness=str(space.search["worker_niceness"])):
+        ray.init(num_cpus=space.search["concurrency"] * space.proxy["threads"], **common)
+    return True
+
+
+def _read_ray_processes(path: Path) -> List[Dict[str, Any]]:
+    """The processes a ``ray-processes.json`` lists; a damaged file lists none (with a warning): it
+    only serves to end a killed session's leftovers, and holds nothing of the search's results."""
+    try:
+        items = json.loads(path.read_text()) if path.exists() else []
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        items = None
+    if not isinstance(items, list):
+        print(f"mrla-nas: {path} is damaged; Ray processes left by a killed session, if any, are not ended",
+              file=sys.stderr)
+        return []
+    return [p for p in items if isinstance(p, dict) and isinstance(p.get("pid"), int)
+            and isinstance(p.get("created"), (int, float)) and not isinstance(p.get("pid"), bool)]
+
+
+def record_ray_processes(run_dir: Path) -> None:
+    """Remember the local Ray processes this session started (pid, start time), so that a later
+    session can end the ones a SIGKILL of this driver leaves orphaned (Ray's agents outlive it)."""
+    import psutil
+
+    path = Path(run_dir) / "ray-processes.json"
+    known = _read_ray_processes(path)
+    seen = {(p["pid"], p["created"]) for p in known}
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            item = {"pid": proc.pid, "created": proc.create_time(), "name": proc.name()}
+        except psutil.Error:
+            continue
+        if (item["pid"], item["created"]) not in seen:
+            known.append(item)
+    write_json_atomic(path, known)
+
+
+def reap_stale_ray(run_dir: Path) -> int:
+    """End Ray processes recorded by an earlier session of this run that are still alive, and wait
+    until they are gone: a killed session's workers outlive its driver and go on writing their trial
+    records (tests/test_resume.py)."""
+    import psutil
+
+    path = Path(run_dir) / "ray-processes.json"
+    if not path.exists():
+        return 0
+    ended = []
+    for item in _read_ray_processes(path):
+        try:
+            proc = psutil.Process(item["pid"])
+            if abs(proc.create_time() - item["created"]) < 1e-3:  # the same process, not a reused pid
+                proc.kill()
+                ended.append(proc)
+        except psutil.Error:
+            pass
+    psutil.wait_procs(ended, timeout=30)
+    path.unlink()
+    return len(ended)

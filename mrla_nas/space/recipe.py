@@ -1,0 +1,36 @@
+"""What a training recipe may be, for a search's proxy and for a full training alike: its optimizers,
+augmentations and validation splits, the smallest batch that trains, what ``crop_flip`` needs, and
+which settings a full training takes from the search that ranked its network.
+
+The space's schema checks a recipe by these rules and :mod:`mrla_nas.training` trains by them, so a
+recipe that validates is one that trains.
+
+>>> crop_padding(32), crop_padding(4)
+(4, 1)
+"""
+from __future__ import annotations
+
+from ..errors import ConfigError
+
+OPTIMIZERS = ("sgd", "adamw")
+AUGMENTATIONS = ("none", "flip", "crop_flip")
+VAL_SPLITS = ("train", "test")  # validation carved from the training split, or the dataset's test split
+MIN_BATCH = 2  # BatchNorm trains on two samples or more: a smaller (last) batch is skipped
+
+# What a full training takes from the search that ranked the network, unless given: the optimizer
+# and its settings with the batch size they were tuned for, and the augmentation (a ViT searched with
+# AdamW is not trained with SGD at lr 0.1). Epochs and the training subset are a full training's own.
+SEARCH_RECIPE = ("optimizer", "lr", "momentum", "weight_decay", "batch_size", "augmentation")
+
+
+def crop_padding(resolution: int) -> int:
+    """What ``crop_flip`` pads each side with (4 at 32 px), by reflection: it needs a larger image."""
+    return max(1, resolution // 8)
+
+
+def check_augmentation(kind: str, resolution: int, where: str) -> None:
+    """ConfigError where the augmentation cannot run at this resolution (reflection needs pad < size)."""
+    if kind == "crop_flip" and crop_padding(resolution) >= resolution:
+        raise ConfigError(f"{where}={resolution}: augmentation 'crop_flip' pads {crop_padding(resolution)} px by "
+                          f"reflection and needs images of at least {crop_padding(resolution) + 1} px; use 'flip' "
+                          "or 'none' at this size")

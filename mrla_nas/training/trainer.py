@@ -1,0 +1,148 @@
+"""The training loop every network goes through: one network, one recipe (SGD or AdamW with a cosine
+schedule), deterministic under a seed (weights, batch order, augmentation). Shared by the proxy
+training of the search (:mod:`~mrla_nas.training.proxy`) and by ``mrla-nas train``
+(:mod:`~mrla_nas.training.full`); knows nothing of Ray or Optuna.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from ..arch import ArchConfig
+from ..errors import ConfigError
+from ..models.build import build_model
+from ..space.recipe import MIN_BATCH, check_augmentation, crop_padding
+from .data import ArrayDataset
+
+
+class TrialDiverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+class _Normalizer:
+    """uint8 images -> float, resized to the proxy resolution, normalised with the train subset's stats."""
+
+    def __init__(self, train: ArrayDataset, resolution: int):
+        x = train.images.float() / 255
+        self.mean = x.mean((0, 2, 3), keepdim=True)
+        self.std = x.std((0, 2, 3), keepdim=True).clamp_min(1e-3)
+        self.resolution = resolution
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        x = (images.float() / 255 - self.mean) / self.std
+        if x.shape[-1] != self.resolution or x.shape[-2] != self.resolution:
+            x = F.interpolate(x, size=(self.resolution, self.resolution), mode="bilinear", antialias=True,
+                              align_corners=False)
+        return x
+
+
+def _augment(x: torch.Tensor, kind: str, gen: torch.Generator) -> torch.Tensor:
+    if kind == "none":
+        return x
+    if kind == "crop_flip":  # pad 4 (at 32 px) and take a random crop of the original size, per batch
+        h, w = x.shape[-2:]
+        pad = crop_padding(h)
+        x = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+        i, j = (int(v) for v in torch.randint(0, 2 * pad + 1, (2,), generator=gen))
+        x = x[..., i:i + h, j:j + w]
+    flip = torch.rand(x.shape[0], generator=gen) < 0.5
+    return torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+
+
+def _optimizer(model, proxy):
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if p.ndim <= 1 or name.endswith("lambda_t") else decay).append(p)
+    groups = [{"params": decay, "weight_decay": proxy["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}]
+    if proxy["optimizer"] == "adamw":
+        return torch.optim.AdamW(groups, lr=proxy["lr"])
+    return torch.optim.SGD(groups, lr=proxy["lr"], momentum=proxy["momentum"], nesterov=proxy["momentum"] > 0)
+
+
+@torch.no_grad()
+def evaluate(model, data: ArrayDataset, norm: _Normalizer, batch_size: int):
+    model.eval()
+    correct, loss = 0, 0.0
+    for s in range(0, len(data), batch_size):
+        x, y = norm(data.images[s:s + batch_size]), data.labels[s:s + batch_size]
+        logits = model(x)
+        loss += F.cross_entropy(logits, y, reduction="sum").item()
+        correct += (logits.argmax(1) == y).sum().item()
+    return correct / len(data), loss / len(data)
+
+
+class Trainer:
+    """One network, one recipe: epochs of SGD/AdamW with a cosine schedule, deterministic under a seed.
+
+    Shared by the proxy training of the search and by ``mrla-nas train``; its state (model,
+    optimizer, schedule, RNG, epoch) round-trips through ``torch.load(weights_only=True)``.
+    """
+
+    def __init__(self, arch: ArchConfig, recipe: dict, train: ArrayDataset, seed: int = 0):
+        train.check_fits(arch.in_chans, arch.num_classes)
+        for key, value in (("batch_size", recipe["batch_size"]), ("train_size", len(train))):
+            if value < MIN_BATCH:  # no batch would ever train: the "result" would be an untrained network
+                raise ConfigError(f"{key}={value}: expected at least {MIN_BATCH} (BatchNorm trains on batches of "
+                                  f"{MIN_BATCH} or more)")
+        size = recipe.get("resolution") or int(train.images.shape[-1])  # what the network sees
+        check_augmentation(recipe.get("augmentation", "none"), size, "resolution")
+        torch.manual_seed(seed)
+        self.recipe, self.train = recipe, train
+        self.gen = torch.Generator().manual_seed(seed)
+        self.model = build_model(arch)
+        # torch's global RNG (dropout, drop-path) as this trainer left it: several trainers can then
+        # take turns (the seeds of one trial, in lockstep) and each gets what it would alone
+        self.rng_state = torch.get_rng_state()
+        self.norm = _Normalizer(train, recipe["resolution"])
+        self.opt = _optimizer(self.model, recipe)
+        steps = recipe["epochs"] * math.ceil(len(train) / recipe["batch_size"])
+        self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=steps)
+        self.epoch = 0
+
+    def train_epoch(self) -> float:
+        """One epoch; returns the mean training loss. Raises TrialDiverged on NaN/inf."""
+        torch.set_rng_state(self.rng_state)
+        try:
+            return self._train_epoch()
+        finally:
+            self.rng_state = torch.get_rng_state()
+
+    def _train_epoch(self) -> float:
+        self.epoch += 1
+        model, bs = self.model, self.recipe["batch_size"]
+        model.train()
+        order = torch.randperm(len(self.train), generator=self.gen)
+        total = 0.0
+        for s in range(0, len(self.train), bs):
+            idx = order[s:s + bs]
+            if len(idx) < MIN_BATCH:
+                continue
+            x = _augment(self.norm(self.train.images[idx]), self.recipe.get("augmentation", "none"), self.gen)
+            loss = F.cross_entropy(model(x), self.train.labels[idx])
+            if not torch.isfinite(loss):
+                raise TrialDiverged(f"loss became {loss.item()} at epoch {self.epoch}")
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            self.sched.step()
+            total += loss.item() * len(idx)
+        return total / len(self.train)
+
+    def evaluate(self, data: ArrayDataset):
+        return evaluate(self.model, data, self.norm, max(self.recipe["batch_size"], 256))
+
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+                "scheduler": self.sched.state_dict(), "generator": self.gen.get_state(), "epoch": self.epoch,
+                "rng": self.rng_state}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.sched.load_state_dict(state["scheduler"])
+        self.gen.set_state(state["generator"])
+        self.epoch = int(state["epoch"])
+        if "rng" in state:
+            self.rng_state = state["rng"]
