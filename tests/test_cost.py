@@ -90,3 +90,19 @@ def test_measure_prints_nothing(capfd):
     measure(timm.create_model("mrla_base_resnet20"), (1, 3, 32, 32), "fvcore")
     out, err = capfd.readouterr()
     assert "nsupported" not in out + err and out + err == ""
+
+
+def test_fvcore_logger_and_model_mode_are_restored_when_counting_fails():
+    import logging
+
+    import torch
+
+    logger = logging.getLogger("fvcore")
+    logger.setLevel(logging.INFO)
+    model = torch.nn.Linear(4, 2).train()
+    try:
+        with pytest.raises(RuntimeError):
+            measure(model, (1, 5))  # wrong input width: the trace fails inside the count
+        assert logger.level == logging.INFO and model.training
+    finally:
+        logger.setLevel(logging.NOTSET)

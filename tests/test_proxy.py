@@ -34,3 +34,15 @@ def test_nan_loss_is_divergence(monkeypatch):
         (images.shape[0], 1, 14, 14), float("nan")))
     with pytest.raises(TrialDiverged, match="loss became nan at epoch 1"):
         train_proxy(ARCH, PROXY)
+
+
+def test_the_callers_thread_count_is_restored_even_when_training_fails(monkeypatch):
+    torch.set_num_threads(1)
+    seen = []
+    train_proxy(ARCH, dict(PROXY, epochs=1, threads=2), report=lambda r: seen.append(torch.get_num_threads()))
+    assert seen == [2] and torch.get_num_threads() == 1
+    monkeypatch.setattr(_Normalizer, "__call__", lambda self, images: torch.full(
+        (images.shape[0], 1, 14, 14), float("nan")))
+    with pytest.raises(TrialDiverged):
+        train_proxy(ARCH, dict(PROXY, threads=2))
+    assert torch.get_num_threads() == 1

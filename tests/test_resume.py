@@ -117,17 +117,19 @@ def test_an_enqueued_network_killed_while_sampled_comes_back_whole(tmp_path):
 def test_a_killed_sessions_journal_lock_does_not_delay_the_resume(tmp_path):
     """SIGKILL during a journal append leaves Optuna's lock file; the resuming session (which holds
     the run's own lock) takes it over at once instead of after Optuna's 30 s grace period."""
-    import os
     import time
+
+    from optuna.storages.journal import JournalFileSymlinkLock
 
     space, run, study = _run(tmp_path)
     study.ask()
-    lock = run / "study.journal.lock"
-    os.symlink(run / "study.journal", lock)  # what Optuna's symlink lock leaves (it links the journal)
+    left = set(run.iterdir())
+    assert JournalFileSymlinkLock(str(run / "study.journal")).acquire()  # taken, never released: a kill
+    assert set(run.iterdir()) != left
     t0 = time.monotonic()
     study = open_study(run, make_sampler(space), space=space)
     assert _recover_interrupted(study, run, space) == 1
-    assert time.monotonic() - t0 < 10 and not os.path.lexists(lock)
+    assert time.monotonic() - t0 < 10 and set(run.iterdir()) - left == set()
 
 
 class _Stop(Exception):

@@ -1,5 +1,6 @@
 """End-to-end searches on the committed Fashion-MNIST slice (slow: each starts a local Ray)."""
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -7,10 +8,12 @@ import sys
 import time
 from pathlib import Path
 
+import optuna
 import pandas as pd
 import psutil
 import pytest
 import timm
+import torch
 import yaml
 
 from conftest import DATA
@@ -19,6 +22,7 @@ from mrla_nas.cli import main
 from mrla_nas.cost.flops import count_params, measure
 from mrla_nas.rundir.files import read_records
 from mrla_nas.search import search
+from mrla_nas.search.ray_cluster import TUNE_ENVIRONMENT
 
 pytestmark = pytest.mark.slow
 SPACES = Path(__file__).parent.parent / "search_spaces"
@@ -38,8 +42,17 @@ def _space(tmp_path, name="space.yaml", **changes) -> Path:
     return path
 
 
+def _process_settings():
+    """What a search may change for its own duration only (tests/test_layout.py pins the import side)."""
+    watched = ("PATH", *TUNE_ENVIRONMENT)
+    return ({k: os.environ.get(k) for k in watched}, optuna.logging.get_verbosity(), torch.get_num_threads(),
+            logging.getLogger("fvcore").level)
+
+
 def test_tiny_search_end_to_end_then_pareto_export_and_rebuild(tmp_path, capsys):
+    before = _process_settings()
     result = search(_space(tmp_path), runs_dir=tmp_path / "runs", trials=5, progress=False)
+    assert _process_settings() == before
     run = result.run_dir
     df = result.trials
     assert len(df) == 5 and set(df["status"]) == {"complete"}
