@@ -1,19 +1,14 @@
-"""The ``mrla-nas`` command line: a thin layer over the public Python API.
-
-Errors in what the user gave print one line (``mrla-nas: error: ...``) and exit with code 2.
-"""
+"""What each ``mrla-nas`` subcommand does with its parsed arguments: one function per subcommand, each
+importing what it needs when it runs (so ``--help`` and a usage error load no torch)."""
 from __future__ import annotations
 
-import argparse
 import sys
-from typing import List, Optional
+from typing import Optional
+
+from .arguments import UsageError
 
 
-class UsageError(Exception):
-    """Bad input from the user: reported as one line, exit code 2."""
-
-
-def _cmd_cost(args) -> None:
+def cost(args) -> None:
     import os
 
     import timm
@@ -52,7 +47,7 @@ def _cmd_cost(args) -> None:
               f"{(c.flops - ref.flops) / 1e9:+9.3f} {c.flops / ref.flops:8.4f}")
 
 
-def _cmd_space(args) -> None:
+def space(args) -> None:
     from mrla_nas.space import load_space
     from mrla_nas.space.summary import format_summary, summarize
 
@@ -87,7 +82,7 @@ def _recorded_input(metrics: dict, arch) -> Optional[tuple]:
     return None
 
 
-def _cmd_build(args) -> None:
+def build(args) -> None:
     from mrla_nas.arch import get_backbone, load_arch_document
     from mrla_nas.cost import CONVENTIONS
     from mrla_nas.cost.flops import measure
@@ -123,7 +118,7 @@ def _cmd_build(args) -> None:
               f"{cost.flops:,} (another mrla-nas or fvcore version?)")
 
 
-def _cmd_search(args) -> None:
+def search(args) -> None:
     from mrla_nas.analysis.front import format_front
     from mrla_nas.analysis.run import load_run
     from mrla_nas.search import search
@@ -134,7 +129,7 @@ def _cmd_search(args) -> None:
     print(format_front(load_run(result.run_dir)))
 
 
-def _cmd_pareto(args) -> None:
+def pareto(args) -> None:
     import os
 
     from mrla_nas.analysis.front import format_front, plot_runs
@@ -179,7 +174,7 @@ def _cmd_pareto(args) -> None:
         print("wrote " + ", ".join(str(p) for p in wrote))
 
 
-def _cmd_validate(args) -> None:
+def validate(args) -> None:
     from mrla_nas.analysis.validation import validate
 
     report = validate(args.run, epochs=args.epochs, train_size=args.train_size, seeds=args.seeds,
@@ -189,7 +184,7 @@ def _cmd_validate(args) -> None:
     print(f"wrote {report.out_dir / 'validate.csv'} and {report.out_dir / 'validate.png'}")
 
 
-def _cmd_explain(args) -> None:
+def explain(args) -> None:
     from mrla_nas.analysis.explain import explain, plot_explanation
 
     e = explain(args.run, resamples=args.resamples, with_importance=not args.no_importance)
@@ -203,7 +198,7 @@ def _cmd_explain(args) -> None:
         print(f"mrla-nas: note: explain.png not written ({err.strerror})", file=sys.stderr)
 
 
-def _cmd_table(args) -> None:
+def table(args) -> None:
     from mrla_nas.analysis.benchmark_table import export_table, load_table
 
     out = export_table(args.run, args.output, command=" ".join(["mrla-nas", *sys.argv[1:]]))
@@ -213,7 +208,7 @@ def _cmd_table(args) -> None:
           f"seeds {p['seeds']}, {len(table.rows):,} rows (network x seed x epoch)")
 
 
-def _cmd_repair(args) -> None:
+def repair(args) -> None:
     from pathlib import Path
 
     from mrla_nas.rundir.files import check_run_dir
@@ -235,7 +230,7 @@ def _cmd_repair(args) -> None:
         print(f"{journal}: every line is a complete operation; nothing to repair")
 
 
-def _cmd_export(args) -> None:
+def export(args) -> None:
     from mrla_nas.analysis.export import export, select
     from mrla_nas.analysis.run import load_run
 
@@ -250,221 +245,10 @@ def _cmd_export(args) -> None:
           f"{int(row['flops']):,} FLOPs, {int(row['params']):,} params -> {out}")
 
 
-def _cmd_train(args) -> None:
+def train(args) -> None:
     from mrla_nas.training.full import train
 
     train(args.file, out_dir=args.out, dataset=args.dataset, path=args.path, epochs=args.epochs,
           batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer, weight_decay=args.weight_decay,
           augmentation=args.augmentation, resolution=args.resolution, train_size=args.train_size,
           seed=args.seed, threads=args.threads)
-
-
-def _amount(text: str) -> float:
-    from mrla_nas.space.schema import parse_amount
-    try:
-        return parse_amount(text, "--max-flops")
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def _int_in(text: str, lo: int, hi: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = lo - 1
-    if not lo <= value <= hi:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected an integer in [{lo}, {hi:,}]")
-    return value
-
-
-def _output_file(text: str) -> str:
-    """A file to write: checked before any work, so a typo in the folder costs no computation."""
-    import os
-
-    folder = os.path.dirname(os.path.abspath(text))
-    if os.path.isdir(text):
-        raise argparse.ArgumentTypeError(f"{text!r}: is a folder; give a file name")
-    if not os.path.isdir(folder):
-        raise argparse.ArgumentTypeError(f"{text!r}: folder {folder!r} does not exist")
-    if not os.access(folder, os.W_OK) or (os.path.exists(text) and not os.access(text, os.W_OK)):
-        raise argparse.ArgumentTypeError(f"{text!r}: cannot be written here")
-    return text
-
-
-PLOT_FORMATS = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
-
-
-def _plot_file(text: str) -> str:
-    import os
-
-    if os.path.splitext(text)[1].lower() not in PLOT_FORMATS:
-        raise argparse.ArgumentTypeError(f"{text!r}: allowed file types: {', '.join(PLOT_FORMATS)}")
-    return _output_file(text)
-
-
-def _positive_int(text: str) -> int:
-    return _int_in(text, 1, 100_000_000)
-
-
-def _input_size(text: str) -> int:
-    from mrla_nas.space.schema import MAX_RESOLUTION
-    return _int_in(text, 1, MAX_RESOLUTION)
-
-
-def _non_negative_int(text: str) -> int:
-    return _int_in(text, 0, 2 ** 32 - 1)
-
-
-def _finite_float(text: str) -> float:
-    import math
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a finite number >= 0")
-    return value
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, with a usage error as one line (argparse prints the whole usage block first)."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message.splitlines()[0] if message else ''} "
-                     f"(`{self.prog} -h` for usage)\n")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    # the choices are the modules' own (torch-free to import: `--help` loads no torch)
-    from mrla_nas.cost import CONVENTIONS
-    from mrla_nas.space.datasets import DATASETS
-    from mrla_nas.space.recipe import AUGMENTATIONS, OPTIMIZERS, VAL_SPLITS
-
-    parser = _Parser(prog="mrla-nas", description="Search where MRLA layer attention pays off.")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("cost", help="params and FLOPs (fvcore) of timm / MRLA models, side by side")
-    p.add_argument("models", nargs="+", help="registered model names; the first is the reference")
-    p.add_argument("--input-size", type=_input_size, default=224)
-    p.add_argument("--in-chans", type=_positive_int, default=3)
-    p.add_argument("--num-classes", type=_positive_int, default=1000)
-    p.add_argument("--convention", choices=CONVENTIONS, default="fvcore")
-    p.set_defaults(func=_cmd_cost)
-
-    p = sub.add_parser("space", help="validate a YAML search space and summarise it; `space init BACKBONE` "
-                                     "writes one")
-    p.add_argument("space", help="path to SPACE.yaml, or init")
-    p.add_argument("backbone", nargs="?", help="with init: a registered MRLA model name or an architecture file")
-    p.add_argument("--dataset", default="fashion-mnist", help=f"with init: {', '.join(DATASETS)}")
-    p.add_argument("-o", "--output", type=_output_file, help="with init: write the space to this file")
-    p.add_argument("--no-path-check", action="store_true", help="do not require the dataset folder to exist")
-    p.set_defaults(func=_cmd_space)
-
-    p = sub.add_parser("search", help="search a space: Ray Tune proxy trainings proposed by Optuna")
-    p.add_argument("space", help="path to SPACE.yaml")
-    p.add_argument("--name", help="run name (default: the space's name)")
-    p.add_argument("--runs-dir", default="runs", help="where run directories go (default: ./runs)")
-    p.add_argument("--trials", type=_positive_int, help="total number of trials (overrides search.trials)")
-    p.add_argument("--resume", action="store_true", help="continue the run directory of the same name")
-    p.add_argument("--address", help="an existing Ray cluster (default: RAY_ADDRESS, else a local Ray)")
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
-    p.set_defaults(func=_cmd_search)
-
-    p = sub.add_parser("pareto", help="the Pareto front of one or more runs: table, hypervolume, plot")
-    p.add_argument("runs", nargs="+", help="run directories (several: overlaid in the plot)")
-    p.add_argument("--csv", type=_output_file, help="also write the front(s) to this CSV file")
-    p.add_argument("--plot", type=_plot_file, help="the plot of all the runs given (default with several runs: "
-                                  "FIRST_RUN/pareto-overlay.png; each run's own front is its pareto.png)")
-    p.set_defaults(func=_cmd_pareto)
-
-    p = sub.add_parser("validate", help="retrain a run's front, knee and reference placements at a higher "
-                                        "fidelity; rank agreement with the proxy")
-    p.add_argument("run", help="a run directory")
-    p.add_argument("--epochs", type=_positive_int, help="validation epochs (default: 4x the proxy's)")
-    p.add_argument("--train-size", type=_positive_int, help="training images (default: the proxy's)")
-    p.add_argument("--seeds", type=_positive_int, help="seeds per network (default: 3, or the proxy's if more)")
-    p.add_argument("--val-size", type=_positive_int, help="validation images (default: the proxy's)")
-    p.add_argument("--val-split", choices=VAL_SPLITS,
-                   help="validation carved from the training split, or the dataset's test split")
-    p.add_argument("--recipe", help="a YAML file of proxy settings for the validation recipe")
-    p.add_argument("--trials", type=_non_negative_int, nargs="+", help="validate these trials instead")
-    p.add_argument("--name", default="validate", help="the validation run's folder in RUN (default: validate)")
-    p.add_argument("--address", help="an existing Ray cluster")
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
-    p.set_defaults(func=_cmd_validate)
-
-    p = sub.add_parser("explain", help="per-stage effects of MRLA on accuracy and FLOPs, and importances")
-    p.add_argument("run", help="a run directory")
-    p.add_argument("--csv", type=_output_file, help="also write the effects table to this CSV file")
-    p.add_argument("--resamples", type=_positive_int, default=1000, help="bootstrap resamples (1000)")
-    p.add_argument("--no-importance", action="store_true", help="skip Optuna's importance evaluators")
-    p.set_defaults(func=_cmd_explain)
-
-    p = sub.add_parser("table", help="export a run as a tabular benchmark (one row per network, seed, epoch)")
-    p.add_argument("run", help="a run directory (search.sampler: brute_force evaluates every network)")
-    p.add_argument("-o", "--output", type=_output_file, help="output CSV (default: RUN/table.csv)")
-    p.set_defaults(func=_cmd_table)
-
-    p = sub.add_parser("repair", help="make a run's journal readable again after a crash (keeps copies)")
-    p.add_argument("run", help="a run directory")
-    p.set_defaults(func=_cmd_repair)
-
-    p = sub.add_parser("export", help="write the chosen architecture config of a run")
-    p.add_argument("run")
-    which = p.add_mutually_exclusive_group()
-    which.add_argument("--trial", type=_non_negative_int, help="this trial id")
-    which.add_argument("--knee", action="store_true", help="the knee of the front (default)")
-    which.add_argument("--max-flops", type=_amount, help="the most accurate front trial within this many FLOPs")
-    which.add_argument("--min-accuracy", type=_finite_float, help="the cheapest front trial reaching this accuracy")
-    p.add_argument("-o", "--output", type=_output_file, help="output YAML (default: RUN/best.yaml)")
-    p.set_defaults(func=_cmd_export)
-
-    p = sub.add_parser("train", help="fully train an exported architecture (resumable); reports test accuracy")
-    p.add_argument("file", help="an exported ArchConfig (best.yaml)")
-    p.add_argument("--dataset", choices=list(DATASETS))
-    p.add_argument("--path", help="dataset folder (default: the one the search used)")
-    p.add_argument("--epochs", type=_positive_int)
-    p.add_argument("--batch-size", type=_positive_int)
-    p.add_argument("--lr", type=_finite_float)
-    p.add_argument("--optimizer", choices=OPTIMIZERS)
-    p.add_argument("--weight-decay", type=_finite_float)
-    p.add_argument("--augmentation", choices=AUGMENTATIONS)
-    p.add_argument("--resolution", type=_input_size)
-    p.add_argument("--train-size", type=_positive_int, help="a stratified subset of the training split")
-    p.add_argument("--seed", type=_non_negative_int)
-    p.add_argument("--threads", type=_positive_int)
-    p.add_argument("--out", help="output folder (default: FILE-train/); an existing checkpoint there is resumed")
-    p.set_defaults(func=_cmd_train)
-
-    p = sub.add_parser("build", help="build the network of an architecture config and print its summary")
-    p.add_argument("file", help="an ArchConfig YAML/JSON (what `mrla-nas export` writes)")
-    p.add_argument("--input-size", type=_input_size,
-                   help="side of the square input (default: the input recorded in an exported file, else 32 "
-                        "for the small stem and 224 for the others)")
-    p.add_argument("--convention", choices=CONVENTIONS,
-                   help="FLOPs convention (default: the file's, else fvcore)")
-    p.set_defaults(func=_cmd_build)
-    return parser
-
-
-def main(argv: Optional[List[str]] = None) -> int:
-    """Run the CLI. Bad input (a ConfigError from the package, a usage error) is one line and exit 2;
-    anything else is a bug and keeps its traceback (exit 1)."""
-    from mrla_nas.errors import ConfigError
-
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        args.func(args)
-    except (UsageError, ConfigError) as e:
-        print(f"mrla-nas: error: {e}".splitlines()[0], file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("mrla-nas: interrupted" + ("; `mrla-nas search ... --resume` continues the run"
-                                         if args.command == "search" else ""), file=sys.stderr)
-        return 130
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
