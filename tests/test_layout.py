@@ -147,3 +147,48 @@ def test_the_package_and_the_command_line_parser_load_no_torch():
 
 def test_timm_finds_the_networks_once_it_is_imported():
     assert _loads("import mrla_nas, timm\nassert timm.is_model('mrla_light_resnet20')") == ["timm", "torch"]
+
+
+DOCS = ["README.md", "search_spaces/README.md", "experiments/README.md",
+        *sorted(str(p.relative_to(PACKAGE.parent)) for p in (PACKAGE.parent / "experiments" / "results").glob("*.md"))]
+
+
+def _resolve(dotted: str):
+    import importlib
+
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for name in parts[cut:]:
+            obj = getattr(obj, name)
+        return obj
+    raise ImportError(dotted)
+
+
+@pytest.mark.parametrize("doc", DOCS)
+def test_the_docs_name_modules_and_files_that_exist(doc):
+    import re
+
+    path = PACKAGE.parent / doc
+    if not path.exists():
+        pytest.skip(f"{doc} not in this tree")
+    text = path.read_text()
+    missing = []
+    for module, names in re.findall(r"from (mrla_nas[\w.]*) import ([\w, ]+)", text):
+        for name in names.replace(" ", "").split(","):
+            try:
+                _resolve(f"{module}.{name}")
+            except (ImportError, AttributeError):
+                missing.append(f"from {module} import {name}")
+    for dotted in re.findall(r"`(mrla_nas(?:\.\w+)+)", text):
+        try:
+            _resolve(dotted)
+        except (ImportError, AttributeError):
+            missing.append(dotted)
+    for file in re.findall(r"`((?:mrla_nas|experiments|tests|search_spaces)/[\w./-]*)`", text):
+        if not (PACKAGE.parent / file).exists():
+            missing.append(file)
+    assert missing == []
