@@ -62,24 +62,38 @@ def test_build_of_a_file_with_an_unknown_flops_convention_names_the_field(tmp_pa
     assert main(["build", str(path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "metrics.flops_convention=-1: allowed: fvcore, complete" in err[0]
-    assert main(["build", str(path), "--convention", "fvcore"]) == 0  # the flag overrides the file
+    assert main(["build", str(path), "--convention", "fvcore"]) == 2  # a malformed export is one, flag or not
 
 
-def test_build_of_a_file_whose_recorded_flops_is_not_a_count_skips_the_comparison(tmp_path, capsys):
-    path, flops = _exported(tmp_path, 28)
-    _with_metrics(path, flops="many")
-    assert main(["build", str(path)]) == 0
-    out = capsys.readouterr().out
-    assert f"FLOPs {flops:,} (fvcore)" in out and "note:" not in out
+@pytest.mark.parametrize("field,value", [("flops", "many"), ("flops", -5), ("params", 1.5), ("params", True)])
+def test_build_of_a_file_whose_recorded_count_is_not_a_count_names_the_field(field, value, tmp_path, capsys):
+    path, _ = _exported(tmp_path, 28)
+    _with_metrics(path, **{field: value})
+    assert main(["build", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"metrics.{field}=" in err[0] and "expected a whole number >= 0" in err[0]
 
 
-@pytest.mark.parametrize("shape", [[True, 1, 28, 28], [1, 1, 28.0, 28], [64, 1, 28, 28], [1, 1, 10 ** 9, 10 ** 9],
-                                   [1, 3, 28, 28], "1x28x28"])
-def test_build_ignores_a_recorded_input_this_network_cannot_take(shape, tmp_path, capsys):
+@pytest.mark.parametrize("shape", [[1, 28], [True, 1, 28, 28], [1, 1, 28.0, 28], [64, 1, 28, 28],
+                                   [1, 1, 10 ** 9, 10 ** 9], [1, 3, 28, 28], [1, 1, 28, 20], "1x28x28"])
+def test_build_of_a_recorded_input_this_network_cannot_take_is_one_line(shape, tmp_path, capsys):
+    # counted at a default size instead, the FLOPs printed would silently be another network's cost
     path, _ = _exported(tmp_path, 28)
     _with_metrics(path, input_shape=shape)
-    assert main(["build", str(path)]) == 0
-    assert "input (1, 32, 32) (default for this resnet" in capsys.readouterr().out
+    assert main(["build", str(path)]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and "metrics.input_shape" in err[0] and "FLOPs" not in captured.out
+    assert main(["build", str(path), "--input-size", "28"]) == 2  # the file is wrong whatever the flag
+
+
+def test_build_of_a_file_whose_metrics_is_not_a_mapping_names_it(tmp_path, capsys):
+    path, _ = _exported(tmp_path, 28)
+    doc = yaml.safe_load(path.read_text())
+    path.write_text(yaml.safe_dump(dict(doc, metrics=[1, 28])))
+    assert main(["build", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "metrics=[1, 28]: expected a mapping" in err[0]
 
 
 @pytest.mark.parametrize("field,value", [("block", ["basic"]), ("stem", {"small": 1})])

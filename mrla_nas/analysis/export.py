@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Dict, Optional, Tuple
 
 import pandas as pd
 import yaml
 
-from ..arch import arch_from_dict
-from ..errors import ConfigError
+from ..arch import NetworkConfig, arch_from_dict, load_arch_document
+from ..cost import CONVENTIONS
+from ..errors import ConfigError, is_int, is_pos_int, show
 from ..rundir.files import read_records
 from ..space.recipe import SEARCH_RECIPE
 from .run import Run
@@ -63,3 +64,30 @@ def export(run: Run, row: pd.Series, out_path) -> Path:
     out_path = Path(out_path)
     out_path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return out_path
+
+
+def read_export(path) -> Tuple[NetworkConfig, Dict[str, Any]]:
+    """An architecture file and the ``metrics`` that ``mrla-nas build`` reads from it, checked: a
+    recorded field that cannot be used is a ConfigError naming it, never a count at another size.
+    A plain config (no ``metrics``) gives {}; fields ``build`` does not read are left as they are."""
+    arch, metrics = load_arch_document(path)
+    where = f"{path}: metrics"
+    shape = metrics.get("input_shape")
+    if shape is not None:
+        expected = f"[1, {arch.in_chans}, H, W] (one image of this network's {arch.in_chans} channel(s))"
+        if not (isinstance(shape, list) and len(shape) == 4 and all(is_pos_int(v) for v in shape)):
+            raise ConfigError(f"{where}.input_shape={show(shape)}: expected {expected}")
+        if shape[0] != 1 or shape[1] != arch.in_chans:
+            raise ConfigError(f"{where}.input_shape={show(shape)}: expected {expected}")
+        if shape[2] != shape[3]:
+            raise ConfigError(f"{where}.input_shape={show(shape)}: expected a square input (H == W), as a "
+                              "search's proxy resolution is")
+        arch.check_input(shape[-1], f"{where}.input_shape[-1]")
+    convention = metrics.get("flops_convention")
+    if convention is not None and convention not in CONVENTIONS:
+        raise ConfigError(f"{where}.flops_convention={show(convention)}: allowed: {', '.join(CONVENTIONS)}")
+    for field in ("flops", "params"):
+        value = metrics.get(field)
+        if value is not None and not (is_int(value) and value >= 0):
+            raise ConfigError(f"{where}.{field}={show(value)}: expected a whole number >= 0")
+    return arch, metrics

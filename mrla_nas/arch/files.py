@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Tuple
 
+from ..errors import ConfigError, show
 from ..yaml_io import load_yaml_file
 from .base import NetworkConfig, config_from_dict
 
@@ -18,5 +19,8 @@ def load_arch(path) -> NetworkConfig:
 def load_arch_document(path) -> Tuple[NetworkConfig, Dict[str, Any]]:
     """A config and, for an exported file, its ``metrics`` (input shape, FLOPs...; {} otherwise)."""
     data = load_yaml_file(path, "architecture file")
-    metrics = data.get("metrics") if isinstance(data, dict) and isinstance(data.get("arch"), dict) else None
-    return config_from_dict(data, where=str(path)), metrics if isinstance(metrics, dict) else {}
+    arch = config_from_dict(data, where=str(path))
+    metrics = data.get("metrics") if isinstance(data.get("arch"), dict) else None
+    if metrics is not None and not isinstance(metrics, dict):
+        raise ConfigError(f"{path}: metrics={show(metrics)}: expected a mapping (what `mrla-nas export` writes)")
+    return arch, metrics or {}

@@ -3,7 +3,6 @@ importing what it needs when it runs (so ``--help`` and a usage error load no to
 from __future__ import annotations
 
 import sys
-from typing import Optional
 
 from .arguments import UsageError
 
@@ -69,30 +68,15 @@ def space(args) -> None:
     print(format_summary(space, summarize(space)))
 
 
-def _recorded_input(metrics: dict, arch) -> Optional[tuple]:
-    """The one-image input an exported file records, if it is one this network takes (else None: the
-    default input is used, as for a plain config)."""
-    from mrla_nas.errors import is_pos_int
-    from mrla_nas.space.schema import MAX_RESOLUTION
-
-    shape = metrics.get("input_shape")
-    if (isinstance(shape, list) and len(shape) == 4 and all(is_pos_int(v) for v in shape)
-            and shape[0] == 1 and shape[1] == arch.in_chans and max(shape[2:]) <= MAX_RESOLUTION):
-        return tuple(shape)
-    return None
-
-
 def build(args) -> None:
-    from mrla_nas.arch import get_backbone, load_arch_document
-    from mrla_nas.cost import CONVENTIONS
+    from mrla_nas.analysis.export import read_export
+    from mrla_nas.arch import get_backbone
     from mrla_nas.cost.flops import measure
-    from mrla_nas.errors import is_pos_int
     from mrla_nas.models.build import build_model
-    from mrla_nas.space.schema import one_of
 
-    arch, metrics = load_arch_document(args.file)
+    arch, metrics = read_export(args.file)
     kind = get_backbone(arch.backbone)
-    recorded = _recorded_input(metrics, arch)
+    recorded = tuple(metrics["input_shape"]) if "input_shape" in metrics else None
     if args.input_size is not None:
         shape, source, field = (1, arch.in_chans, args.input_size, args.input_size), "--input-size", "--input-size"
     elif recorded is not None:
@@ -103,8 +87,6 @@ def build(args) -> None:
         field = "--input-size"
     arch.check_input(shape[-1], field)
     convention = args.convention or metrics.get("flops_convention") or "fvcore"
-    if args.convention is None:
-        one_of(convention, CONVENTIONS, f"{args.file}: metrics.flops_convention")
     cost = measure(build_model(arch), shape, convention=convention)
     print(f"{arch.summary()}  key {arch.key()}")
     for line in kind.describe(arch):
@@ -112,7 +94,7 @@ def build(args) -> None:
     print(f"  input {shape[1:]} ({source})")
     print(f"  params {cost.params:,}  FLOPs {cost.flops:,} ({convention})")
     recorded_flops = metrics.get("flops")
-    if (recorded == shape and is_pos_int(recorded_flops) and recorded_flops != cost.flops
+    if (recorded == shape and recorded_flops is not None and recorded_flops != cost.flops
             and convention == metrics.get("flops_convention", convention)):
         print(f"  note: the file records {metrics['flops']:,} FLOPs for this input; this build counts "
               f"{cost.flops:,} (another mrla-nas or fvcore version?)")
