@@ -253,6 +253,9 @@ def test_pareto_overlays_several_runs(tmp_path, capsys):
     assert main(["pareto", str(a), str(b), "--csv", str(out_csv)]) == 0
     out = capsys.readouterr().out
     assert out.count("hypervolume") == 2 and "* = knee" in out
+    # which proxy measured the accuracies (the tiny space's), and no validated column where none ran
+    assert out.count("the proxy's validation accuracy after 1 epoch on 512 fashion-mnist images at 14 px, 1 seed") == 2
+    assert "validated" not in out
     import pandas as pd
     fronts = pd.read_csv(out_csv)
     assert set(fronts["run"]) == {str(a), str(b)} and len(fronts) == 3

@@ -132,7 +132,9 @@ def test_search_with_seeds_validate_resumes_after_sigkill_and_explain(tmp_path, 
     run = runs / "tiny"
     df = pd.read_csv(run / "trials.csv")
     assert (df["seeds"] == 2).all() and (df["accuracy_sd"] >= 0).all()
-    assert "mean ± sd over 2 seeds" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "proxy's validation accuracy after 1 epoch on 400 fashion-mnist images at 14 px, 2 seeds (mean ± sd" in out
+    assert "validated" not in out
 
     cmd = [sys.executable, "-m", "mrla_nas.cli", "validate", str(run), "--epochs", "3", "--seeds", "2",
            "--train-size", "600", "--quiet"]
@@ -160,9 +162,16 @@ def test_search_with_seeds_validate_resumes_after_sigkill_and_explain(tmp_path, 
     keys = [r["key"] for r in after.values() if r["status"] == "complete"]
     assert len(keys) == len(set(keys)) == len(table)
 
+    # the front and the explanation show the validated figures beside the proxy's, each with its recipe
+    validated_recipe = "3 epochs on 600 fashion-mnist images at 14 px, 2 seeds"
+    assert main(["pareto", str(run)]) == 0
+    text = capsys.readouterr().out
+    assert "validated (95% CI)" in text and f"(validate/) with {validated_recipe}" in text
     assert main(["explain", str(run), "--csv", str(tmp_path / "effects.csv")]) == 0
     text = capsys.readouterr().out
     assert "MRLA in stage 1:" in text and "MRLA in stage 2:" in text and "importance for accuracy" in text
+    assert "proxy accuracy effects against no MRLA in that stage after 1 epoch on 400" in text
+    assert f"validated with {validated_recipe} (validate/), against no MRLA: MRLA-light everywhere" in text
     assert (run / "explain.png").exists() and len(pd.read_csv(tmp_path / "effects.csv")) >= 2
     json.loads((out / "manifest.json").read_text())  # the validation is a run of its own
 

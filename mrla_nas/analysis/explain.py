@@ -157,9 +157,18 @@ class Explanation:
         held = "other stages held fixed" if backbones == 1 else (
             f"other stages and the backbone held fixed ({backbones} backbones; FLOPs shares of the first's network "
             "without MRLA)")
-        lines = [f"where MRLA pays off in {self.run.path} ({self.networks} finished networks; effects against no "
-                 f"MRLA in that stage, {held}; 95% bootstrap intervals):"]
+        lines = [f"where MRLA pays off in {self.run.path} ({self.networks} finished networks; proxy accuracy effects "
+                 f"against no MRLA in that stage after {self.run.recipe}, {held}; 95% bootstrap intervals):"]
         lines += ["  " + s for s in self.sentences()]
+        validation = self.run.validation()
+        if validation is not None:
+            gains = validation.reference_gains()
+            shown = "; ".join(f"{FORM_NAMES[f]} everywhere {g:+.3f} ± {sd:.3f}" for f, (g, sd) in gains.items())
+            lines.append(f"  validated with {validation.recipe} ({validation.path.name}/), against no MRLA: "
+                         + (shown or "the reference placements were not validated"))
+        else:
+            lines.append("  proxy effects are how much faster a network learns under the proxy, not what it gains when "
+                         "trained: `mrla-nas validate RUN` retrains the front and the reference placements longer")
         for name, evaluators in self.importance.items():
             for label, values in evaluators.items():
                 shown = ", ".join(f"{p} {v:.2f}" if isinstance(v, float) else f"{p}: {v}"
@@ -204,8 +213,9 @@ def plot_explanation(e: Explanation, out_path) -> Path:
         ax.text(forms.index(r.form), r.stage - 1, label, ha="center", va="center", fontsize=8)
     ax.set_xticks(range(len(forms)), [FORM_NAMES[f] for f in forms])
     ax.set_yticks(range(len(stages)), [f"stage {s}" for s in stages])
-    ax.set_title(f"accuracy effect against no MRLA ({e.networks} networks, 95% intervals)", fontsize=9)
-    fig.colorbar(im, ax=ax, label="accuracy effect")
+    ax.set_title(f"proxy accuracy effect against no MRLA ({e.networks} networks, 95% intervals)\n"
+                 f"proxy: {e.run.recipe}", fontsize=8)
+    fig.colorbar(im, ax=ax, label="proxy accuracy effect")
     fig.tight_layout()
     out_path = Path(out_path)
     fig.savefig(out_path)

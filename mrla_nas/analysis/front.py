@@ -35,17 +35,24 @@ def format_front(run: Run) -> str:
               for _, r in run.front.iterrows()} if varying else {}
     choice_width = max([len("backbone")] + [len(c) for c in choice.values()]) + 1 if varying else 0
     choice_head = f"{'backbone':{choice_width}s}" if varying else ""
+    validation = run.validation()
+    validated = validation.by_trial() if validation is not None else {}
+    val_head = f" {'validated (95% CI)':>26s}" if validated else ""
     lines = [f"{'':2s}{'trial':>5s}  {'arch':22s} {choice_head}{'stage choices':34s} {acc_head:>{width}s} "
-             f"{'FLOPs':>14s} {'params':>10s}"]
+             f"{'FLOPs':>14s} {'params':>10s}{val_head}"]
     for _, r in run.front.iterrows():
         stages = " ".join(_stage_label(r, i) for i in range(1, len(run.space.stages) + 1))
         mark = "*" if int(r["trial_id"]) == run.knee else " "
         acc = f"{r['accuracy']:.4f}" + (f" ± {r['accuracy_sd']:.4f}" if seeds > 1 else "")
         bb = f"{choice[int(r['trial_id'])]:{choice_width}s}" if varying else ""
+        v = validated.get(int(r["trial_id"]))
+        val = "" if not validated else f" {'not validated' if v is None else _validated_cell(v):>26s}"
         lines.append(f"{mark:2s}{int(r['trial_id']):5d}  {r['summary']:22s} {bb}{stages:34s} {acc:>{width}s} "
-                     f"{int(r['flops']):14,d} {int(r['params']):10,d}")
-    if seeds > 1:
-        lines.append(f"accuracy: mean ± sd over {seeds} seeds (training subset, initialisation, batch order)")
+                     f"{int(r['flops']):14,d} {int(r['params']):10,d}{val}")
+    lines.append(f"accuracy: the proxy's validation accuracy after {run.recipe}"
+                 + (" (mean ± sd over the seeds: training subset, initialisation, batch order)" if seeds > 1 else ""))
+    if validation is not None:
+        lines.append(f"validated: retrained by `mrla-nas validate` ({validation.path.name}/) with {validation.recipe}")
     lines.append(f"front: {len(run.front)} of {int((run.trials['status'] == COMPLETE).sum())} complete trials "
                  f"({len(run.space.objectives)} objectives: {', '.join(run.space.objective_names())}); "
                  f"hypervolume {run.hypervolume:.4f} (fraction of the box {box_label(run)} that the front "
@@ -64,6 +71,10 @@ def box_label(run: Run) -> str:
         else:
             parts.append(f"{name} 0..{ref:,.0f}")
     return " x ".join(parts)
+
+
+def _validated_cell(row) -> str:
+    return f"{row['val_mean']:.4f} [{row['val_low']:.4f}, {row['val_high']:.4f}]"
 
 
 def plot_runs(runs: Sequence[Run], out_path) -> Path:
@@ -88,7 +99,7 @@ def plot_runs(runs: Sequence[Run], out_path) -> Path:
             # with three objectives the front is not a curve in this plane: points, not a line
             style = "o" if "params" in run.space.objectives else "-o"
             ax.plot(run.front["flops"].astype(float) / 1e6, run.front["accuracy"], style, color=color, ms=5,
-                    label=f"{run.path.name}: front (HV {run.hypervolume:.4f})")
+                    label=f"{run.path.name}: front (HV {run.hypervolume:.4f}), proxy: {run.recipe}")
             if int(run.space.proxy.get("seeds", 1)) > 1:  # seed noise: one sd either way
                 ax.errorbar(run.front["flops"].astype(float) / 1e6, run.front["accuracy"],
                             yerr=run.front["accuracy_sd"].astype(float), fmt="none", ecolor=color, capsize=3,
@@ -100,13 +111,21 @@ def plot_runs(runs: Sequence[Run], out_path) -> Path:
             if run.knee is not None:
                 k = run.front[run.front["trial_id"] == run.knee].iloc[0]
                 ax.scatter([float(k["flops"]) / 1e6], [k["accuracy"]], s=120, facecolors="none", edgecolors=color)
+        validation = run.validation()
+        if validation is not None and len(validation.table):
+            t = validation.table
+            ax.errorbar(t["flops"].astype(float) / 1e6, t["val_mean"],
+                        yerr=[t["val_mean"] - t["val_low"], t["val_high"] - t["val_mean"]], fmt="s", mfc="none",
+                        color=color, ms=5, capsize=2, label=f"{run.path.name}: validated ({validation.recipe})")
         for p, row in run.reference_rows().items():
             ax.annotate(REFERENCE_LABELS[p], (float(row["flops"]) / 1e6, row["accuracy"]), fontsize=8,
                         xytext=(4, -10), textcoords="offset points")
     if norm is not None:
         fig.colorbar(sc, ax=ax, label="params (third objective)")
     ax.set_xlabel(f"MFLOPs ({runs[0].space.flops_convention}, 1 multiply-add = 1 FLOP)")
-    ax.set_ylabel("proxy validation accuracy")
+    recipes = {r.recipe for r in runs}
+    ax.set_ylabel("validation accuracy" + (f"\nproxy: {runs[0].recipe}" if len(recipes) == 1 else " (recipes in the legend)"),
+                  fontsize=8 if len(recipes) == 1 else None)
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:  # no front yet: nothing to name
         ax.legend(fontsize=8, loc="lower right")

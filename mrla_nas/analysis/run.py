@@ -11,6 +11,7 @@ from ..objectives.pareto import pareto
 from ..rundir.files import check_run_dir
 from ..rundir.trials_table import trials_table
 from ..space import REFERENCE_PLACEMENTS, SearchSpace
+from ..space.recipe import recipe_label
 
 REFERENCE_LABELS = {"none": "no MRLA", "light": "light everywhere", "base": "base everywhere"}
 
@@ -28,6 +29,21 @@ class Run:
     reference: Tuple[float, ...]
     knee: Optional[int]
 
+    @property
+    def recipe(self) -> str:
+        """The proxy recipe its accuracies were measured under (:func:`~mrla_nas.space.recipe.recipe_label`)."""
+        return recipe_label(self.space.proxy)
+
+    def validation(self) -> Optional["Validation"]:
+        """The newest ``mrla-nas validate`` of this run (its ``validate.csv``), or None where none ran."""
+        found = sorted(self.path.glob("*/validate.csv"), key=lambda p: p.stat().st_mtime)
+        if not found:
+            return None
+        folder = found[-1].parent
+        table = pd.read_csv(found[-1])
+        space = SearchSpace.from_file(folder / "space.yaml", check_paths=False)
+        return Validation(folder, table, recipe_label(space.proxy))
+
     def reference_rows(self) -> dict:
         """Trials that measured a reference placement (no MRLA, light everywhere, base everywhere)."""
         bb = self.space.backbone_combos()[0]
@@ -39,6 +55,33 @@ class Run:
             rows = self.trials[(self.trials["key"] == key) & self.trials["accuracy"].notna()]
             if len(rows):
                 out[p] = rows.iloc[0]
+        return out
+
+
+@dataclass
+class Validation:
+    """A validation of a run read back: ``table`` (validate.csv: per network ``trial_id``, ``summary``,
+    ``roles``, proxy and validated accuracy with its 95% interval) and the ``recipe`` it retrained with."""
+
+    path: Path
+    table: pd.DataFrame
+    recipe: str
+
+    def by_trial(self) -> dict:
+        """Validated rows of the networks that are trials of the run, by trial id."""
+        rows = self.table[self.table["trial_id"].notna()]
+        return {int(r["trial_id"]): r for _, r in rows.iterrows()}
+
+    def reference_gains(self) -> dict:
+        """Light and base everywhere against no MRLA, validated: {form: (gain, sd of the gain)}."""
+        ref = {role: r for _, r in self.table.iterrows() for role in str(r["roles"]).split("+")}
+        none = ref.get(REFERENCE_LABELS["none"])
+        out = {}
+        for form in ("light", "base"):
+            if none is not None and REFERENCE_LABELS[form] in ref:
+                r = ref[REFERENCE_LABELS[form]]
+                out[form] = (float(r["val_mean"] - none["val_mean"]),
+                             float((r["val_sd"] ** 2 / r["val_n"] + none["val_sd"] ** 2 / none["val_n"]) ** 0.5))
         return out
 
 

@@ -31,6 +31,7 @@ from ..objectives.pareto import non_dominated
 from ..rundir.files import read_records
 from ..rundir.records import COMPLETE
 from ..space import REFERENCE_PLACEMENTS, SearchSpace
+from ..space.recipe import recipe_label
 from ..space.schema import check_run_name
 from ..yaml_io import load_yaml_file
 from .run import REFERENCE_LABELS, Run, load_run
@@ -209,8 +210,7 @@ class ValidationReport:
 
     def _recipe_label(self) -> str:
         r = self.recipe
-        return (f"{r['epochs']} epochs on {r['train_size']:,} images, {r['seeds']} seeds, validation "
-                f"{r['val_size']:,} images of the {r['val_split']} split")
+        return f"{recipe_label(r)}, validation {r['val_size']:,} images of the {r['val_split']} split"
 
 
 def validate(run_path, epochs: Optional[int] = None, train_size: Optional[int] = None,
@@ -271,7 +271,8 @@ def _compare(run: Run, chosen: List[Dict[str, Any]], out_dir: Path, space: Searc
     front_positions = set(np.flatnonzero(table["roles"].str.contains("front|knee").to_numpy()))
     dominated = {int(table.at[i, "trial_id"]): table.at[j, "summary"] + f" ({table.at[j, 'roles']})"
                  for i, j in noise_dominated(table, costs).items() if i in front_positions}
-    recipe = {k: space.proxy[k] for k in ("epochs", "train_size", "val_size", "val_split", "seeds")}
+    recipe = {k: space.proxy[k] for k in ("dataset", "epochs", "train_size", "resolution", "val_size", "val_split",
+                                          "seeds")}
     return ValidationReport(run, table, kendall, spearman, knee_ok, dominated, recipe, out_dir)
 
 

@@ -7,6 +7,8 @@ recipe that validates is one that trains.
 
 >>> crop_padding(32), crop_padding(4)
 (4, 1)
+>>> recipe_label({"dataset": "fashion-mnist", "epochs": 2, "train_size": 3000, "resolution": 28, "seeds": 2})
+'2 epochs on 3,000 fashion-mnist images at 28 px, 2 seeds'
 """
 from __future__ import annotations
 
@@ -34,3 +36,11 @@ def check_augmentation(kind: str, resolution: int, where: str) -> None:
         raise ConfigError(f"{where}={resolution}: augmentation 'crop_flip' pads {crop_padding(resolution)} px by "
                           f"reflection and needs images of at least {crop_padding(resolution) + 1} px; use 'flip' "
                           "or 'none' at this size")
+
+
+def recipe_label(proxy) -> str:
+    """What an accuracy measured under this recipe means, in one phrase: every figure and table that
+    shows proxy (or validated) accuracies names it, since a 2-epoch accuracy is not a trained one."""
+    epochs, seeds = int(proxy["epochs"]), int(proxy.get("seeds", 1))
+    return (f"{epochs} epoch{'s' if epochs != 1 else ''} on {int(proxy['train_size']):,} {proxy['dataset']} images "
+            f"at {proxy['resolution']} px, {seeds} seed{'s' if seeds != 1 else ''}")
