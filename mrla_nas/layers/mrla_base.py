@@ -6,7 +6,7 @@ from typing import List, NamedTuple, Optional
 import torch
 
 from ..kernels import cpu_kernels
-from .cpu_ops import global_avg_pool, use_cpu_kernels
+from .cpu_ops import _compiling, global_avg_pool, use_cpu_kernels
 from .fused_attention import base_attention
 from .heads import MRLAUnit, attention_weights, check_input
 
@@ -78,8 +78,22 @@ class _WeightedLayerSum(torch.autograd.Function):
 _WeightedLayerSum.__name__ = "WeightedLayerSum"
 
 
+def _plain_weighted_sum(weights: torch.Tensor, values: List[torch.Tensor]) -> torch.Tensor:
+    w = weights.unsqueeze(-1).unsqueeze(-1)  # [B, C, t, 1, 1]
+    out = values[0] * w[:, :, 0]
+    for t in range(1, len(values)):
+        out = torch.addcmul(out, values[t], w[:, :, t])
+    return out
+
+
 def weighted_layer_sum(weights: torch.Tensor, values: List[torch.Tensor]) -> torch.Tensor:
     """Per-channel weighted sum of feature maps: [B, C, t] x t*[B, C, H, W] -> [B, C, H, W]."""
+    if _compiling():
+        # torch.compile gets the operators themselves, which inductor fuses and differentiates: Dynamo
+        # binds an autograd Function's variadic inputs wrongly (torch 2.14: the first value arrives
+        # as the weights), and the Function exists for the C++ kernel and fvcore's trace, neither of
+        # which runs under compilation
+        return _plain_weighted_sum(weights, values)
     return _WeightedLayerSum.apply(weights, *values)
 
 
