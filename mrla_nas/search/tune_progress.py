@@ -28,10 +28,24 @@ def _death_reason(trial) -> str:
     return (lines[-1] if lines else "the trial's worker process died")[:500]
 
 
+def time_left(elapsed: float, finished_here: int, remaining: int) -> str:
+    """`` ~N min left`` at this session's pace so far (the machine it runs on, with its start-up),
+    or nothing before a trial has finished here or after the last.
+
+    >>> time_left(120.0, 4, 6), time_left(10.0, 0, 6), time_left(50.0, 3, 0)
+    ('  ~3 min left', '', '')
+    """
+    if finished_here <= 0 or remaining <= 0:
+        return ""
+    seconds = elapsed / finished_here * remaining
+    return f"  ~{seconds / 60:.0f} min left" if seconds >= 90 else f"  ~{seconds:.0f} s left"
+
+
 class ProgressCallback(Callback):
     def __init__(self, run_dir, target: int, space, enabled: bool = True, on_first_trial=None):
         self.run_dir, self.target, self.space, self.enabled = run_dir, target, space, enabled
         self.running = 0
+        self.finished_here = 0  # trials this session saw end: its pace, for the time left
         self.t0 = time.time()
         self.last = ""
         self.on_first_trial = on_first_trial  # e.g. record Ray's worker processes once they exist
@@ -44,8 +58,10 @@ class ProgressCallback(Callback):
         failed = int((df["status"] == FAILED).sum())
         infeasible = int((df["status"] == INFEASIBLE).sum())
         front, hv, _, _ = pareto(df, self.space.objectives, self.space.constraints)
+        elapsed = time.time() - self.t0
         return (f"trials {done}/{self.target}  running {self.running}  failed {failed}  over budget {infeasible}  "
-                f"front {len(front)}  hypervolume {hv:.4f}  [{time.time() - self.t0:.0f}s]")
+                f"front {len(front)}  hypervolume {hv:.4f}  [{elapsed:.0f}s"
+                f"{time_left(elapsed, self.finished_here, self.target - done).rstrip()}]")
 
     def _refresh(self) -> None:
         df = self.table.write_csv()
@@ -68,10 +84,12 @@ class ProgressCallback(Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self.running = max(0, self.running - 1)
+        self.finished_here += 1
         self._refresh()
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.running = max(0, self.running - 1)
+        self.finished_here += 1
         number = trial.config.get("trial_number")
         if number is not None:
             rec = read_record(self.run_dir, number)
