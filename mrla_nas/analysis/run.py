@@ -36,7 +36,9 @@ class Run:
 
     def validation(self) -> Optional["Validation"]:
         """The newest ``mrla-nas validate`` of this run (its ``validate.csv``), or None where none ran."""
-        found = sorted(self.path.glob("*/validate.csv"), key=lambda p: p.stat().st_mtime)
+        # a validation is a run of its own: its recipe is its frozen space (a folder without one is not)
+        found = sorted((p for p in self.path.glob("*/validate.csv") if (p.parent / "space.yaml").is_file()),
+                       key=lambda p: p.stat().st_mtime)
         if not found:
             return None
         folder = found[-1].parent
