@@ -172,10 +172,7 @@ def _resolve(dotted: str):
 def test_the_docs_name_modules_and_files_that_exist(doc):
     import re
 
-    path = PACKAGE.parent / doc
-    if not path.exists():
-        pytest.skip(f"{doc} not in this tree")
-    text = path.read_text()
+    text = (PACKAGE.parent / doc).read_text()  # a doc the list names and the tree lacks fails here too
     missing = []
     for module, names in re.findall(r"from (mrla_nas[\w.]*) import ([\w, ]+)", text):
         for name in names.replace(" ", "").split(","):

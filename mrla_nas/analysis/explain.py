@@ -160,7 +160,7 @@ class Explanation:
         lines = [f"where MRLA pays off in {self.run.path} ({self.networks} finished networks; proxy accuracy effects "
                  f"against no MRLA in that stage after {self.run.recipe}, {held}; 95% bootstrap intervals):"]
         lines += ["  " + s for s in self.sentences()]
-        validation = self.run.validation()
+        validation = self.run.validation
         if validation is not None:
             gains = validation.reference_gains()
             shown = "; ".join(f"{FORM_NAMES[f]} everywhere {g:+.3f} ± {sd:.3f}" for f, (g, sd) in gains.items())

@@ -75,9 +75,8 @@ def read_export(path) -> Tuple[NetworkConfig, Dict[str, Any]]:
     shape = metrics.get("input_shape")
     if shape is not None:
         expected = f"[1, {arch.in_chans}, H, W] (one image of this network's {arch.in_chans} channel(s))"
-        if not (isinstance(shape, list) and len(shape) == 4 and all(is_pos_int(v) for v in shape)):
-            raise ConfigError(f"{where}.input_shape={show(shape)}: expected {expected}")
-        if shape[0] != 1 or shape[1] != arch.in_chans:
+        if not (isinstance(shape, list) and len(shape) == 4 and all(is_pos_int(v) for v in shape)
+                and shape[:2] == [1, arch.in_chans]):
             raise ConfigError(f"{where}.input_shape={show(shape)}: expected {expected}")
         if shape[2] != shape[3]:
             raise ConfigError(f"{where}.input_shape={show(shape)}: expected a square input (H == W), as a "

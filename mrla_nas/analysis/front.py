@@ -35,7 +35,7 @@ def format_front(run: Run) -> str:
               for _, r in run.front.iterrows()} if varying else {}
     choice_width = max([len("backbone")] + [len(c) for c in choice.values()]) + 1 if varying else 0
     choice_head = f"{'backbone':{choice_width}s}" if varying else ""
-    validation = run.validation()
+    validation = run.validation
     validated = validation.by_trial() if validation is not None else {}
     val_head = f" {'validated (95% CI)':>26s}" if validated else ""
     lines = [f"{'':2s}{'trial':>5s}  {'arch':22s} {choice_head}{'stage choices':34s} {acc_head:>{width}s} "
@@ -111,7 +111,7 @@ def plot_runs(runs: Sequence[Run], out_path) -> Path:
             if run.knee is not None:
                 k = run.front[run.front["trial_id"] == run.knee].iloc[0]
                 ax.scatter([float(k["flops"]) / 1e6], [k["accuracy"]], s=120, facecolors="none", edgecolors=color)
-        validation = run.validation()
+        validation = run.validation
         if validation is not None and len(validation.table):
             t = validation.table
             ax.errorbar(t["flops"].astype(float) / 1e6, t["val_mean"],

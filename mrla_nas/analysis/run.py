@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Optional, Tuple
 
@@ -34,8 +35,10 @@ class Run:
         """The proxy recipe its accuracies were measured under (:func:`~mrla_nas.space.recipe.recipe_label`)."""
         return recipe_label(self.space.proxy)
 
+    @cached_property
     def validation(self) -> Optional["Validation"]:
-        """The newest ``mrla-nas validate`` of this run (its ``validate.csv``), or None where none ran."""
+        """The newest ``mrla-nas validate`` of this run (its ``validate.csv``), or None where none ran;
+        read once per Run (the front table, the plot and explain all show it)."""
         # a validation is a run of its own: its recipe is its frozen space (a folder without one is not)
         found = sorted((p for p in self.path.glob("*/validate.csv") if (p.parent / "space.yaml").is_file()),
                        key=lambda p: p.stat().st_mtime)

@@ -47,12 +47,8 @@ class _WeightedLayerSum(torch.autograd.Function):
         if ctx.kernels:  # one pass over each value, in C++
             ctx.save_for_backward(weights, *values)
             return cpu_kernels().weighted_sum(weights.contiguous(), list(values), False)[0]
-        w = weights.unsqueeze(-1).unsqueeze(-1)  # [B, C, t, 1, 1]
-        out = values[0] * w[:, :, 0]
-        for t in range(1, len(values)):
-            out.addcmul_(values[t], w[:, :, t])
         ctx.save_for_backward(weights, *values)
-        return out
+        return _plain_weighted_sum(weights, values)
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
@@ -79,10 +75,12 @@ _WeightedLayerSum.__name__ = "WeightedLayerSum"
 
 
 def _plain_weighted_sum(weights: torch.Tensor, values: List[torch.Tensor]) -> torch.Tensor:
+    """The sum in ATen operators, accumulated in place into one fresh map (autograd allows it: no
+    backward needs the running sum)."""
     w = weights.unsqueeze(-1).unsqueeze(-1)  # [B, C, t, 1, 1]
     out = values[0] * w[:, :, 0]
     for t in range(1, len(values)):
-        out = torch.addcmul(out, values[t], w[:, :, t])
+        out.addcmul_(values[t], w[:, :, t])
     return out
 
 
