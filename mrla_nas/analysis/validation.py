@@ -37,7 +37,8 @@ from ..yaml_io import load_yaml_file
 from .run import REFERENCE_LABELS, Run, load_run
 
 RECIPE_KEYS = ("epochs", "train_size", "val_size", "val_split", "seeds", "lr", "batch_size", "optimizer",
-               "momentum", "weight_decay", "augmentation", "resolution")
+               "momentum", "weight_decay", "augmentation", "resolution",
+               "device", "precision", "channels_last", "compile", "workers")  # where it trains
 
 
 @dataclass
@@ -145,11 +146,14 @@ def chosen_networks(run: Run, trials: Optional[List[int]] = None) -> List[Dict[s
     return list(out.values())
 
 
-def validation_space(space: SearchSpace, n: int, recipe: Dict[str, Any]) -> SearchSpace:
+def validation_space(space: SearchSpace, n: int, recipe: Dict[str, Any],
+                     gpus_per_trial: Optional[float] = None) -> SearchSpace:
     """The run's space with the validation recipe, a budget of exactly the chosen networks."""
     data = space.to_dict()
     data["proxy"] = dict(data["proxy"], **recipe)
     data["search"] = dict(data["search"], trials=n, initial=[], sampler="random", scheduler="none")
+    if gpus_per_trial is not None:
+        data["search"]["gpus_per_trial"] = gpus_per_trial
     return SearchSpace.from_dict(data)
 
 
@@ -216,8 +220,12 @@ class ValidationReport:
 def validate(run_path, epochs: Optional[int] = None, train_size: Optional[int] = None,
              seeds: Optional[int] = None, val_size: Optional[int] = None, val_split: Optional[str] = None,
              recipe_file=None, trials: Optional[List[int]] = None, name: str = "validate",
-             address: Optional[str] = None, progress: bool = True) -> ValidationReport:
-    """Retrain the chosen networks of ``run_path`` at a higher fidelity (resumable) and compare."""
+             address: Optional[str] = None, progress: bool = True, device: Optional[str] = None,
+             gpus_per_trial: Optional[float] = None, precision: Optional[str] = None) -> ValidationReport:
+    """Retrain the chosen networks of ``run_path`` at a higher fidelity (resumable) and compare.
+
+    ``device``, ``gpus_per_trial``, ``precision``: where the validation trains (default: as the
+    search did; ``device='cuda'`` alone asks one GPU per trial)."""
     from ..search import search
 
     check_run_name(name, "--name")  # the validation's folder inside the run, never the run or outside it
@@ -226,12 +234,17 @@ def validate(run_path, epochs: Optional[int] = None, train_size: Optional[int] =
     recipe = {"epochs": 4 * base["epochs"], "seeds": max(3, int(base.get("seeds", 1)))}
     if recipe_file is not None:
         recipe.update(read_recipe(recipe_file))
-    given = dict(epochs=epochs, train_size=train_size, seeds=seeds, val_size=val_size, val_split=val_split)
+    given = dict(epochs=epochs, train_size=train_size, seeds=seeds, val_size=val_size, val_split=val_split,
+                 device=device, precision=precision)
     recipe.update({k: v for k, v in given.items() if v is not None})
+    if gpus_per_trial is None and recipe.get("device") == "cuda" and not run.space.search["gpus_per_trial"]:
+        gpus_per_trial = 1
+    if gpus_per_trial is None and recipe.get("device") == "cpu":
+        gpus_per_trial = 0
     chosen = chosen_networks(run, trials)
     if not chosen:
         raise ConfigError(f"run={str(run.path)!r}: no network to validate (no front yet, no reference placement)")
-    space = validation_space(run.space, len(chosen), recipe)
+    space = validation_space(run.space, len(chosen), recipe, gpus_per_trial)
     out_dir = run.path / name
     result = search(space, name=name, runs_dir=run.path, resume=(out_dir / "study.journal").exists(),
                     address=address, progress=progress, enqueue=[c["arch"] for c in chosen])

@@ -52,6 +52,19 @@ def plot_file(text: str) -> str:
     return output_file(text)
 
 
+def gpu_share(text: str) -> float:
+    from mrla_nas.errors import ConfigError
+    from mrla_nas.space.schema import check_gpu_share
+    try:
+        value = float(text)
+    except ValueError:
+        value = text
+    try:
+        return check_gpu_share(value, "--gpus-per-trial")
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e).split(": ", 1)[1]) from None
+
+
 def positive_int(text: str) -> int:
     return _int_in(text, 1, 100_000_000)
 

@@ -161,7 +161,8 @@ def validate(args) -> None:
 
     report = validate(args.run, epochs=args.epochs, train_size=args.train_size, seeds=args.seeds,
                       val_size=args.val_size, val_split=args.val_split, recipe_file=args.recipe,
-                      trials=args.trials, name=args.name, address=args.address, progress=not args.quiet)
+                      trials=args.trials, name=args.name, address=args.address, progress=not args.quiet,
+                      device=args.device, gpus_per_trial=args.gpus_per_trial, precision=args.precision)
     print(report.text())
     print(f"wrote {report.out_dir / 'validate.csv'} and {report.out_dir / 'validate.png'}")
 
@@ -233,4 +234,4 @@ def train(args) -> None:
     train(args.file, out_dir=args.out, dataset=args.dataset, path=args.path, epochs=args.epochs,
           batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer, weight_decay=args.weight_decay,
           augmentation=args.augmentation, resolution=args.resolution, train_size=args.train_size,
-          seed=args.seed, threads=args.threads)
+          seed=args.seed, threads=args.threads, device=args.device, precision=args.precision, workers=args.workers)

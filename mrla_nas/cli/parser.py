@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 
 from . import commands
-from .arguments import (Parser, amount, finite_float, input_size, non_negative_int, output_file, plot_file,
-                        positive_int)
+from .arguments import (Parser, amount, finite_float, gpu_share, input_size, non_negative_int, output_file,
+                        plot_file, positive_int)
 
 
 def build_parser() -> argparse.ArgumentParser:
     from mrla_nas.cost import CONVENTIONS
     from mrla_nas.space.datasets import DATASETS
-    from mrla_nas.space.recipe import AUGMENTATIONS, OPTIMIZERS, VAL_SPLITS
+    from mrla_nas.space.recipe import AUGMENTATIONS, DEVICES, OPTIMIZERS, PRECISIONS, VAL_SPLITS
 
     parser = Parser(prog="mrla-nas", description="Search where MRLA layer attention pays off.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -64,6 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trials", type=non_negative_int, nargs="+", help="validate these trials instead")
     p.add_argument("--name", default="validate", help="the validation run's folder in RUN (default: validate)")
     p.add_argument("--address", help="an existing Ray cluster")
+    p.add_argument("--device", choices=DEVICES, help="where the validation trials train (default: the search's "
+                                                    "proxy.device)")
+    p.add_argument("--gpus-per-trial", type=gpu_share, help="GPUs per validation trial (default: the search's; "
+                                                             "1 with --device cuda)")
+    p.add_argument("--precision", choices=PRECISIONS, help="mixed precision of the validation trials")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=commands.validate)
 
@@ -107,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-size", type=positive_int, help="a stratified subset of the training split")
     p.add_argument("--seed", type=non_negative_int)
     p.add_argument("--threads", type=positive_int)
+    p.add_argument("--device", choices=DEVICES, help="auto (default: CUDA if this process sees a GPU), cpu or cuda")
+    p.add_argument("--precision", choices=PRECISIONS, help="fp32 (default), bf16 or fp16 (CUDA) mixed precision")
+    p.add_argument("--workers", type=non_negative_int, help="DataLoader worker processes reading batches (0)")
     p.add_argument("--out", help="output folder (default: FILE-train/); an existing checkpoint there is resumed")
     p.set_defaults(func=commands.train)
 

@@ -72,8 +72,27 @@ def qk_product(y: torch.Tensor, wq: torch.Tensor, wk: torch.Tensor):
     return (windows @ torch.stack([wq.view(k), wk.view(k)], 1)).unbind(-1)           # [k, 2] weights
 
 
+def autocasting(x: torch.Tensor) -> bool:
+    """Whether autocast (bf16/fp16 mixed precision) is on for ``x``'s device."""
+    try:
+        return torch.is_autocast_enabled(x.device.type)
+    except TypeError:  # torch < 2.4 takes no device type
+        return torch.is_autocast_enabled() if x.is_cuda else torch.is_autocast_cpu_enabled()
+
+
+def _in_float32(fn, *tensors, **kwargs) -> torch.Tensor:
+    """``fn`` on float32 copies of ``tensors`` with autocast off: MRLA's attention scores under mixed
+    precision. ``<Q_h, K_h>`` sums d products and overflows fp16 (65,504) on large descriptors, and
+    bf16's 8-bit mantissa blurs the softmax's ranking; the scores are [B, g] or [B, g, t], so float32
+    costs nothing. Outside autocast ``fn`` runs as it is (the path the reference tensors pin)."""
+    with torch.autocast(tensors[0].device.type, enabled=False):
+        return fn(*(t.float() for t in tensors), **kwargs)
+
+
 def per_head_scores(q: torch.Tensor, k: torch.Tensor, heads: int, scale: float) -> torch.Tensor:
-    """<Q_h, K_h> * scale for every head: [B, C] x [B, C] -> [B, g]."""
+    """<Q_h, K_h> * scale for every head: [B, C] x [B, C] -> [B, g] (float32 under autocast)."""
+    if autocasting(q):
+        return _in_float32(per_head_scores, q, k, heads=heads, scale=scale)
     b, d = q.shape[0], q.shape[1] // heads  # sizes spelled out: an empty batch leaves -1 ambiguous
     return torch.einsum("bgd,bgd->bg", q.view(b, heads, d), k.view(b, heads, d)) * scale
 
@@ -92,7 +111,9 @@ def scaled_kernels(wv: torch.Tensor, batch: int, heads: int, gate: Optional[torc
 
 def attention_weights(q: torch.Tensor, keys: List[torch.Tensor], heads: int, scale: float) -> torch.Tensor:
     """MRLA-base's ``softmax_t(<Q_h, K_h,t> * scale)`` over t keys [B, C] each, one weight per channel:
-    [B, C, t]."""
+    [B, C, t] (the scores and the softmax in float32 under autocast)."""
+    if autocasting(q):
+        return _in_float32(lambda q, *keys: attention_weights(q, list(keys), heads, scale), q, *keys)
     b, c = q.shape
     d = c // heads
     stacked = torch.stack(keys, 1).view(b, len(keys), heads, d)                       # [B, t, g, d]

@@ -67,6 +67,7 @@ def _row(t, rec: Dict[str, Any], marked: Dict[int, Any]) -> Optional[Dict[str, A
     row["error"] = rec.get("error") or t.user_attrs.get("error")
     row["wall_s"] = rec.get("wall_s")
     row["train_s"] = rec.get("train_s")
+    row["device"] = rec.get("device")  # where it trained: 'cpu' or 'cuda:0 (GPU model)'
     return row
 
 

@@ -35,8 +35,9 @@ from ..rundir.study import open_study
 from ..rundir.trials_table import write_trials_csv
 from ..settings import logger_level, optuna_verbosity
 from ..space import SearchSpace, load_space
-from ..space.schema import check_run_name
-from .ray_cluster import check_ray_address, cluster_address, ray_session, reap_stale_ray, record_ray_processes
+from ..space.schema import PLACEMENT_KEYS, check_run_name
+from .ray_cluster import (check_gpus, check_ray_address, cluster_address, ray_session, reap_stale_ray,
+                          record_ray_processes)
 from .samplers import make_sampler
 from .tune_searcher import StudySearcher
 
@@ -88,6 +89,14 @@ def search(space_path, name: Optional[str] = None, runs_dir="runs", trials: Opti
         return _run_session(space, run_dir, target, resume, address, progress, enqueue, trainable)
 
 
+def _what_is_computed(space: SearchSpace) -> dict:
+    """A space without what a resume may change: its search section, and where the proxy trains
+    (threads, device, workers, ...; each trial records its device)."""
+    data = space.to_dict()
+    proxy = {k: v for k, v in data["proxy"].items() if k not in PLACEMENT_KEYS}
+    return dict(data, search=None, proxy=proxy)
+
+
 def _check_before_writing(space: SearchSpace, space_path, run_dir: Path, resume: bool,
                           address: Optional[str]) -> None:
     """Everything that can be wrong with the request, found before the run directory changes: a
@@ -100,17 +109,22 @@ def _check_before_writing(space: SearchSpace, space_path, run_dir: Path, resume:
         check_run_dir(run_dir)
         read_manifest(run_dir)  # damaged: stop before anything changes
         frozen = SearchSpace.from_file(run_dir / "space.yaml", check_paths=False)
-        changed = first_difference(dict(frozen.to_dict(), search=None), dict(space.to_dict(), search=None))
+        changed = first_difference(_what_is_computed(frozen), _what_is_computed(space))
         if changed:
             where, was, now = changed
             source = f"space {space.name!r}" if isinstance(space_path, SearchSpace) else str(space_path)
             raise ConfigError(f"{source}: {where}={show(now)}, but the run's frozen space ({run_dir}/space.yaml) "
-                              f"has {show(was)}; only the search section may change on a resume: resume with the "
-                              "same space or start a new --name")
+                              f"has {show(was)}; only the search section and where the proxy trains (proxy."
+                              f"{', proxy.'.join(PLACEMENT_KEYS)}) may change on a resume: resume with the same "
+                              "space or start a new --name")
     elif (run_dir / "study.journal").exists():
         raise ConfigError(f"run directory {str(run_dir)!r} exists; pass --resume to continue it or --name for a new run")
     check_budget(space)
     check_ray_address(address)
+    check_gpus(space, address)
+    if space.proxy["compile"]:
+        from ..training.device import check_compile
+        check_compile("cuda" if space.proxy["device"] == "cuda" else "cpu")
     check_proxy_data(space.proxy, space.seed, space.backbone_combos())  # here, once, not in every trial
 
 
@@ -190,7 +204,7 @@ def _ray_notices_silenced() -> Iterator[None]:
 
 def _tuner(space: SearchSpace, study: optuna.Study, run_dir: Path, remaining: int, callback, train_fn):
     """Ray Tune's ``Tuner``: the study's searcher, the space's halving rule as its scheduler, one trial
-    per CPU share, every trial's failure kept to itself."""
+    per CPU (and GPU) share, every trial's failure kept to itself."""
     from ray import tune
 
     from .tune_scheduler import HalvingScheduler
@@ -200,8 +214,7 @@ def _tuner(space: SearchSpace, study: optuna.Study, run_dir: Path, remaining: in
     rule = rule_for(space)  # asha / moasha: the rule the table replay uses too
     scheduler = HalvingScheduler(rule, space, space.search["scheduler"]) if rule is not None else None
     ctx = {"run_dir": str(run_dir.resolve()), "proxy": space.proxy, "seed": space.seed}
-    trainable = tune.with_resources(tune.with_parameters(train_fn or proxy_trial, ctx=ctx),
-                                    {"cpu": space.proxy["threads"]})
+    trainable = tune.with_resources(tune.with_parameters(train_fn or proxy_trial, ctx=ctx), space.trial_resources())
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=StudySearcher(space, study, run_dir), num_samples=remaining,

@@ -66,6 +66,52 @@ def check_ray_address(address: Optional[str]) -> None:
                           "(`ray start --head`) or leave the address out for a local Ray") from None
 
 
+def check_gpus(space: SearchSpace, address: Optional[str]) -> None:
+    """Trials that ask for GPUs (``search.gpus_per_trial``) can be placed: on this machine, by the
+    CUDA devices torch sees (the local Ray counts the same ones); on a cluster, by the GPUs its
+    nodes declare (``ray start --num-gpus``), one node holding a whole trial's share. Found before
+    anything is written: Ray would leave such trials pending for ever."""
+    share = space.search["gpus_per_trial"]
+    if not share:
+        return
+    field = f"search.gpus_per_trial={share:g}"
+    address = cluster_address(address)
+    if address is None:
+        import torch
+
+        count = torch.cuda.device_count()
+        where = f"this machine has {count} CUDA device{'s' if count != 1 else ''}"
+        per_node = count
+    else:
+        per_node, count = _cluster_gpus(address)
+        where = (f"the cluster at {address} declares {count:g} GPU{'s' if count != 1 else ''}"
+                 + (f", at most {per_node:g} on one node" if count else ""))
+    if per_node < share or not per_node:
+        raise ConfigError(f"{field}: {where}; a trial needs {share:g} on one node (start the nodes with "
+                          "`ray start --num-gpus N`, or set search.gpus_per_trial: 0 for CPU trials)")
+
+
+def _cluster_gpus(address: str):
+    """(most GPUs on one alive node, GPUs in all) that a running cluster declares."""
+    import ray
+
+    if ray.is_initialized():
+        return _gpus_of(ray.nodes())
+    try:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    except ConnectionError as e:
+        raise ConfigError(f"address={address!r}: {str(e).splitlines()[0]}") from None
+    try:
+        return _gpus_of(ray.nodes())
+    finally:
+        ray.shutdown()
+
+
+def _gpus_of(nodes) -> tuple:
+    gpus = [float(n.get("Resources", {}).get("GPU", 0)) for n in nodes if n.get("Alive")]
+    return (max(gpus, default=0.0), sum(gpus))
+
+
 @contextlib.contextmanager
 def ray_session(space: SearchSpace, address: Optional[str]) -> Iterator[bool]:
     """Ray Tune's environment for the session, and Ray started (or joined) unless it already runs;
@@ -97,7 +143,7 @@ def _init_ray(space: SearchSpace, address: Optional[str]) -> bool:
     # on the machine starves the trials (measured: 32-46 s per epoch against 1.0 s). The Ray we
     # start runs them at the driver's own priority plus search.worker_niceness (default 0).
     with environment(RAY_worker_niceness=str(space.search["worker_niceness"])):
-        ray.init(num_cpus=space.search["concurrency"] * space.proxy["threads"], **common)
+        ray.init(num_cpus=space.search["concurrency"] * space.trial_resources()["cpu"], **common)
     return True
 
 

@@ -50,6 +50,7 @@ class ProgressCallback(Callback):
         self.last = ""
         self.on_first_trial = on_first_trial  # e.g. record Ray's worker processes once they exist
         self.table = TrialsTable(run_dir)
+        self.notes = set()  # each trial-placement note once (auto on a GPU share without CUDA)
 
     def _line(self, df) -> str:
         if df.empty:
@@ -81,6 +82,12 @@ class ProgressCallback(Callback):
         if self.on_first_trial is not None:
             self.on_first_trial(self.run_dir)
             self.on_first_trial = None
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        note = result.get("device_note")
+        if note and note not in self.notes:
+            self.notes.add(note)
+            print(f"mrla-nas: {note}", file=sys.stderr)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self.running = max(0, self.running - 1)

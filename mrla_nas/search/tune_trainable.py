@@ -40,6 +40,7 @@ def proxy_trial(config: Dict[str, Any], ctx: Dict[str, Any]) -> None:
     import ray
     from ray import tune
 
+    from ..training.device import resolve
     from ..training.proxy import proxy_seeds, train_proxy
 
     number = config["trial_number"]
@@ -56,6 +57,9 @@ def proxy_trial(config: Dict[str, Any], ctx: Dict[str, Any]) -> None:
         return
     proxy, epochs = ctx["proxy"], ctx["proxy"]["epochs"]
     try:
+        # the trial's GPU share, not what CUDA shows, decides `auto` (training/device.py says why)
+        placement = resolve(proxy, gpu_share=bool(ray.get_gpu_ids()))
+        rec.update(device=placement.describe(), device_note=placement.note)
         data = _datasets(proxy, ctx["seed"])
         t_train = time.perf_counter()
         write_json_atomic(path, rec)  # "running", with its config: what a reader sees if the worker dies
@@ -70,10 +74,11 @@ def proxy_trial(config: Dict[str, Any], ctx: Dict[str, Any]) -> None:
             write_json_atomic(path, rec)
             tune.report({"accuracy": ep.val_accuracy, "accuracy_sd": ep.val_accuracy_sd, "flops": config["flops"],
                          "params": config["params"], "epoch": ep.epoch, "val_loss": ep.val_loss,
-                         "fidelity": rec["fidelity"], "trial_number": number})
+                         "fidelity": rec["fidelity"], "trial_number": number, "device": rec["device"],
+                         "device_note": placement.note or ""})
 
         train_proxy(arch, proxy, seed=ctx["seed"], data=data, report=report,
-                    seeds=proxy_seeds(proxy, ctx["seed"]))
+                    seeds=proxy_seeds(proxy, ctx["seed"]), placement=placement)
         rec["status"] = COMPLETE
     except Exception as e:  # recorded with its reason; Ray marks the trial errored, the search goes on
         rec.update(status=FAILED, error=f"{type(e).__name__}: {e}".splitlines()[0][:500])

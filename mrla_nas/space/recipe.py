@@ -19,6 +19,14 @@ AUGMENTATIONS = ("none", "flip", "crop_flip")
 VAL_SPLITS = ("train", "test")  # validation carved from the training split, or the dataset's test split
 MIN_BATCH = 2  # BatchNorm trains on two samples or more: a smaller (last) batch is skipped
 
+# Where and how a network trains (training/device.py applies them). ``auto``: CUDA where the process
+# may use a GPU (inside a search: where Ray gave the trial a GPU share), else the CPU.
+DEVICES = ("auto", "cpu", "cuda")
+# fp32: no autocast. bf16/fp16: torch.autocast, fp16 with a gradient scaler (CUDA only: CPU autocast
+# in fp16 is slow and unscaled fp16 gradients underflow). MRLA's attention scores stay float32.
+PRECISIONS = ("fp32", "bf16", "fp16")
+# proxy.channels_last: auto (channels_last on CUDA, the default layout on the CPU), true or false
+
 # What a full training takes from the search that ranked the network, unless given: the optimizer
 # and its settings with the batch size they were tuned for, and the augmentation (a ViT searched with
 # AdamW is not trained with SGD at lr 0.1). Epochs and the training subset are a full training's own.
@@ -36,6 +44,13 @@ def check_augmentation(kind: str, resolution: int, where: str) -> None:
         raise ConfigError(f"{where}={resolution}: augmentation 'crop_flip' pads {crop_padding(resolution)} px by "
                           f"reflection and needs images of at least {crop_padding(resolution) + 1} px; use 'flip' "
                           "or 'none' at this size")
+
+
+def check_precision(precision: str, device: str, where: str, device_where: str) -> None:
+    """ConfigError where ``precision`` cannot train on ``device`` (fp16 needs CUDA)."""
+    if precision == "fp16" and device == "cpu":
+        raise ConfigError(f"{where}='fp16': {device_where}={device!r} trains on the CPU, where fp16 is not "
+                          "supported; allowed there: fp32, bf16 (or use a CUDA device)")
 
 
 def recipe_label(proxy) -> str:

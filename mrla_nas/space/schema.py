@@ -26,7 +26,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from ..arch import FORMS, Backbone, get_backbone, paper_heads
 from ..errors import ConfigError, did_you_mean, is_int, is_number, is_pos_int, key_label, show
 from .datasets import DATASETS
-from .recipe import AUGMENTATIONS, MIN_BATCH, OPTIMIZERS, VAL_SPLITS, check_augmentation
+from .recipe import (AUGMENTATIONS, DEVICES, MIN_BATCH, OPTIMIZERS, PRECISIONS, VAL_SPLITS,
+                     check_augmentation, check_precision)
 
 SAMPLERS = ("tpe", "nsga2", "random", "gp", "brute_force")
 SCHEDULERS = ("none", "asha", "moasha")
@@ -35,14 +36,19 @@ OBJECTIVES = ("accuracy", "flops", "params")  # the order of the values told to 
 
 _PROXY_DEFAULTS = dict(dataset="fashion-mnist", path=None, train_size=5000, val_size=1000, epochs=2,
                        resolution=28, batch_size=128, optimizer="sgd", lr=0.1, momentum=0.9,
-                       weight_decay=5e-4, augmentation="none", threads=1, seeds=1, val_split="train")
+                       weight_decay=5e-4, augmentation="none", threads=1, seeds=1, val_split="train",
+                       device="auto", precision="fp32", channels_last="auto", compile=False, workers=0)
+# Where a recipe runs, not what it computes: a resume may change them (each trial records its device).
+PLACEMENT_KEYS = ("threads", "device", "channels_last", "compile", "workers")
+MAX_WORKERS = 256  # DataLoader worker processes per trial
 # Upper bounds: beyond any real recipe, they stop a typo from asking for a terabyte of images.
 MAX_RESOLUTION = 4096  # px
 _PROXY_LIMITS = dict(train_size=100_000_000, val_size=100_000_000, epochs=100_000, resolution=MAX_RESOLUTION,
                      batch_size=65_536, threads=1024, seeds=100)
 MAX_BACKBONE_CHOICES = 4096
 _SEARCH_DEFAULTS = dict(sampler="tpe", trials=20, concurrency=2, scheduler="none", initial=[], worker_niceness=0,
-                        grace_period=1, reduction_factor=2, rungs=None)
+                        grace_period=1, reduction_factor=2, rungs=None, gpus_per_trial=0, cpus_per_trial=None)
+MAX_GPUS_PER_TRIAL = 64
 TOP_KEYS = ("name", "seed", "backbone", "stages", "objectives", "constraints", "proxy", "search",
              "flops_convention")
 _STAGE_KEYS = ("form", "heads", "channels_per_head", "reduction")
@@ -235,6 +241,16 @@ def read_proxy(d, check_paths: bool) -> Dict[str, Any]:
     p["lr"] = _number(p["lr"], "proxy.lr", lo=1e-8, hi=10)
     p["momentum"] = _number(p["momentum"], "proxy.momentum", lo=0, hi=1)
     p["weight_decay"] = _number(p["weight_decay"], "proxy.weight_decay", lo=0, hi=1)
+    one_of(p["device"], DEVICES, "proxy.device")
+    one_of(p["precision"], PRECISIONS, "proxy.precision")
+    check_precision(p["precision"], p["device"], "proxy.precision", "proxy.device")
+    if not (p["channels_last"] == "auto" or isinstance(p["channels_last"], bool)):  # 1 and 0 are not booleans
+        fail("proxy.channels_last", p["channels_last"], "allowed: auto, true, false")
+    if not isinstance(p["compile"], bool):
+        fail("proxy.compile", p["compile"], "allowed: true, false (torch.compile the network, inductor)")
+    if not is_int(p["workers"]) or not 0 <= p["workers"] <= MAX_WORKERS:
+        fail("proxy.workers", p["workers"], f"expected an integer in [0, {MAX_WORKERS}] (DataLoader worker "
+             "processes per trial; 0: batches are read in the trial's own process)")
     if p["path"] is None:
         p["path"] = DATASETS[p["dataset"]].default_path
         if p["path"] is None:
@@ -262,6 +278,14 @@ def rungs_for(epochs: int, grace_period: int = 1, eta: int = 3, explicit: Option
     return out
 
 
+def check_gpu_share(g, path: str):
+    """A trial's GPU share: 0 (a CPU trial), a fraction of one GPU, or whole GPUs (Ray's rule)."""
+    if not is_number(g) or not 0 <= g <= MAX_GPUS_PER_TRIAL or (g > 1 and g != int(g)):
+        fail(path, g, f"expected 0 (CPU trials), a fraction in (0, 1] (0.25: four trials share a GPU) or a whole "
+             f"number of GPUs up to {MAX_GPUS_PER_TRIAL}")
+    return g
+
+
 def read_search(d, n_stages: int) -> Dict[str, Any]:
     check_keys(d, tuple(_SEARCH_DEFAULTS), "search")
     s = dict(_SEARCH_DEFAULTS, **d)
@@ -278,6 +302,8 @@ def read_search(d, n_stages: int) -> Dict[str, Any]:
             fail("search.rungs", s["rungs"], "expected null or a non-empty list of epochs")
         for i, r in enumerate(s["rungs"]):
             _pos_int(r, f"search.rungs[{i}]", hi=100_000)
+    check_gpu_share(s["gpus_per_trial"], "search.gpus_per_trial")
+    _pos_int(s["cpus_per_trial"], "search.cpus_per_trial", allow_none=True, hi=1024)
     w = s["worker_niceness"]
     if not is_int(w) or not 0 <= w <= 19:
         fail("search.worker_niceness", w, "expected an integer in [0, 19] (added to the driver's own niceness)")

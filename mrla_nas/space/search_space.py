@@ -45,6 +45,21 @@ from .schema import (TOP_KEYS, StageChoices, check_keys, check_run_name, fail, o
                      read_constraints, read_objectives, read_proxy, read_search, read_stages, rungs_for,
                      stage_count)
 
+def _check_resources(proxy: Dict[str, Any], search: Dict[str, Any]) -> None:
+    """The proxy's device against the trials' GPU share: a CUDA trial needs a share (else Ray would
+    put any number of them on one GPU, or on a node without one), a CPU trial holds none."""
+    gpus = search["gpus_per_trial"]
+    if proxy["device"] == "cuda" and not gpus:
+        raise ConfigError("search.gpus_per_trial=0: proxy.device='cuda' needs a GPU share per trial (1, or 0.25 for "
+                          "four trials per GPU); or set proxy.device: auto or cpu")
+    if proxy["device"] == "cpu" and gpus:
+        raise ConfigError(f"search.gpus_per_trial={show(gpus)}: proxy.device='cpu' trains on the CPU, so the trials "
+                          "would hold GPUs they never use; set it to 0, or proxy.device: auto or cuda")
+    if proxy["precision"] == "fp16" and not gpus:
+        raise ConfigError("proxy.precision='fp16': trials without a GPU share (search.gpus_per_trial=0) train on "
+                          "the CPU, where fp16 is not supported; allowed there: fp32, bf16")
+
+
 @dataclass(frozen=True)
 class SearchSpace:
     name: str
@@ -102,6 +117,7 @@ class SearchSpace:
         constraints = read_constraints(data.get("constraints", {}))
         search = read_search(data.get("search", {}), n_stages)
         convention = one_of(data.get("flops_convention", "fvcore"), CONVENTIONS, "flops_convention")
+        _check_resources(proxy, search)
         space = cls(name, seed, backbone, stages, objectives, constraints, proxy, search, convention, kind.name)
         space._check_divisibility()
         space._check_sizes()
@@ -113,6 +129,13 @@ class SearchSpace:
         for i, ref in enumerate(search["initial"]):
             space._check_contains(space.reference_config(ref, space.backbone_combos()[0]), f"search.initial[{i}]")
         return space
+
+    # ---- resources ---------------------------------------------------------------------------
+    def trial_resources(self) -> Dict[str, float]:
+        """What Ray Tune reserves for one trial: ``search.cpus_per_trial`` CPUs (default: the proxy's
+        torch threads plus its DataLoader workers) and ``search.gpus_per_trial`` GPUs."""
+        cpus = self.search["cpus_per_trial"] or self.proxy["threads"] + self.proxy["workers"]
+        return {"cpu": cpus, "gpu": self.search["gpus_per_trial"]}
 
     # ---- objectives --------------------------------------------------------------------------
     def objective_names(self) -> List[str]:

@@ -23,11 +23,12 @@ from ..space.recipe import SEARCH_RECIPE
 from ..space.schema import read_proxy
 from ..yaml_io import load_yaml_file
 from .data import DatasetError, load_dataset, stratified_split
+from .device import Placement, resolve
 from .trainer import Trainer
 
 DEFAULTS = dict(dataset="fashion-mnist", path=None, epochs=10, batch_size=128, optimizer="sgd", lr=0.1,
                 momentum=0.9, weight_decay=5e-4, augmentation="none", resolution=None, train_size=None,
-                seed=0, threads=None)
+                seed=0, threads=None, device="auto", precision="fp32", workers=0)
 
 
 def _provenance(doc, arch_file) -> Tuple[Dict[str, Any], Optional[str]]:
@@ -52,7 +53,7 @@ def _provenance(doc, arch_file) -> Tuple[Dict[str, Any], Optional[str]]:
 
 
 # What may differ between a training and its resumption: nothing that changes what is computed.
-RESUMABLE_CHANGES = ("threads",)
+RESUMABLE_CHANGES = ("threads", "device", "workers")
 
 
 def _check_same_recipe(recorded: Dict[str, Any], recipe: Dict[str, Any], path: Path) -> None:
@@ -140,12 +141,13 @@ def train(arch_file, out_dir: Optional[os.PathLike] = None, log=print, **overrid
     recipe = recipe_for(arch_file, **overrides)
     out = Path(out_dir or Path(arch_file).with_suffix("").as_posix() + "-train")
     _check_out_folder(out, given=out_dir is not None)
-    with torch_threads(recipe["threads"]):
-        return _train(arch, arch_file, recipe, out, overrides, log)
+    placement = resolve(recipe, field=lambda key: "--" + key)  # before any data is read
+    with torch_threads(recipe["threads"]), placement.session():
+        return _train(arch, arch_file, recipe, out, overrides, log, placement)
 
 
 def _train(arch: ArchConfig, arch_file, recipe: Dict[str, Any], out: Path, overrides: Dict[str, Any],
-           log) -> Dict[str, Any]:
+           log, placement: Placement) -> Dict[str, Any]:
     """Load the data, resume or start, train ``recipe['epochs']`` epochs with a checkpoint after each,
     test; the result as ``OUT/result.json`` records it."""
     try:
@@ -163,7 +165,8 @@ def _train(arch: ArchConfig, arch_file, recipe: Dict[str, Any], out: Path, overr
              f"the {recipe['dataset']} images' size (--resolution)")
     recipe["resolution"] = recipe["resolution"] or int(train_set.images.shape[-1])
     arch.check_input(recipe["resolution"], where)  # a ViT's position embedding fixes its input size
-    trainer = Trainer(arch, recipe, train_set, recipe["seed"])
+    trainer = Trainer(arch, recipe, train_set, recipe["seed"], placement)
+    log(f"training on {placement.describe()}" + (f", {placement.precision}" if placement.precision != "fp32" else ""))
 
     ckpt_path = out / "checkpoint.pt"
     history = []
@@ -182,7 +185,8 @@ def _train(arch: ArchConfig, arch_file, recipe: Dict[str, Any], out: Path, overr
         log(f"epoch {trainer.epoch}/{recipe['epochs']}  train loss {loss:.4f}  ({history[-1]['seconds']:.1f}s)")
     acc, loss = trainer.evaluate(test_set)
     torch.save(trainer.model.state_dict(), out / "model.pt")
-    result = {"arch": arch.to_dict(), "key": arch.key(), "recipe": recipe, "history": history,
+    result = {"arch": arch.to_dict(), "key": arch.key(), "recipe": recipe, "device": placement.describe(),
+              "history": history,
               "test_accuracy": acc, "test_loss": loss, "test_size": len(test_set)}
     (out / "result.json").write_text(json.dumps(result, indent=1))
     log(f"test accuracy {acc:.4f} on {len(test_set)} test images ({recipe['dataset']}); wrote {out}")

@@ -15,6 +15,7 @@ import torch
 from ..arch import ArchConfig
 from ..settings import torch_threads
 from .data import proxy_datasets
+from .device import Placement, resolve
 from .trainer import Trainer
 
 
@@ -49,6 +50,7 @@ class ProxyResult:
     history: List[EpochReport] = field(default_factory=list)
 
     model: Optional[torch.nn.Module] = None
+    placement: Optional[Placement] = None
 
     @property
     def accuracy(self) -> float:
@@ -62,7 +64,7 @@ def proxy_seeds(proxy: dict, seed: int) -> List[int]:
 
 def train_proxy(arch: ArchConfig, proxy: dict, seed: int = 0, data=None,
                 report: Optional[Callable[[EpochReport], None]] = None, val_seed: Optional[int] = None,
-                seeds: Optional[List[int]] = None) -> ProxyResult:
+                seeds: Optional[List[int]] = None, placement: Optional[Placement] = None) -> ProxyResult:
     """Train ``arch`` with the space's proxy recipe; ``report`` is called after every epoch.
 
     With several ``seeds`` (default: one, ``seed``), one network per seed (its own training subset,
@@ -75,6 +77,8 @@ def train_proxy(arch: ArchConfig, proxy: dict, seed: int = 0, data=None,
         proxy: the space's ``proxy`` section (dataset, sizes, epochs, resolution, optimizer, ...).
         data: a function seed -> (train, val) ArrayDatasets, or one (train, val) pair for a single
             seed, to skip loading (the search loads them once per worker).
+        placement: where and how to train (default: ``proxy``'s device, precision, ... as
+            :func:`~mrla_nas.training.device.resolve` reads them outside a search).
 
     Raises TrialDiverged on a NaN/inf loss.
     """
@@ -88,10 +92,11 @@ def train_proxy(arch: ArchConfig, proxy: dict, seed: int = 0, data=None,
             return data
         return proxy_datasets(proxy, s, val_seed)
 
-    with torch_threads(proxy.get("threads", 1)):
+    placement = placement or resolve(proxy)
+    with torch_threads(proxy.get("threads", 1)), placement.session():
         splits = [datasets(s) for s in seeds]
-        trainers = [Trainer(arch, proxy, train, s) for s, (train, _) in zip(seeds, splits)]
-        result = ProxyResult()
+        trainers = [Trainer(arch, proxy, train, s, placement) for s, (train, _) in zip(seeds, splits)]
+        result = ProxyResult(placement=placement)
         for _ in range(proxy["epochs"]):
             per_seed = []
             for trainer, (_, val) in zip(trainers, splits):

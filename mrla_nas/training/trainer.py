@@ -6,6 +6,7 @@ training of the search (:mod:`~mrla_nas.training.proxy`) and by ``mrla-nas train
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -14,7 +15,9 @@ from ..arch import ArchConfig
 from ..errors import ConfigError
 from ..models.build import build_model
 from ..space.recipe import MIN_BATCH, check_augmentation, crop_padding
+from .batches import BatchReader
 from .data import ArrayDataset
+from .device import Placement, resolve
 
 
 class TrialDiverged(RuntimeError):
@@ -22,20 +25,23 @@ class TrialDiverged(RuntimeError):
 
 
 class _Normalizer:
-    """uint8 images -> float, resized to the proxy resolution, normalised with the train subset's stats."""
+    """uint8 images -> float on the trainer's device, resized to the proxy resolution, normalised with
+    the train subset's stats (computed on the CPU, as they always were)."""
 
-    def __init__(self, train: ArrayDataset, resolution: int):
+    def __init__(self, train: ArrayDataset, resolution: int, placement: Optional[Placement] = None):
         x = train.images.float() / 255
-        self.mean = x.mean((0, 2, 3), keepdim=True)
-        self.std = x.std((0, 2, 3), keepdim=True).clamp_min(1e-3)
+        self.placement = placement or resolve({"device": "cpu"})
+        self.mean = x.mean((0, 2, 3), keepdim=True).to(self.placement.device)
+        self.std = x.std((0, 2, 3), keepdim=True).clamp_min(1e-3).to(self.placement.device)
         self.resolution = resolution
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        images = self.placement.to_device(images)
         x = (images.float() / 255 - self.mean) / self.std
         if x.shape[-1] != self.resolution or x.shape[-2] != self.resolution:
             x = F.interpolate(x, size=(self.resolution, self.resolution), mode="bilinear", antialias=True,
                               align_corners=False)
-        return x
+        return self.placement.images(x)
 
 
 def _augment(x: torch.Tensor, kind: str, gen: torch.Generator) -> torch.Tensor:
@@ -47,7 +53,7 @@ def _augment(x: torch.Tensor, kind: str, gen: torch.Generator) -> torch.Tensor:
         x = F.pad(x, (pad, pad, pad, pad), mode="reflect")
         i, j = (int(v) for v in torch.randint(0, 2 * pad + 1, (2,), generator=gen))
         x = x[..., i:i + h, j:j + w]
-    flip = torch.rand(x.shape[0], generator=gen) < 0.5
+    flip = (torch.rand(x.shape[0], generator=gen) < 0.5).to(x.device)  # drawn on the CPU: the same on any device
     return torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
 
 
@@ -64,10 +70,13 @@ def _optimizer(model, proxy):
 @torch.no_grad()
 def evaluate(model, data: ArrayDataset, norm: _Normalizer, batch_size: int):
     model.eval()
+    placement = norm.placement
     correct, loss = 0, 0.0
     for s in range(0, len(data), batch_size):
-        x, y = norm(data.images[s:s + batch_size]), data.labels[s:s + batch_size]
-        logits = model(x)
+        x, y = norm(data.images[s:s + batch_size]), placement.to_device(data.labels[s:s + batch_size])
+        with placement.autocast():
+            logits = model(x)
+        logits = logits.float()
         loss += F.cross_entropy(logits, y, reduction="sum").item()
         correct += (logits.argmax(1) == y).sum().item()
     return correct / len(data), loss / len(data)
@@ -80,7 +89,8 @@ class Trainer:
     optimizer, schedule, RNG, epoch) round-trips through ``torch.load(weights_only=True)``.
     """
 
-    def __init__(self, arch: ArchConfig, recipe: dict, train: ArrayDataset, seed: int = 0):
+    def __init__(self, arch: ArchConfig, recipe: dict, train: ArrayDataset, seed: int = 0,
+                 placement: Optional[Placement] = None):
         train.check_fits(arch.in_chans, arch.num_classes)
         for key, value in (("batch_size", recipe["batch_size"]), ("train_size", len(train))):
             if value < MIN_BATCH:  # no batch would ever train: the "result" would be an untrained network
@@ -91,11 +101,15 @@ class Trainer:
         torch.manual_seed(seed)
         self.recipe, self.train = recipe, train
         self.gen = torch.Generator().manual_seed(seed)
-        self.model = build_model(arch)
+        self.placement = placement or resolve(recipe)
+        self.model = self.placement.place(build_model(arch))
+        self.forward = self.placement.compiled(self.model)
+        self.scaler = self.placement.scaler()
         # torch's global RNG (dropout, drop-path) as this trainer left it: several trainers can then
         # take turns (the seeds of one trial, in lockstep) and each gets what it would alone
         self.rng_state = torch.get_rng_state()
-        self.norm = _Normalizer(train, recipe["resolution"])
+        self.norm = _Normalizer(train, recipe["resolution"], self.placement)
+        self.batches = BatchReader(train, self.placement, recipe.get("workers", 0))
         self.opt = _optimizer(self.model, recipe)
         steps = recipe["epochs"] * math.ceil(len(train) / recipe["batch_size"])
         self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=steps)
@@ -111,32 +125,44 @@ class Trainer:
 
     def _train_epoch(self) -> float:
         self.epoch += 1
-        model, bs = self.model, self.recipe["batch_size"]
+        model, bs, placement = self.model, self.recipe["batch_size"], self.placement
         model.train()
         order = torch.randperm(len(self.train), generator=self.gen)
-        total = 0.0
-        for s in range(0, len(self.train), bs):
-            idx = order[s:s + bs]
-            if len(idx) < MIN_BATCH:
-                continue
-            x = _augment(self.norm(self.train.images[idx]), self.recipe.get("augmentation", "none"), self.gen)
-            loss = F.cross_entropy(model(x), self.train.labels[idx])
-            if not torch.isfinite(loss):
+        chunks = [idx for idx in (order[s:s + bs] for s in range(0, len(self.train), bs)) if len(idx) >= MIN_BATCH]
+        total = 0.0 if not placement.cuda else torch.zeros((), device=placement.device)
+        for images, labels in self.batches(chunks):
+            x = _augment(self.norm(images), self.recipe.get("augmentation", "none"), self.gen)
+            y = placement.to_device(labels)
+            with placement.autocast():
+                logits = self.forward(x)
+            loss = F.cross_entropy(logits.float(), y)
+            if not placement.cuda and not torch.isfinite(loss):  # on CUDA: once per epoch, not a sync a step
                 raise TrialDiverged(f"loss became {loss.item()} at epoch {self.epoch}")
             self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            self.opt.step()
+            if self.scaler is None:
+                loss.backward()
+                self.opt.step()
+            else:  # fp16: scaled gradients; a step with inf/NaN gradients is skipped and the scale lowered
+                self.scaler.scale(loss).backward()
+                self.scaler.step(self.opt)
+                self.scaler.update()
             self.sched.step()
-            total += loss.item() * len(idx)
+            total += (loss.item() if not placement.cuda else loss.detach()) * len(labels)
+        total = float(total)
+        if not math.isfinite(total):
+            raise TrialDiverged(f"loss became {total} at epoch {self.epoch}")
         return total / len(self.train)
 
     def evaluate(self, data: ArrayDataset):
-        return evaluate(self.model, data, self.norm, max(self.recipe["batch_size"], 256))
+        return evaluate(self.forward, data, self.norm, max(self.recipe["batch_size"], 256))
 
     def state_dict(self) -> dict:
-        return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
-                "scheduler": self.sched.state_dict(), "generator": self.gen.get_state(), "epoch": self.epoch,
-                "rng": self.rng_state}
+        state = {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+                 "scheduler": self.sched.state_dict(), "generator": self.gen.get_state(), "epoch": self.epoch,
+                 "rng": self.rng_state}
+        if self.scaler is not None:
+            state["scaler"] = self.scaler.state_dict()
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
@@ -146,3 +172,5 @@ class Trainer:
         self.epoch = int(state["epoch"])
         if "rng" in state:
             self.rng_state = state["rng"]
+        if self.scaler is not None and "scaler" in state:
+            self.scaler.load_state_dict(state["scaler"])
