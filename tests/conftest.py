@@ -1,3 +1,4 @@
+import os
 import pathlib
 
 import optuna
@@ -11,6 +12,19 @@ from mrla_nas.rundir.study import open_study
 from mrla_nas.space import load_space
 
 DATA = pathlib.Path(__file__).parent / "data"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _decoded_cache_in_a_temporary_folder(tmp_path_factory):
+    """ImageFolder subsets are decoded into a cache (training/image_cache.py): the suite's own, not the
+    user's ~/.cache. Set in os.environ so that the Ray workers a test starts inherit it."""
+    previous = os.environ.get("MRLA_NAS_CACHE_DIR")
+    os.environ["MRLA_NAS_CACHE_DIR"] = str(tmp_path_factory.mktemp("mrla-nas-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("MRLA_NAS_CACHE_DIR", None)
+    else:
+        os.environ["MRLA_NAS_CACHE_DIR"] = previous
 
 
 @pytest.fixture(autouse=True)

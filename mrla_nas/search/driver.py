@@ -141,6 +141,7 @@ def _run_session(space: SearchSpace, run_dir: Path, target: int, resume: bool, a
               + "); nothing to run")
         return SearchResult(run_dir, write_trials_csv(run_dir))
     _build_kernels_once(space)
+    _decode_once(space)
     _run_trials(space, study, run_dir, target, remaining, address, progress, train_fn)
     done = finished_networks(study)
     if done < target and done >= space.size():
@@ -174,6 +175,16 @@ def _build_kernels_once(space: SearchSpace) -> None:
     if any(set(st.forms) - {"none"} for st in space.stages):
         from ..kernels import cpu_kernels
         cpu_kernels()
+
+
+def _decode_once(space: SearchSpace) -> None:
+    """An ImageFolder's proxy subsets decoded into the cache here, once, with progress on the
+    terminal, not in every trial worker at once (they then map the cache)."""
+    if space.proxy["dataset"] == "imagefolder":
+        from ..training.data import proxy_datasets
+        from ..training.proxy import proxy_seeds
+        for seed in proxy_seeds(space.proxy, space.seed):
+            proxy_datasets(space.proxy, seed, val_seed=space.seed)
 
 
 def _run_trials(space: SearchSpace, study: optuna.Study, run_dir: Path, target: int, remaining: int,

@@ -24,15 +24,38 @@ class TrialDiverged(RuntimeError):
     """The training loss became NaN or infinite."""
 
 
+STREAMED_STATS_ABOVE = 1 << 26  # pixels (64 MB of uint8): larger subsets get their stats in slices
+
+
+def _channel_stats(images: torch.Tensor):
+    """Per-channel mean and sd [1, C, 1, 1] of uint8 images scaled to [0, 1]. A large subset (a
+    memory-mapped ImageFolder cache) in slices with exact integer sums, so no float copy of it is
+    ever made; a small one as it always was (the shipped tables' exact arithmetic)."""
+    if images.numel() <= STREAMED_STATS_ABOVE:
+        x = images.float() / 255
+        return x.mean((0, 2, 3), keepdim=True), x.std((0, 2, 3), keepdim=True)
+    total = torch.zeros(images.shape[1], dtype=torch.float64)
+    squares = torch.zeros(images.shape[1], dtype=torch.float64)
+    step = max(1, STREAMED_STATS_ABOVE // max(1, images[0].numel()))
+    for s in range(0, len(images), step):
+        chunk = images[s:s + step].to(torch.int64)
+        total += chunk.sum((0, 2, 3)).double()
+        squares += (chunk * chunk).sum((0, 2, 3)).double()
+    n = images.numel() // images.shape[1]
+    mean = total / n
+    var = (squares - n * mean * mean) / max(1, n - 1)
+    view = (1, -1, 1, 1)
+    return ((mean / 255).float().view(view), (var.clamp_min(0).sqrt() / 255).float().view(view))
+
+
 class _Normalizer:
     """uint8 images -> float on the trainer's device, resized to the proxy resolution, normalised with
     the train subset's stats (computed on the CPU, as they always were)."""
 
     def __init__(self, train: ArrayDataset, resolution: int, placement: Optional[Placement] = None):
-        x = train.images.float() / 255
         self.placement = placement or resolve({"device": "cpu"})
-        self.mean = x.mean((0, 2, 3), keepdim=True).to(self.placement.device)
-        self.std = x.std((0, 2, 3), keepdim=True).clamp_min(1e-3).to(self.placement.device)
+        mean, std = _channel_stats(train.images)
+        self.mean, self.std = mean.to(self.placement.device), std.clamp_min(1e-3).to(self.placement.device)
         self.resolution = resolution
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
