@@ -1,21 +1,20 @@
-"""MRLA's cost on a GPU: the ResNet-50s and the proxy networks against their timm baselines, eager
-(on CUDA the plain PyTorch path: the C++ kernels are CPU-only), channels-last and torch.compile.
+"""The GPU checks, prepared for the day a GPU is lent (issues 13 and 22): one script, one JSON, within
+8 minutes on one GPU. Its plan, each part timed and recorded on its own (a failing part does not
+stop the others):
 
-The one prepared script of issue 13's GPU item, to run when the `device` tool lends a machine:
+  units       the MRLA units on the device against float64 on the CPU: light and base, in the
+              ResNet and the DeiT forms, forward and the input/weight gradients
+  precision   one proxy training step under fp16 and bf16 autocast against fp32: finite, and how far
+  throughput  training images/s of ResNet-50 without MRLA, with MRLA-light and MRLA-base at batch 64,
+              eager fp32 and AMP (bf16 autocast, channels_last), interleaved, as ratios to resnet50
+  search      a 4-trial search of the default space at 0.25 GPU per trial (`mrla-nas search`)
+  train       `mrla-nas train` of an exported network for one epoch on the device
 
-    python experiments/bench_cuda.py --out $OUT/speed_cuda.json            # on the GPU machine
-    .venv/bin/python experiments/bench_cuda.py --device cpu --quick        # a smoke test here
+    python experiments/bench_cuda.py --out $OUT/bench_cuda.json        # on the GPU machine
+    .venv/bin/python experiments/bench_cuda.py --dry-run               # the whole plan on the CPU, tiny
 
-(On the CPU, "eager" runs the C++ kernels and "compile" the plain path they step aside for; only
-the CUDA figures answer the issue.)
-
-Step timed: forward, cross-entropy, backward and an SGD step (the proxy networks: the space's own
-optimizer), synchronised before and after. Each (mode, network) pair is timed in turn within a
-round (interleaved, `--steps` steps each), medians and minima over `--rounds` rounds, ratios
-against the family's baseline in the same mode (`resnet50`; the proxy network without MRLA).
-torch.compile's first steps (its compilation) are timed apart and left out of the rounds. For
-every MRLA network more than `--explain-above` times its baseline, the torch profiler's top
-operators by device time (extra over the baseline) say where the time goes.
+``--dry-run`` runs every part on the CPU at toy sizes (tests/test_bench_cuda.py runs it), so the
+script cannot rot before a GPU runs it; its figures say nothing about a GPU.
 """
 from __future__ import annotations
 
@@ -36,10 +35,8 @@ sys.path.insert(0, str(ROOT))
 
 import mrla_nas  # noqa: E402,F401  (registers the MRLA models with timm)
 from mrla_nas.models import build_model  # noqa: E402
-from mrla_nas.training.trainer import _optimizer  # noqa: E402  (the proxy's own optimizer set-up)
 from mrla_nas.space import load_space  # noqa: E402
 
-MODES = ("eager", "channels_last", "compile")
 
 
 def _sync(device: torch.device) -> None:
@@ -47,146 +44,219 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-class Net:
-    """One network in one mode, with its optimizer and a fixed batch on the device."""
-
-    def __init__(self, family: str, name: str, model, opt, x, y, mode: str, baseline: str):
-        self.family, self.name, self.mode, self.baseline = family, name, mode, baseline
-        if mode == "channels_last":
-            model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
-        self.model, self.opt, self.x, self.y = model, opt, x, y
-        self.forward = torch.compile(model) if mode == "compile" else model
-        self.compile_s = None
-
-    @property
-    def label(self) -> str:
-        return f"{self.name} [{self.mode}]"
-
-    def steps(self, n: int) -> float:
-        _sync(self.x.device)
-        t0 = time.perf_counter()
-        for _ in range(n):
-            loss = F.cross_entropy(self.forward(self.x), self.y)
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            self.opt.step()
-        _sync(self.x.device)
-        return (time.perf_counter() - t0) / n
+PARTS = ("units", "precision", "throughput", "search", "train")
 
 
-def _resnet50s(args, device, mode):
-    names = ["resnet50", "mrla_light_resnet50", "mrla_base_resnet50"]
-    x = torch.randn(args.resnet_batch, 3, args.resnet_size, args.resnet_size, device=device)
-    y = torch.randint(0, 1000, (args.resnet_batch,), device=device)
-    out = []
-    for name in names:
-        model = timm.create_model(name).to(device).train()
-        opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-        out.append(Net("resnet50", name, model, opt, x, y, mode, names[0]))
+def _units(args, device) -> dict:
+    """Max relative error of output and gradients, device float32 against CPU float64."""
+    out = {}
+    nets = {"resnet_light": ("mrla_light_resnet20", {}), "resnet_base": ("mrla_base_resnet20", {}),
+            "deit_light": ("mrla_light_deit_tiny_patch16_224", {"img_size": args.deit_size}),
+            "deit_base": ("mrla_base_deit_tiny_patch16_224", {"img_size": args.deit_size})}
+    for label, (name, kw) in nets.items():
+        torch.manual_seed(0)
+        ref = timm.create_model(name, **kw).double().train()
+        size = kw.get("img_size", 32)
+        x = torch.randn(4, 3, size, size, dtype=torch.float64, requires_grad=True)
+        mine = timm.create_model(name, **kw).train()
+        mine.load_state_dict({k: v.float() for k, v in ref.state_dict().items()})
+        mine = mine.to(device)
+        xd = x.detach().float().to(device).requires_grad_(True)
+        y_ref, y = ref(x), mine(xd)
+        y_ref.square().sum().backward()
+        y.square().sum().backward()
+
+        def rel(a, b):
+            return float((a.detach().double().cpu() - b.detach()).abs().max() / b.detach().abs().max().clamp_min(1e-12))
+        worst_w = max(rel(p.grad, q.grad) for (n, p), (_, q) in zip(mine.named_parameters(), ref.named_parameters())
+                      if q.grad is not None and "mrla" in n)
+        out[label] = {"model": name, "output": rel(y, y_ref), "input_grad": rel(xd.grad, x.grad),
+                      "mrla_weight_grad": worst_w}
+        out[label]["ok"] = max(out[label]["output"], out[label]["input_grad"]) < args.unit_tolerance
     return out
 
 
-def _proxies(args, device, mode):
+def _precision(args, device) -> dict:
+    """One proxy step (forward, loss, backward) of the default space's MRLA networks per precision."""
+    from mrla_nas.training.device import resolve
+
     space = load_space(args.space, check_paths=False)
     bb = space.backbone_combos()[0]
-    shape = space.input_shape(bb)
-    x = torch.randn(args.proxy_batch, *shape[1:], device=device)
-    y = torch.randint(0, bb["num_classes"], (args.proxy_batch,), device=device)
-    out = []
-    for placement in ("none", "light", "base"):
-        model = build_model(space.reference_config(placement, bb).canonical()).to(device).train()
-        out.append(Net("proxy", f"proxy {placement}", model, _optimizer(model, space.proxy), x, y, mode, "proxy none"))
+    x = torch.randn(args.proxy_batch, *space.input_shape(bb)[1:])
+    y = torch.randint(0, bb["num_classes"], (args.proxy_batch,))
+    out = {}
+    precisions = ["fp32", "bf16"] + (["fp16"] if device.type == "cuda" else [])  # fp16 is CUDA's only
+    for placement in ("light", "base"):
+        arch = space.reference_config(placement, bb).canonical()
+        torch.manual_seed(0)
+        state = build_model(arch).state_dict()
+        results = {}
+        for precision in precisions:
+            where = resolve({"device": device.type, "precision": precision})
+            model = build_model(arch)
+            model.load_state_dict(state)
+            model = where.place(model).train()
+            with where.autocast():
+                logits = model(where.images(x.to(device)))
+            loss = F.cross_entropy(logits.float(), y.to(device))
+            scaler = where.scaler()
+            (scaler.scale(loss) if scaler else loss).backward()
+            grads = torch.cat([p.grad.float().flatten() / (scaler.get_scale() if scaler else 1.0)
+                               for p in model.parameters() if p.grad is not None])
+            results[precision] = {"loss": loss.item(), "logits": logits.float().detach().cpu(), "grads": grads.cpu()}
+        ref = results["fp32"]
+        out[placement] = {p: {"loss": r["loss"], "finite": bool(torch.isfinite(r["logits"]).all() and torch.isfinite(r["grads"]).all()),
+                              "logit_max_abs_dev": float((r["logits"] - ref["logits"]).abs().max()),
+                              "grad_rel_dev": float((r["grads"] - ref["grads"]).norm() / ref["grads"].norm())}
+                          for p, r in results.items()}
+        if device.type != "cuda":
+            out[placement]["fp16"] = "not run: fp16 needs CUDA (CPU autocast in fp16 is refused by the tool)"
     return out
 
 
-def _profile(net: Net, steps: int = 3) -> dict:
-    """Self time per operator on the device (CPU self time where there is none), ms per step."""
-    from torch.profiler import ProfilerActivity, profile
+def _throughput(args, device) -> dict:
+    """Training images/s, interleaved rounds, medians; ratios to resnet50 in the same mode."""
+    modes = {"eager_fp32": {}, "amp_bf16_channels_last": {"precision": "bf16", "channels_last": True}}
+    names = ["resnet50", "mrla_light_resnet50", "mrla_base_resnet50"]
+    from mrla_nas.training.device import resolve
 
-    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if net.x.device.type == "cuda" else [])
-    net.steps(1)
-    with profile(activities=acts) as prof:
-        net.steps(steps)
-    key = "self_device_time_total" if net.x.device.type == "cuda" else "self_cpu_time_total"
-    return {e.key: getattr(e, key) / 1000 / steps for e in prof.key_averages() if getattr(e, key) > 0}
+    x = torch.randn(args.resnet_batch, 3, args.resnet_size, args.resnet_size)
+    y = torch.randint(0, 1000, (args.resnet_batch,))
+    nets = []
+    for mode, opts in modes.items():
+        where = resolve(dict({"device": device.type}, **opts))
+        for name in names:
+            model = where.place(timm.create_model(name)).train()
+            opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+            nets.append((mode, name, where, model, opt, where.images(x.to(device)), y.to(device)))
+
+    def steps(net, n):
+        mode, name, where, model, opt, xd, yd = net
+        _sync(device)
+        t0 = time.perf_counter()
+        for _ in range(n):
+            with where.autocast():
+                logits = model(xd)
+            loss = F.cross_entropy(logits.float(), yd)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        _sync(device)
+        return (time.perf_counter() - t0) / n
+
+    for net in nets:
+        steps(net, args.warmup)
+    times = {(n[0], n[1]): [] for n in nets}
+    for _ in range(args.rounds):
+        for net in nets:
+            times[(net[0], net[1])].append(steps(net, args.steps))
+    out = {}
+    for (mode, name), ts in times.items():
+        base = times[(mode, "resnet50")]
+        out[f"{name} [{mode}]"] = {"images_per_s": round(args.resnet_batch / statistics.median(ts), 1),
+                                   "time_ratio": round(statistics.median(ts) / statistics.median(base), 3),
+                                   "time_ratio_paired_median": round(statistics.median(a / b for a, b in zip(ts, base)), 3)}
+    return out
+
+
+def _cli(args, argv: list, timeout: int) -> str:
+    import subprocess
+
+    cmd = [sys.executable, "-m", "mrla_nas.cli", *argv]
+    done = subprocess.run(cmd, cwd=args.workdir, capture_output=True, text=True, timeout=timeout)
+    if done.returncode:
+        raise RuntimeError(f"{' '.join(argv[:2])} exited {done.returncode}: {(done.stderr or done.stdout).strip()[-800:]}")
+    return done.stdout
+
+
+def _search(args, device) -> dict:
+    """Four trials of the default space, four at once on one GPU (0.25 each)."""
+    import yaml
+
+    space = yaml.safe_load(Path(args.space).read_text())
+    space["name"] = "bench_cuda"
+    gpu = device.type == "cuda"
+    space["search"] = dict(space.get("search", {}), trials=4, concurrency=4, initial=[],
+                           gpus_per_trial=0.25 if gpu else 0)
+    space["proxy"] = dict(space.get("proxy", {}), device="cuda" if gpu else "cpu")
+    if args.dry_run:
+        space["proxy"].update(train_size=64, val_size=32, epochs=1)
+        space["search"]["concurrency"] = 2
+    path = Path(args.workdir) / "bench_cuda.yaml"
+    path.write_text(yaml.safe_dump(space))
+    t0 = time.perf_counter()
+    _cli(args, ["search", str(path), "--runs-dir", "runs", "--name", "bench_cuda", "--quiet"], args.part_timeout)
+    wall = time.perf_counter() - t0
+    import pandas as pd
+    trials = pd.read_csv(Path(args.workdir) / "runs" / "bench_cuda" / "trials.csv")
+    return {"wall_s": round(wall, 1), "statuses": trials["status"].value_counts().to_dict(),
+            "devices": trials["device"].fillna("-").value_counts().to_dict(),
+            "accuracy": trials["accuracy"].round(4).tolist(), "train_s": trials["train_s"].round(1).tolist()}
+
+
+def _train(args, device) -> dict:
+    """`mrla-nas export` of the search's knee, then `mrla-nas train` for one epoch on the device."""
+    run = Path(args.workdir) / "runs" / "bench_cuda"
+    _cli(args, ["export", str(run), "--knee", "-o", str(run / "best.yaml")], 300)
+    t0 = time.perf_counter()
+    extra = ["--train-size", "256"] if args.dry_run else []
+    out = _cli(args, ["train", str(run / "best.yaml"), "--epochs", "1", "--device", device.type,
+                      "--out", str(run / "train"), *extra], args.part_timeout)
+    result = json.loads((run / "train" / "result.json").read_text())
+    return {"wall_s": round(time.perf_counter() - t0, 1), "device": result["device"],
+            "test_accuracy": result["test_accuracy"], "epoch_s": result["history"][0]["seconds"],
+            "log": out.strip().splitlines()[-1]}
 
 
 def main() -> None:
+    import tempfile
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda")
-    ap.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
-    ap.add_argument("--families", nargs="+", choices=["resnet50", "proxy"], default=["resnet50", "proxy"])
+    ap.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
+    ap.add_argument("--dry-run", action="store_true", help="every part on the CPU at toy sizes (CI)")
     ap.add_argument("--space", default=str(ROOT / "search_spaces" / "fmnist_resnet20.yaml"))
     ap.add_argument("--resnet-batch", type=int, default=64)
     ap.add_argument("--resnet-size", type=int, default=224)
-    ap.add_argument("--proxy-batch", type=int, default=64, help="the default space's batch")
+    ap.add_argument("--deit-size", type=int, default=224)
+    ap.add_argument("--proxy-batch", type=int, default=128, help="the default space's batch")
     ap.add_argument("--rounds", type=int, default=21)
     ap.add_argument("--steps", type=int, default=5, help="steps per network and round")
-    ap.add_argument("--warmup", type=int, default=3, help="rounds before timing (after compilation)")
-    ap.add_argument("--explain-above", type=float, default=1.2)
-    ap.add_argument("--quick", action="store_true", help="a smoke test: tiny ResNet input, 3 rounds of 1 step")
+    ap.add_argument("--warmup", type=int, default=5, help="steps before timing (cudnn's algorithm search)")
+    ap.add_argument("--unit-tolerance", type=float, default=1e-4)
+    ap.add_argument("--part-timeout", type=int, default=240, help="seconds for the search and the training")
+    ap.add_argument("--workdir", help="where the search's run goes (default: a temporary folder)")
     ap.add_argument("--out")
     args = ap.parse_args()
-    if args.quick:
-        args.resnet_batch, args.resnet_size, args.proxy_batch, args.rounds, args.steps, args.warmup = 2, 64, 8, 3, 1, 1
+    if args.dry_run:
+        args.device, args.resnet_batch, args.resnet_size, args.deit_size = "cpu", 2, 32, 32
+        args.proxy_batch, args.rounds, args.steps, args.warmup = 8, 3, 1, 1
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda: no CUDA device here (use --device cpu for a smoke test)")
+        raise SystemExit("--device cuda: no CUDA device here (--dry-run runs the plan on the CPU)")
     torch.manual_seed(0)
     torch.backends.cudnn.benchmark = True
-
-    build = {"resnet50": _resnet50s, "proxy": _proxies}
-    nets = [n for mode in args.modes for fam in args.families for n in build[fam](args, device, mode)]
-    for n in nets:  # compilation (and cudnn's algorithm search) before any timing
-        t0 = time.perf_counter()
-        n.steps(2)
-        if n.mode == "compile":
-            n.compile_s = round(time.perf_counter() - t0, 1)
-    for _ in range(args.warmup):
-        for n in nets:
-            n.steps(args.steps)
-    times = {n.label: [] for n in nets}
-    for _ in range(args.rounds):
-        for n in nets:
-            times[n.label].append(n.steps(args.steps))
-
-    rows = []
-    for n in nets:
-        base = f"{n.baseline} [{n.mode}]"
-        paired = [a / b for a, b in zip(times[n.label], times[base])]
-        rows.append(dict(network=n.name, mode=n.mode, family=n.family, median_ms=round(1000 * statistics.median(times[n.label]), 3),
-                         min_ms=round(1000 * min(times[n.label]), 3),
-                         time_ratio=round(statistics.median(times[n.label]) / statistics.median(times[base]), 3),
-                         time_ratio_min=round(min(times[n.label]) / min(times[base]), 3),
-                         time_ratio_paired_median=round(statistics.median(paired), 3),
-                         vs_eager=None, compile_s=n.compile_s))
-    eager = {(r["network"]): r["median_ms"] for r in rows if r["mode"] == "eager"}
-    for r in rows:
-        if r["network"] in eager:
-            r["vs_eager"] = round(r["median_ms"] / eager[r["network"]], 3)
-
-    explained = {}
-    by_label = {n.label: n for n in nets}
-    for r, n in zip(rows, nets):
-        if n.name != n.baseline and r["time_ratio"] > args.explain_above:
-            mine, theirs = _profile(n), _profile(by_label[f"{n.baseline} [{n.mode}]"])
-            extra = {k: mine.get(k, 0.0) - theirs.get(k, 0.0) for k in set(mine) | set(theirs)}
-            explained[n.label] = [(k, round(v, 3)) for k, v in sorted(extra.items(), key=lambda kv: -kv[1])[:10]]
-
-    print("| network | mode | median ms/step | min ms/step | x baseline (medians) | x (minima) | x (paired) | "
-          "x eager | compile s |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['network']} | {r['mode']} | {r['median_ms']:.3f} | {r['min_ms']:.3f} | {r['time_ratio']:.3f} | "
-              f"{r['time_ratio_min']:.3f} | {r['time_ratio_paired_median']:.3f} | {r['vs_eager']} | {r['compile_s']} |")
-    for label, ops in explained.items():
-        print(f"\n{label}: extra ms per step over its baseline, by operator")
-        for k, v in ops:
-            print(f"  {v:9.3f}  {k}")
-    if args.out:
-        meta = dict(vars(args), torch=torch.__version__, machine=platform.machine(), date=time.strftime("%Y-%m-%d"),
-                    device_name=torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor())
-        Path(args.out).write_text(json.dumps(dict(meta=meta, results=rows, explained=explained), indent=2))
+    with tempfile.TemporaryDirectory() as tmp:
+        args.workdir = args.workdir or tmp
+        parts = {"units": _units, "precision": _precision, "throughput": _throughput, "search": _search,
+                 "train": _train}
+        report = {"meta": {"device": args.device, "dry_run": args.dry_run, "torch": torch.__version__,
+                           "date": time.strftime("%Y-%m-%d"), "machine": platform.machine(),
+                           "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
+                           else platform.processor()}}
+        for name in args.parts:
+            t0 = time.perf_counter()
+            try:
+                report[name] = {"status": "ok", "result": parts[name](args, device)}
+            except Exception as e:  # recorded: the next part still runs
+                report[name] = {"status": "failed", "error": f"{type(e).__name__}: {e}"[:2000]}
+            report[name]["seconds"] = round(time.perf_counter() - t0, 1)
+            print(f"{name}: {report[name]['status']} in {report[name]['seconds']} s", flush=True)
+            if args.out:  # after every part: a run cut short still leaves what it measured
+                Path(args.out).write_text(json.dumps(report, indent=1, default=str))
+    print(json.dumps(report, indent=1, default=str))
+    if any(report[p]["status"] != "ok" for p in args.parts):
+        sys.exit(1)
 
 
 if __name__ == "__main__":

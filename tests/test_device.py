@@ -14,7 +14,7 @@ from mrla_nas.training.device import resolve
 from mrla_nas.training.proxy import train_proxy
 from mrla_nas.training.trainer import Trainer
 
-ARCH = ArchConfig(block="basic", layers=(1, 1), channels=(8, 16), stem="small", in_chans=1, num_classes=4,
+ARCH = ArchConfig(block="basic", layers=(1, 2), channels=(8, 16), stem="small", in_chans=1, num_classes=4,
                   stages=(StageConfig("light", heads=2), StageConfig("base", heads=2)))
 PROXY = dict(dataset="fashion-mnist", train_size=48, val_size=16, epochs=2, resolution=16, batch_size=16,
              optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4, augmentation="flip", threads=1)

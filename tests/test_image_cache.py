@@ -106,6 +106,7 @@ def test_a_missing_or_damaged_image_is_one_error_naming_it(folder):
 def test_streamed_channel_stats_match_the_in_memory_ones(monkeypatch):
     images = torch.randint(0, 256, (50, 3, 8, 8), dtype=torch.uint8)
     mean, std = _channel_stats(images)
-    monkeypatch.setattr("mrla_nas.training.trainer.STREAMED_STATS_ABOVE", 200)  # 2 images per slice
+    monkeypatch.setattr("mrla_nas.training.trainer.STREAMED_STATS_ABOVE", 200)
+    monkeypatch.setattr("mrla_nas.training.trainer.STATS_SLICE", 400)  # 2 images per slice
     streamed_mean, streamed_std = _channel_stats(images)
     assert torch.allclose(mean, streamed_mean, atol=1e-6) and torch.allclose(std, streamed_std, atol=1e-6)

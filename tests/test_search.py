@@ -217,6 +217,46 @@ def test_search_on_an_existing_two_node_cluster(tmp_path):
     assert manifest["sessions"][0]["address"] == f"127.0.0.1:{port}"
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the fallback to the CPU is that of a machine without CUDA")
+def test_gpu_trials_on_a_cluster_land_on_its_gpu_node_and_auto_falls_back_to_the_cpu(tmp_path):
+    """Ray's GPUs are logical here (`ray start --num-gpus`): a CPU-only head refuses GPU trials before
+    anything is written; a node that declares a GPU gets every trial (a 0.5 share each), and each
+    trains on the CPU since its process sees no CUDA device, which the search says once."""
+    ray_cli = str(Path(sys.executable).parent / "ray")
+    port = _free_port()
+    env = dict(os.environ, RAY_AUTH_MODE="disabled")
+    env.pop("CUDA_VISIBLE_DEVICES", None)  # Ray refuses logical GPUs where it names no device
+    common = ["--disable-usage-stats"]
+    space = _space(tmp_path, search__gpus_per_trial=0.5, search__trials=4)
+    cli = [sys.executable, "-m", "mrla_nas.cli", "search", str(space), "--runs-dir", str(tmp_path / "runs"),
+           "--address", f"127.0.0.1:{port}", "--quiet"]
+    try:
+        subprocess.run([ray_cli, "start", "--head", f"--port={port}", "--include-dashboard=false", "--num-cpus=2",
+                        "--num-gpus=0", *common], env=env, check=True, capture_output=True)
+        refused = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=300)
+        assert refused.returncode == 2 and not (tmp_path / "runs").exists()
+        assert refused.stderr.strip().splitlines()[-1].startswith(
+            f"mrla-nas: error: search.gpus_per_trial=0.5: the cluster at 127.0.0.1:{port} declares 0 GPUs")
+        subprocess.run([ray_cli, "start", f"--address=127.0.0.1:{port}", "--num-cpus=2", "--num-gpus=1", *common],
+                       env=env, check=True, capture_output=True)
+        done = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        probe = ("import json, ray; ray.init(address='127.0.0.1:%d', log_to_driver=False); "
+                 "print(json.dumps([n['NodeID'] for n in ray.nodes() if n['Alive'] and n['Resources'].get('GPU')]))"
+                 % port)
+        listed = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
+        gpu_nodes = set(json.loads(listed.stdout.strip().splitlines()[-1]))
+    finally:
+        subprocess.run([ray_cli, "stop", "--force"], env=env, capture_output=True)
+    records = read_records(tmp_path / "runs" / "tiny").values()
+    assert len(records) == 4 and {r["status"] for r in records} == {"complete"}
+    assert len(gpu_nodes) == 1 and {r["node"] for r in records} == gpu_nodes
+    assert {r["device"] for r in records} == {"cpu"} and all("sees no CUDA device" in r["device_note"] for r in records)
+    notes = [ln for ln in done.stderr.splitlines() if "sees no CUDA device" in ln]
+    assert notes == ["mrla-nas: proxy.device=auto: this trial holds a GPU share but its process sees no CUDA device; "
+                     "it trains on the CPU"]
+
+
 @pytest.mark.parametrize("scheduler", ["asha", "moasha"])
 def test_early_stopping_prunes_trials_and_keeps_them_off_the_front(tmp_path, scheduler):
     from mrla_nas.analysis.run import load_run

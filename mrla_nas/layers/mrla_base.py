@@ -64,9 +64,11 @@ class _WeightedLayerSum(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             # per-(sample, channel) dot products; vecdot streams both maps once (bmm with 1x1
             # outputs is several times slower on CPU for large H*W)
+            # (under autocast the weights are float32 and a value may be bf16/fp16: in the gradient's dtype)
             g = grad_out.flatten(2)
-            grad_w = torch.stack([torch.linalg.vecdot(g, v.flatten(2)) for v in values], -1)
-        grad_values = [grad_out * w[:, :, t] if ctx.needs_input_grad[t + 1] else None
+            grad_w = torch.stack([torch.linalg.vecdot(g, v.flatten(2).to(g.dtype)) for v in values], -1)
+            grad_w = grad_w.to(weights.dtype)
+        grad_values = [(grad_out * w[:, :, t]).to(values[t].dtype) if ctx.needs_input_grad[t + 1] else None
                        for t in range(len(values))]
         return (grad_w, *grad_values)
 

@@ -11,7 +11,6 @@ import gzip
 import os
 import pickle
 import struct
-from dataclasses import dataclass
 from typing import Optional, Tuple
 
 import numpy as np
@@ -19,43 +18,12 @@ import torch
 
 from ..errors import ConfigError
 from ..space.datasets import DATASETS
+from .arrays import ArrayDataset, DatasetError, DatasetMissing, check_fits, imagefolder_root
+
+__all__ = ["ArrayDataset", "DatasetError", "DatasetMissing", "check_fits", "imagefolder_root", "load_dataset",
+           "proxy_datasets", "stratified_split", "check_proxy_data"]
 _IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
               "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
-
-
-class DatasetError(ConfigError):
-    """A dataset file that is not what its format says (truncated, corrupt, foreign)."""
-
-
-class DatasetMissing(DatasetError):
-    """A dataset folder or file is not where the space says; the message says how to fix it."""
-
-
-@dataclass
-class ArrayDataset:
-    """Images as uint8 [N, C, H, W] and int64 labels [N], in memory."""
-
-    images: torch.Tensor
-    labels: torch.Tensor
-    classes: int
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def subset(self, index: np.ndarray) -> "ArrayDataset":
-        idx = torch.as_tensor(index, dtype=torch.long)
-        return ArrayDataset(self.images[idx], self.labels[idx], self.classes)
-
-    def check_fits(self, in_chans: int, num_classes: int) -> None:
-        """ConfigError unless a network with these input channels and classes can train on it."""
-        check_fits(self.images.shape[1], self.classes, in_chans, num_classes)
-
-
-def check_fits(channels: int, classes: int, in_chans: int, num_classes: int) -> None:
-    if channels != in_chans:
-        raise ConfigError(f"backbone.in_chans={in_chans}: the dataset has {channels} channels")
-    if classes > num_classes:
-        raise ConfigError(f"backbone.num_classes={num_classes}: the dataset has {classes} classes")
 
 
 def _checked(images: np.ndarray, labels: np.ndarray, classes: int, where: str) -> ArrayDataset:
@@ -154,14 +122,6 @@ def load_cifar10(folder: str, split: str = "train") -> ArrayDataset:
             raise DatasetError(f"{path}: not a CIFAR-10 python batch ({type(e).__name__}: {e})") from None
         _checked(xs[-1], ys[-1], 10, path)  # each batch pairs up by itself
     return _checked(np.concatenate(xs), np.concatenate(ys), 10, folder)
-
-
-def imagefolder_root(folder: str, split: str) -> str:
-    root = os.path.join(folder, split if split == "train" else "val")
-    if not os.path.isdir(root):
-        raise DatasetMissing(f"proxy.path={folder!r}: no {os.path.basename(root)}/ folder; expected "
-                             f"{folder}/train/CLASS/*.jpg (and val/CLASS/*.jpg)")
-    return root
 
 
 def load_imagefolder(folder: str, split: str = "train", resolution: int = 224) -> ArrayDataset:

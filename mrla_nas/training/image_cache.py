@@ -29,7 +29,7 @@ from typing import List, Sequence, Tuple
 import numpy as np
 import torch
 
-from .data import ArrayDataset, DatasetError, imagefolder_root
+from .arrays import ArrayDataset, DatasetError, imagefolder_root
 
 FORMAT = 1  # bump when what an entry holds changes (the decode, the layout)
 
