@@ -1,7 +1,8 @@
 """The training batches of one epoch, in the order the trainer drew: read in the trial's own process
 (``workers: 0``, the CPU default) or by DataLoader worker processes (``workers: N``) that gather
-each batch from the dataset's uint8 array (in memory, or memory-mapped from the decoded cache of
-:mod:`~mrla_nas.training.image_cache`) into pinned memory, so that a GPU does not wait on the host.
+each batch from the dataset's uint8 array (in memory, memory-mapped from the decoded cache of
+:mod:`~mrla_nas.training.image_cache`, or decoded from the files by :mod:`~mrla_nas.training.streaming`)
+into pinned memory, so that a GPU does not wait on the host.
 
 The batch order and the augmentation stay in the trainer (on the batch, with its seeded generator):
 the workers only gather, so any number of them trains the same network.
@@ -46,7 +47,7 @@ class _EpochOrder(torch.utils.data.Sampler):
 class BatchReader:
     """``reader(chunks)`` yields (images, labels) for each index tensor of ``chunks``."""
 
-    def __init__(self, data: ArrayDataset, placement: Placement, workers: int = 0):
+    def __init__(self, data: ArrayDataset, placement: Placement, workers: int = 0, persistent: bool = True):
         self.data, self.placement, self.workers = data, placement, int(workers)
         self._order = _EpochOrder()
         self._loader = None
@@ -55,7 +56,7 @@ class BatchReader:
             # gather whole batches and collate nothing
             self._loader = torch.utils.data.DataLoader(
                 _Gather(data), sampler=self._order, batch_size=None, num_workers=self.workers,
-                pin_memory=placement.cuda, persistent_workers=True, prefetch_factor=4)
+                pin_memory=placement.cuda, persistent_workers=persistent, prefetch_factor=4)
 
     def __call__(self, chunks: List[torch.Tensor]) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
         if self._loader is None:

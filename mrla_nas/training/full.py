@@ -61,7 +61,8 @@ def _check_same_recipe(recorded: Dict[str, Any], recipe: Dict[str, Any], path: P
     ends at the checkpoint's epochs), data subset and random state are restored as they were, so
     another value would be ignored or mixed in while result.json recorded it."""
     for key in sorted(set(recorded) | set(recipe)):
-        was, now = recorded.get(key), recipe.get(key)
+        # a checkpoint written before a setting existed was trained at its default (fp32, say)
+        was, now = recorded.get(key, DEFAULTS.get(key)), recipe.get(key)
         if key == "path" and isinstance(was, str) and isinstance(now, str):  # one folder, however written
             was, now = os.path.realpath(os.path.expanduser(was)), os.path.realpath(os.path.expanduser(now))
         if key in RESUMABLE_CHANGES or was == now:
@@ -146,20 +147,36 @@ def train(arch_file, out_dir: Optional[os.PathLike] = None, log=print, **overrid
         return _train(arch, arch_file, recipe, out, overrides, log, placement)
 
 
+def _splits(recipe: Dict[str, Any]):
+    """The training split (or its stratified ``train_size`` subset) and the test split. An
+    ImageFolder is read from its files as batches are drawn (streaming.py), never decoded whole."""
+    resolution = recipe["resolution"] or 224
+    if recipe["dataset"] == "imagefolder":
+        from .streaming import streamed_split
+
+        train_set = streamed_split(recipe["path"], "train", resolution)
+        if recipe["train_size"]:
+            idx, _ = stratified_split(train_set.labels, recipe["train_size"], 0, recipe["seed"])
+            train_set = streamed_split(recipe["path"], "train", resolution, idx)
+        return train_set, streamed_split(recipe["path"], "test", resolution)
+    train_set = load_dataset(recipe["dataset"], recipe["path"], "train", resolution)
+    test_set = load_dataset(recipe["dataset"], recipe["path"], "test", resolution)
+    if recipe["train_size"]:
+        idx, _ = stratified_split(train_set.labels, recipe["train_size"], 0, recipe["seed"])
+        train_set = train_set.subset(idx)
+    return train_set, test_set
+
+
 def _train(arch: ArchConfig, arch_file, recipe: Dict[str, Any], out: Path, overrides: Dict[str, Any],
            log, placement: Placement) -> Dict[str, Any]:
     """Load the data, resume or start, train ``recipe['epochs']`` epochs with a checkpoint after each,
     test; the result as ``OUT/result.json`` records it."""
     try:
-        train_set = load_dataset(recipe["dataset"], recipe["path"], "train", recipe["resolution"] or 224)
-        test_set = load_dataset(recipe["dataset"], recipe["path"], "test", recipe["resolution"] or 224)
+        train_set, test_set = _splits(recipe)
     except DatasetError as e:  # the loaders name a space's field; here the user gave --path
         if overrides.get("path") is None:
             raise
         raise type(e)(str(e).replace("proxy.path", "--path")) from None
-    if recipe["train_size"]:
-        idx, _ = stratified_split(train_set.labels, recipe["train_size"], 0, recipe["seed"])
-        train_set = train_set.subset(idx)
     where = ("--resolution" if overrides.get("resolution") is not None else
              f"{arch_file}: provenance.proxy.resolution" if recipe["resolution"] else
              f"the {recipe['dataset']} images' size (--resolution)")

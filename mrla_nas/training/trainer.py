@@ -57,7 +57,9 @@ class _Normalizer:
 
     def __init__(self, train: ArrayDataset, resolution: int, placement: Optional[Placement] = None):
         self.placement = placement or resolve({"device": "cpu"})
-        mean, std = _channel_stats(train.images)
+        # a split read from its files gives its stats from a sample (training/streaming.py)
+        sample = getattr(train.images, "stats_sample", None)
+        mean, std = _channel_stats(sample() if sample is not None else train.images)
         self.mean, self.std = mean.to(self.placement.device), std.clamp_min(1e-3).to(self.placement.device)
         self.resolution = resolution
 
@@ -94,12 +96,13 @@ def _optimizer(model, proxy):
 
 
 @torch.no_grad()
-def evaluate(model, data: ArrayDataset, norm: _Normalizer, batch_size: int):
+def evaluate(model, data: ArrayDataset, norm: _Normalizer, batch_size: int, workers: int = 0):
     model.eval()
     placement = norm.placement
     correct, loss = 0, 0.0
-    for s in range(0, len(data), batch_size):
-        x, y = norm(data.images[s:s + batch_size]), placement.to_device(data.labels[s:s + batch_size])
+    chunks = [torch.arange(s, min(s + batch_size, len(data))) for s in range(0, len(data), batch_size)]
+    for images, labels in BatchReader(data, placement, workers, persistent=False)(chunks):
+        x, y = norm(images), placement.to_device(labels)
         with placement.autocast():
             logits = model(x)
         logits = logits.float()
@@ -180,7 +183,7 @@ class Trainer:
         return total / len(self.train)
 
     def evaluate(self, data: ArrayDataset):
-        return evaluate(self.forward, data, self.norm, max(self.recipe["batch_size"], 256))
+        return evaluate(self.forward, data, self.norm, max(self.recipe["batch_size"], 256), self.recipe.get("workers", 0))
 
     def state_dict(self) -> dict:
         state = {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
