@@ -80,6 +80,20 @@ def summarize(space: SearchSpace) -> SpaceSummary:
     return SpaceSummary(space.size(), (min(flops), max(flops)), (min(params), max(params)), refs)
 
 
+def trials_line(space: SearchSpace) -> str:
+    """How the trials run: how many at once, each one's CPU/GPU share, device and precision.
+
+    >>> from mrla_nas.space import load_space
+    >>> trials_line(load_space("search_spaces/tiny.yaml", check_paths=False))
+    '2 at once, each 1 CPU, device auto (the CPU: no GPU share), fp32'
+    """
+    res, proxy = space.trial_resources(), space.proxy
+    share = f" + {res['gpu']:g} GPU" if res["gpu"] else ""
+    device = proxy["device"] + (" (the CPU: no GPU share)" if proxy["device"] == "auto" and not res["gpu"] else "")
+    return (f"{space.search['concurrency']} at once, each {res['cpu']:g} CPU{share}, device {device}, "
+            f"{proxy['precision']}" + (", compiled" if proxy["compile"] else ""))
+
+
 def format_summary(space: SearchSpace, s: SpaceSummary) -> str:
     budget = ", ".join(f"{k} <= {v:,.0f}" for k, v in space.constraints.items() if v is not None) or "none"
     lines = [f"space {space.name}: valid",
@@ -88,6 +102,7 @@ def format_summary(space: SearchSpace, s: SpaceSummary) -> str:
              f"{s.flops_range[0]:,} .. {s.flops_range[1]:,}",
              f"  params: {s.params_range[0]:,} .. {s.params_range[1]:,}",
              f"  budget: {budget}",
+             f"  trials: {trials_line(space)}",
              "  reference placements (paper heads and projection, first backbone choice):"]
     for name, (ok, cost) in s.references.items():
         label = {"none": "no MRLA", "light": "light everywhere", "base": "base everywhere"}[name]
