@@ -38,8 +38,10 @@ def format_front(run: Run) -> str:
     validation = run.validation
     validated = validation.by_trial() if validation is not None else {}
     val_head = f" {'validated (95% CI)':>26s}" if validated else ""
+    timed = "latency" in run.space.objectives
+    lat_head = f" {'latency':>10s}" if timed else ""
     lines = [f"{'':2s}{'trial':>5s}  {'arch':22s} {choice_head}{'stage choices':34s} {acc_head:>{width}s} "
-             f"{'FLOPs':>14s} {'params':>10s}{val_head}"]
+             f"{'FLOPs':>14s} {'params':>10s}{lat_head}{val_head}"]
     for _, r in run.front.iterrows():
         stages = " ".join(_stage_label(r, i) for i in range(1, len(run.space.stages) + 1))
         mark = "*" if int(r["trial_id"]) == run.knee else " "
@@ -47,10 +49,13 @@ def format_front(run: Run) -> str:
         bb = f"{choice[int(r['trial_id'])]:{choice_width}s}" if varying else ""
         v = validated.get(int(r["trial_id"]))
         val = "" if not validated else f" {'not validated' if v is None else _validated_cell(v):>26s}"
+        lat = f" {latency_cell(run, r):>10s}" if timed else ""
         lines.append(f"{mark:2s}{int(r['trial_id']):5d}  {r['summary']:22s} {bb}{stages:34s} {acc:>{width}s} "
-                     f"{int(r['flops']):14,d} {int(r['params']):10,d}{val}")
+                     f"{int(r['flops']):14,d} {int(r['params']):10,d}{lat}{val}")
     lines.append(f"accuracy: the proxy's validation accuracy after {run.recipe}"
                  + (" (mean ± sd over the seeds: training subset, initialisation, batch order)" if seeds > 1 else ""))
+    if timed:
+        lines.append(f"latency: {latency_label(run.space)}, measured on {run.latency_device or 'an unrecorded device'}")
     if validation is not None:
         lines.append(f"validated: retrained by `mrla-nas validate` ({validation.path.name}/) with {validation.recipe}")
     lines.append(f"front: {len(run.front)} of {int((run.trials['status'] == COMPLETE).sum())} complete trials "
@@ -68,9 +73,37 @@ def box_label(run: Run) -> str:
             parts.append(f"accuracy {ref:g}..1")
         elif name == "flops":
             parts.append(f"FLOPs 0..{ref:,.0f} ({run.space.flops_convention})")
+        elif name == "latency":
+            unit = "x no MRLA" if run.space.latency["metric"] == "ratio" else "ms"
+            parts.append(f"latency 0..{ref:.3g} ({unit})")
         else:
             parts.append(f"{name} 0..{ref:,.0f}")
     return " x ".join(parts)
+
+
+def latency_label(space) -> str:
+    """What a latency figure of this space is: the metric, the step, the batch and input, the threads."""
+    lat = space.latency
+    step = "training step (forward, backward, SGD step)" if lat["mode"] == "train_step" else "inference (forward, eval)"
+    what = ("ratio to the same backbone without MRLA, timed interleaved in one process" if lat["metric"] == "ratio"
+            else "milliseconds per step")
+    return (f"{what}; one {step} at batch {lat['batch_size']}, {lat['resolution']} px, {lat['threads']} "
+            f"thread{'s' if lat['threads'] != 1 else ''}, median of {lat['rounds']} rounds")
+
+
+def latency_cell(run: Run, row) -> str:
+    if pd.isna(row.get("latency")):
+        return "-"
+    return f"{row['latency']:.3f}x" if run.space.latency["metric"] == "ratio" else f"{row['latency']:.2f} ms"
+
+
+def _axis(run: Run):
+    """The plot's x axis: latency where it is an objective, else FLOPs: (column, scale, label)."""
+    if "latency" in run.space.objectives:
+        unit = "x the network without MRLA" if run.space.latency["metric"] == "ratio" else "ms"
+        step = "training step" if run.space.latency["mode"] == "train_step" else "inference"
+        return "latency", 1.0, f"latency ({step}, {unit}; {run.latency_device or 'device not recorded'})"
+    return "flops", 1e-6, f"MFLOPs ({run.space.flops_convention}, 1 multiply-add = 1 FLOP)"
 
 
 def _validated_cell(row) -> str:
@@ -84,52 +117,56 @@ def plot_runs(runs: Sequence[Run], out_path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.5, 4.5), dpi=120)
-    # a third objective (params) is shown as colour: the front points' fill, on one shared scale
-    third = [r for r in runs if "params" in r.space.objectives and len(r.front)]
+    x, scale, x_label = _axis(runs[0])
+    # a third objective (params; FLOPs where latency is on the axis) is shown as colour: the front
+    # points' fill, on one shared scale
+    colour = next((c for c in ("params", "flops") if c != x and c in runs[0].space.objectives), None)
+    third = [r for r in runs if colour in r.space.objectives and len(r.front)] if colour else []
     norm = None
     if third:
-        values = pd.concat([r.front["params"].astype(float) for r in third])
+        values = pd.concat([r.front[colour].astype(float) for r in third])
         norm = matplotlib.colors.Normalize(values.min(), values.max() if values.max() > values.min() else values.min() + 1)
     for i, run in enumerate(runs):
         color = f"C{i}"
         done = run.trials[run.trials["accuracy"].notna()] if not run.trials.empty else run.trials
-        if len(done):
-            ax.scatter(done["flops"].astype(float) / 1e6, done["accuracy"], s=14, alpha=0.25, color=color)
+        if len(done) and x in done:
+            ax.scatter(done[x].astype(float) * scale, done["accuracy"], s=14, alpha=0.25, color=color)
         if len(run.front):
             # with three objectives the front is not a curve in this plane: points, not a line
-            style = "o" if "params" in run.space.objectives else "-o"
-            ax.plot(run.front["flops"].astype(float) / 1e6, run.front["accuracy"], style, color=color, ms=5,
+            style = "o" if len(run.space.objectives) > 2 else "-o"
+            fx = run.front[x].astype(float) * scale
+            ax.plot(fx, run.front["accuracy"], style, color=color, ms=5,
                     label=f"{run.path.name}: front (HV {run.hypervolume:.4f}), proxy: {run.recipe}")
             if int(run.space.proxy.get("seeds", 1)) > 1:  # seed noise: one sd either way
-                ax.errorbar(run.front["flops"].astype(float) / 1e6, run.front["accuracy"],
-                            yerr=run.front["accuracy_sd"].astype(float), fmt="none", ecolor=color, capsize=3,
-                            alpha=0.8)
-            if norm is not None and "params" in run.space.objectives:
-                sc = ax.scatter(run.front["flops"].astype(float) / 1e6, run.front["accuracy"], s=40,
-                                c=run.front["params"].astype(float), cmap="viridis", norm=norm,
-                                edgecolors=color, zorder=3)
+                ax.errorbar(fx, run.front["accuracy"], yerr=run.front["accuracy_sd"].astype(float), fmt="none",
+                            ecolor=color, capsize=3, alpha=0.8)
+            if norm is not None and colour in run.space.objectives:
+                sc = ax.scatter(fx, run.front["accuracy"], s=40, c=run.front[colour].astype(float), cmap="viridis",
+                                norm=norm, edgecolors=color, zorder=3)
             if run.knee is not None:
                 k = run.front[run.front["trial_id"] == run.knee].iloc[0]
-                ax.scatter([float(k["flops"]) / 1e6], [k["accuracy"]], s=120, facecolors="none", edgecolors=color)
+                ax.scatter([float(k[x]) * scale], [k["accuracy"]], s=120, facecolors="none", edgecolors=color)
         validation = run.validation
-        if validation is not None and len(validation.table):
+        if validation is not None and len(validation.table) and x in validation.table:
             t = validation.table
-            ax.errorbar(t["flops"].astype(float) / 1e6, t["val_mean"],
+            ax.errorbar(t[x].astype(float) * scale, t["val_mean"],
                         yerr=[t["val_mean"] - t["val_low"], t["val_high"] - t["val_mean"]], fmt="s", mfc="none",
                         color=color, ms=5, capsize=2, label=f"{run.path.name}: validated ({validation.recipe})")
         for p, row in run.reference_rows().items():
-            ax.annotate(REFERENCE_LABELS[p], (float(row["flops"]) / 1e6, row["accuracy"]), fontsize=8,
-                        xytext=(4, -10), textcoords="offset points")
+            if x in row and not pd.isna(row[x]):
+                ax.annotate(REFERENCE_LABELS[p], (float(row[x]) * scale, row["accuracy"]), fontsize=8,
+                            xytext=(4, -10), textcoords="offset points")
     if norm is not None:
-        fig.colorbar(sc, ax=ax, label="params (third objective)")
-    ax.set_xlabel(f"MFLOPs ({runs[0].space.flops_convention}, 1 multiply-add = 1 FLOP)")
+        fig.colorbar(sc, ax=ax, label=f"{colour} (third objective)")
+    ax.set_xlabel(x_label)
     recipes = {r.recipe for r in runs}
     ax.set_ylabel("validation accuracy" + (f"\nproxy: {runs[0].recipe}" if len(recipes) == 1 else " (recipes in the legend)"),
                   fontsize=8 if len(recipes) == 1 else None)
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:  # no front yet: nothing to name
         ax.legend(fontsize=8, loc="lower right")
-    ax.set_title("accuracy against FLOPs: all trials faded, Pareto front highlighted, knee circled", fontsize=9)
+    ax.set_title(f"accuracy against {'latency' if x == 'latency' else 'FLOPs'}: all trials faded, Pareto front "
+                 "highlighted, knee circled", fontsize=9)
     fig.tight_layout()
     out_path = Path(out_path)
     fig.savefig(out_path)

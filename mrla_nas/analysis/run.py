@@ -49,6 +49,18 @@ class Run:
         space = SearchSpace.from_file(folder / "space.yaml", check_paths=False)
         return Validation(folder, table, recipe_label(space.proxy))
 
+    @cached_property
+    def latency_device(self) -> Optional[str]:
+        """Where the run's latencies were measured (its manifest's sessions), or None."""
+        import json
+
+        try:
+            sessions = json.loads((self.path / "manifest.json").read_text()).get("sessions", [])
+        except (OSError, ValueError, AttributeError):
+            return None
+        found = sorted({s["latency_device"] for s in sessions if isinstance(s, dict) and s.get("latency_device")})
+        return ", ".join(found) or None
+
     def reference_rows(self) -> dict:
         """Trials that measured a reference placement (no MRLA, light everywhere, base everywhere)."""
         bb = self.space.backbone_combos()[0]

@@ -125,6 +125,10 @@ def pareto(args) -> None:
     if len(conventions) > 1:  # one FLOPs axis for all: a front counted otherwise would sit off it
         raise UsageError("runs count FLOPs differently (" + ", ".join(f"{r.path}: {r.space.flops_convention}"
                                                                      for r in runs) + "); give them one at a time")
+    timed = [r for r in runs if "latency" in r.space.objectives]
+    if len({r.latency_device for r in timed}) > 1:  # times of two machines on one axis mean nothing
+        raise UsageError("runs measured latency on different devices (" + ", ".join(
+            f"{r.path}: {r.latency_device}" for r in timed) + "); give them one at a time")
     for run in runs:
         if len(runs) > 1:
             print(f"== {run.path}")

@@ -101,8 +101,9 @@ def rule_for(space, epochs: Optional[int] = None) -> Optional[SuccessiveHalving]
     return SuccessiveHalving(rungs, space.search["reduction_factor"], modes)
 
 
-def rung_values(space, kind: str, accuracy: float, flops: float, params: float) -> List[float]:
+def rung_values(space, kind: str, accuracy: float, flops: float, params: float,
+                latency: Optional[float] = None) -> List[float]:
     """What a rule ranks a trial on: every objective (moasha) or accuracy alone (asha)."""
     if kind == "asha":
         return [accuracy]
-    return space.objective_values(accuracy, flops, params)
+    return space.objective_values(accuracy, flops, params, latency)

@@ -101,8 +101,9 @@ def reference_point(trials: pd.DataFrame, objectives: Dict[str, str] = DEFAULT_O
 
 def pareto(trials: pd.DataFrame, objectives: Dict[str, str] = DEFAULT_OBJECTIVES,
            budgets: Optional[Dict[str, Optional[float]]] = None):
-    """(front rows sorted by FLOPs, hypervolume, reference point, knee row label or None) over every
-    objective of ``objectives`` (its order is the order of the reference point).
+    """(front rows sorted by the first cost objective (FLOPs, or params, or latency), hypervolume,
+    reference point, knee row label or None) over every objective of ``objectives`` (its order is
+    the order of the reference point).
 
     The hypervolume is normalised by the reference box (accuracy 0..1 x each cost 0..its reference):
     the fraction of that box the front dominates, in [0, 1], comparable across runs of a space.
@@ -114,7 +115,8 @@ def pareto(trials: pd.DataFrame, objectives: Dict[str, str] = DEFAULT_OBJECTIVES
     if cand.empty:
         return cand, 0.0, ref, None
     values = cand[keys].to_numpy(float)
-    front = cand[non_dominated(values, modes)].sort_values("flops")
+    first_cost = next(k for k in keys if k != "accuracy")
+    front = cand[non_dominated(values, modes)].sort_values(first_cost)
     box = np.prod([1.0 - r if m == "max" else r for r, m in zip(ref, modes)])
     hv = hypervolume(front[keys].to_numpy(float), modes, ref) / box
     knee = front.index[knee_index(front[keys].to_numpy(float), modes)]

@@ -80,6 +80,17 @@ def check_record(rec: Any, path, number: int) -> Dict[str, Any]:
     for key in ("params", "flops"):
         if rec.get(key) is not None and not (is_int(rec[key]) and rec[key] >= 0):
             raise _bad(path, key, rec[key], "a non-negative integer")
+    latency = rec.get("latency")
+    if latency is not None:
+        if not isinstance(latency, dict):
+            raise _bad(path, "latency", latency, "a mapping (ms, reference_ms, ratio, spread, rounds)")
+        for key in ("ms", "reference_ms", "ratio", "spread"):
+            v = latency.get(key)
+            if not (is_number(v) and math.isfinite(v) and v >= 0):
+                raise _bad(path, f"latency.{key}", v, "a finite number >= 0")
+    if rec.get("latency_value") is not None and not (is_number(rec["latency_value"])
+                                                     and math.isfinite(rec["latency_value"])):
+        raise _bad(path, "latency_value", rec["latency_value"], "a finite number (the latency objective's value)")
     fidelity = rec.get("fidelity", 0.0)
     if not (is_number(fidelity) and 0 <= fidelity <= 1):
         raise _bad(path, "fidelity", fidelity, "a number in [0, 1]")

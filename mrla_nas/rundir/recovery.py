@@ -85,7 +85,7 @@ def _settle_running(study: optuna.Study, run_dir: Path, space: SearchSpace, reco
             continue
         if rec is not None and rec.get("status") == COMPLETE and rec.get("history"):
             study.tell(t.number, space.objective_values(rec["history"][-1]["val_accuracy"], rec["flops"],
-                                                        rec["params"]))
+                                                        rec["params"], rec.get("latency_value")))
             continue
         if rec is not None and rec.get("status") == INFEASIBLE:
             study.tell(t.number, state=PRUNED)

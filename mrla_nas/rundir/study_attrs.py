@@ -3,7 +3,7 @@ the trials and of the study), in one place for every writer and reader: the prop
 recovery and the trials table.
 
 Trial attributes: ``arch`` (the network's config), ``flops``, ``params`` (its cost, measured before
-training), ``duplicate_of`` (a re-proposal of a known network: the key it was answered from),
+training), ``latency`` (where it is measured: ms, reference ms, ratio, spread), ``duplicate_of`` (a re-proposal of a known network: the key it was answered from),
 ``stopped_epoch`` / ``partial_accuracy`` (a trial stopped early at a rung). The study attribute
 ``interrupted`` lists the attempts a killed session left unfinished ({trial number: config or None});
 older runs marked the trial itself with a trial attribute of that name.
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Dict, Optional
 if TYPE_CHECKING:
     import optuna
 
-ARCH, FLOPS, PARAMS = "arch", "flops", "params"
+ARCH, FLOPS, PARAMS, LATENCY = "arch", "flops", "params", "latency"
 DUPLICATE_OF = "duplicate_of"
 STOPPED_EPOCH, PARTIAL_ACCURACY = "stopped_epoch", "partial_accuracy"
 INTERRUPTED = "interrupted"

@@ -13,7 +13,8 @@ from ..arch import arch_from_dict
 from .files import check_run_dir, record_path
 from .records import COMPLETE, FAILED, INFEASIBLE, INTERRUPTED, RUNNING, STOPPED, parse_record
 from .study import open_study
-from .study_attrs import ARCH, DUPLICATE_OF, FLOPS, PARAMS, interrupted_trials, is_duplicate, is_interrupted
+from .study_attrs import (ARCH, DUPLICATE_OF, FLOPS, LATENCY, PARAMS, interrupted_trials, is_duplicate,
+                          is_interrupted)
 
 if TYPE_CHECKING:
     import optuna
@@ -57,6 +58,11 @@ def _row(t, rec: Dict[str, Any], marked: Dict[int, Any]) -> Optional[Dict[str, A
                                      sort_keys=True, separators=(",", ":"))
     row["params"] = rec.get("params", t.user_attrs.get(PARAMS))
     row["flops"] = rec.get("flops", t.user_attrs.get(FLOPS))
+    latency = rec.get("latency") or t.user_attrs.get(LATENCY)
+    if latency:  # the objective's value, and what it was measured from
+        row["latency"] = rec.get("latency_value")
+        row["latency_ms"], row["latency_reference_ms"] = latency["ms"], latency["reference_ms"]
+        row["latency_ratio"], row["latency_spread"] = latency["ratio"], latency["spread"]
     hist = rec.get("history", [])
     for h in hist:
         row[f"acc_epoch_{h['epoch']}"] = h["val_accuracy"]

@@ -107,7 +107,8 @@ def _check_before_writing(space: SearchSpace, space_path, run_dir: Path, resume:
 
     if resume:
         check_run_dir(run_dir)
-        read_manifest(run_dir)  # damaged: stop before anything changes
+        manifest = read_manifest(run_dir)  # damaged: stop before anything changes
+        _check_same_latency_device(space, manifest)
         frozen = SearchSpace.from_file(run_dir / "space.yaml", check_paths=False)
         changed = first_difference(_what_is_computed(frozen), _what_is_computed(space))
         if changed:
@@ -122,6 +123,9 @@ def _check_before_writing(space: SearchSpace, space_path, run_dir: Path, resume:
     check_budget(space)
     check_ray_address(address)
     check_gpus(space, address)
+    if "latency" in space.objectives:
+        from ..cost.latency import check_latency_device
+        check_latency_device(space.latency)
     if space.proxy["compile"]:
         from ..training.device import check_compile
         check_compile("cuda" if space.proxy["device"] == "cuda" else "cpu")
@@ -167,7 +171,27 @@ def _open_session(space: SearchSpace, run_dir: Path, target: int, resume: bool, 
     session = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "target_trials": target, "resumed": resume,
                "interrupted_requeued": interrupted, "stale_ray_processes_ended": reaped,
                "address": cluster_address(address)}
+    if "latency" in space.objectives:
+        session["latency_device"] = _latency_device(space)
     return study, session
+
+
+def _latency_device(space: SearchSpace) -> str:
+    from ..cost.latency import device_label
+    return device_label(space.latency["device"])
+
+
+def _check_same_latency_device(space: SearchSpace, manifest) -> None:
+    """A run's latencies are ratios and times measured on one kind of device: a resume elsewhere would
+    put two machines' times on one front."""
+    if "latency" not in space.objectives or not manifest:
+        return
+    before = {s.get("latency_device") for s in manifest.get("sessions", []) if s.get("latency_device")}
+    here = _latency_device(space)
+    if before and here not in before:
+        raise ConfigError(f"latency.device={space.latency['device']!r}: this run's latencies were measured on "
+                          f"{', '.join(sorted(before))}, this machine is {here}; resume it there, or start a new "
+                          "--name")
 
 
 def _build_kernels_once(space: SearchSpace) -> None:

@@ -20,7 +20,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import optuna
 
 from ..arch import ArchConfig, arch_from_dict
-from ..rundir.study_attrs import (ARCH, DUPLICATE_OF, FLOPS, PARAMS, PARTIAL_ACCURACY, STOPPED_EPOCH,
+from ..rundir.study_attrs import (ARCH, DUPLICATE_OF, FLOPS, LATENCY, PARAMS, PARTIAL_ACCURACY, STOPPED_EPOCH,
                                   interrupted_trials, is_duplicate, is_interrupted)
 from ..space import SearchSpace
 
@@ -37,11 +37,14 @@ class Proposal:
     flops: int
     params: int
     feasible: bool
+    latency: Optional[Dict[str, float]] = None  # ms, reference_ms, ratio, spread, rounds (where measured)
+    latency_value: Optional[float] = None        # the objective's value (the ratio, or ms)
 
     def config(self) -> dict:
         """What a Ray trial receives."""
         return {"arch": self.arch.to_dict(), "flops": self.flops, "params": self.params,
-                "feasible": self.feasible, "trial_number": self.number}
+                "feasible": self.feasible, "trial_number": self.number, "latency": self.latency,
+                "latency_value": self.latency_value}
 
 
 @dataclass
@@ -60,13 +63,16 @@ class Proposer:
     """Ask ``study`` for networks of ``space``, one distinct network at a time.
 
     ``measure(arch) -> (flops, params)`` counts a network's cost (the live search uses fvcore, the
-    replay its table). ``tell(number, outcome)`` tells Optuna (default: ``study.tell``); the live
-    searcher passes its own, which reports a refused tell.
+    replay its table); ``measure_latency(arch) -> dict`` times it where latency is an objective (the
+    live search: :mod:`~mrla_nas.cost.latency`; the replay: its table). ``tell(number, outcome)`` tells
+    Optuna (default: ``study.tell``); the live searcher passes its own, which reports a refused tell.
     """
 
     def __init__(self, study: optuna.Study, space: SearchSpace, measure: Callable[[ArchConfig], Tuple[int, int]],
-                 tell: Optional[Callable[[int, Outcome], None]] = None, patience: int = 25, seed: int = 0):
+                 tell: Optional[Callable[[int, Outcome], None]] = None, patience: int = 25, seed: int = 0,
+                 measure_latency: Optional[Callable[[ArchConfig], Dict[str, float]]] = None):
         self.study, self.space, self.measure = study, space, measure
+        self.measure_latency = measure_latency
         self.tell = tell or self._tell
         self.patience = patience
         self.rng = random.Random(seed)
@@ -112,6 +118,10 @@ class Proposer:
             self.proposed[key] = self.proposed.get(key, 0) + 1
             flops, params = self.measure(arch)
             feasible = self._record_cost(trial, arch, flops, params)
+            latency = None
+            if self.measure_latency is not None and key not in self.known:  # a known one has its outcome
+                latency = self.measure_latency(arch)
+                trial.set_user_attr(LATENCY, latency)
             if key in self.known:
                 trial.set_user_attr(DUPLICATE_OF, key)
                 self._annotate(trial.number, self.known[key])
@@ -125,7 +135,8 @@ class Proposer:
                 repeats += 1
                 continue
             self.in_flight[key] = trial.number
-            return Proposal(trial.number, arch, flops, params, feasible)
+            value = None if latency is None else latency[self.space.latency["metric"]]
+            return Proposal(trial.number, arch, flops, params, feasible, latency, value)
         return None
 
     def _record_cost(self, trial, arch: ArchConfig, flops: int, params: int) -> bool:

@@ -18,7 +18,8 @@ class HalvingScheduler(FIFOScheduler):
     def on_trial_result(self, tune_controller, trial, result):
         if "accuracy" not in result or "epoch" not in result:
             return TrialScheduler.CONTINUE  # an over-budget network's only report
-        values = rung_values(self.space, self.kind, result["accuracy"], result["flops"], result["params"])
+        values = rung_values(self.space, self.kind, result["accuracy"], result["flops"], result["params"],
+                             result.get("latency"))
         go_on = self.rule.decide(int(result["trial_number"]), int(result["epoch"]), values)
         return TrialScheduler.CONTINUE if go_on else TrialScheduler.STOP
 

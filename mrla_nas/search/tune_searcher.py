@@ -37,6 +37,19 @@ def fvcore_cost(space: SearchSpace):
     return measure
 
 
+def latency_cost(space: SearchSpace):
+    """``measure(arch) -> dict`` of its latency against its backbone without MRLA, where latency is an
+    objective (None otherwise). Measured here, in the driver: every network of a run is timed on the
+    same machine, whichever node trains it (cost/latency.py)."""
+    if "latency" not in space.objectives:
+        return None
+    from ..cost.latency import measure_latency
+
+    def measure(arch: ArchConfig) -> Dict[str, float]:
+        return measure_latency(arch, space.no_mrla(arch), space.latency).to_dict()
+    return measure
+
+
 def outcome_of(space: SearchSpace, result: Optional[Dict], error: bool) -> Outcome:
     """A Ray trial's last result as what Optuna is told: a trial that ended before the proxy's last
     epoch was stopped by the scheduler, and is PRUNED (its partial accuracy kept apart)."""
@@ -62,7 +75,8 @@ class StudySearcher(Searcher):
     def __init__(self, space: SearchSpace, study: optuna.Study, run_dir: Path, measure=None):
         super().__init__(metric=space.objective_names(), mode=list(space.objectives.values()))
         self.space, self.study, self.run_dir = space, study, Path(run_dir)
-        self.proposer = Proposer(study, space, measure or fvcore_cost(space), tell=self._tell, seed=space.seed)
+        self.proposer = Proposer(study, space, measure or fvcore_cost(space), tell=self._tell, seed=space.seed,
+                                 measure_latency=latency_cost(space))
         self.running: Dict[str, Tuple[int, str]] = {}  # Ray trial id -> (Optuna trial number, network key)
         self.tell_failures = 0
 

@@ -49,11 +49,14 @@ def proxy_trial(config: Dict[str, Any], ctx: Dict[str, Any]) -> None:
     rec = {"trial_id": number, "arch": config["arch"], "key": arch.key(), "params": config["params"],
            "flops": config["flops"], "status": RUNNING, "history": [], "fidelity": 0.0, "error": None,
            "node": ray.get_runtime_context().get_node_id(), "niceness": os.nice(0)}
+    if config.get("latency") is not None:
+        rec.update(latency=config["latency"], latency_value=config["latency_value"])
     t0 = time.perf_counter()
     if not config["feasible"]:
         rec.update(status=INFEASIBLE, wall_s=0.0)
         write_json_atomic(path, rec)
-        tune.report({"infeasible": 1, "flops": config["flops"], "params": config["params"], "trial_number": number})
+        tune.report({"infeasible": 1, "flops": config["flops"], "params": config["params"], "trial_number": number,
+                     "latency": config.get("latency_value")})
         return
     proxy, epochs = ctx["proxy"], ctx["proxy"]["epochs"]
     try:
@@ -73,7 +76,8 @@ def proxy_trial(config: Dict[str, Any], ctx: Dict[str, Any]) -> None:
                 rec["status"] = COMPLETE
             write_json_atomic(path, rec)
             tune.report({"accuracy": ep.val_accuracy, "accuracy_sd": ep.val_accuracy_sd, "flops": config["flops"],
-                         "params": config["params"], "epoch": ep.epoch, "val_loss": ep.val_loss,
+                         "params": config["params"], "latency": config.get("latency_value"),
+                         "epoch": ep.epoch, "val_loss": ep.val_loss,
                          "fidelity": rec["fidelity"], "trial_number": number, "device": rec["device"],
                          "device_note": placement.note or ""})
 

@@ -32,7 +32,8 @@ from .recipe import (AUGMENTATIONS, DEVICES, MIN_BATCH, OPTIMIZERS, PRECISIONS, 
 SAMPLERS = ("tpe", "nsga2", "random", "gp", "brute_force")
 SCHEDULERS = ("none", "asha", "moasha")
 REFERENCE_PLACEMENTS = ("none", "light", "base")
-OBJECTIVES = ("accuracy", "flops", "params")  # the order of the values told to Optuna
+OBJECTIVES = ("accuracy", "flops", "params", "latency")  # the order of the values told to Optuna
+COSTS = OBJECTIVES[1:]
 
 _PROXY_DEFAULTS = dict(dataset="fashion-mnist", path=None, train_size=5000, val_size=1000, epochs=2,
                        resolution=28, batch_size=128, optimizer="sgd", lr=0.1, momentum=0.9,
@@ -50,7 +51,13 @@ _SEARCH_DEFAULTS = dict(sampler="tpe", trials=20, concurrency=2, scheduler="none
                         grace_period=1, reduction_factor=2, rungs=None, gpus_per_trial=0, cpus_per_trial=None)
 MAX_GPUS_PER_TRIAL = 64
 TOP_KEYS = ("name", "seed", "backbone", "stages", "objectives", "constraints", "proxy", "search",
-             "flops_convention")
+             "flops_convention", "latency")
+# How a network's latency is measured (cost/latency.py): null sizes are the proxy's.
+LATENCY_MODES = ("train_step", "inference")
+LATENCY_DEVICES = ("cpu", "cuda")
+LATENCY_METRICS = ("ratio", "ms")
+_LATENCY_DEFAULTS = dict(mode="train_step", batch_size=None, resolution=None, threads=1, device="cpu", warmup=3,
+                         rounds=21, metric="ratio")
 _STAGE_KEYS = ("form", "heads", "channels_per_head", "reduction")
 
 
@@ -216,9 +223,27 @@ def read_objectives(d) -> Dict[str, str]:
     check_keys(d, OBJECTIVES, "objectives")
     for k, v in d.items():
         one_of(v, ("max",) if k == "accuracy" else ("min",), f"objectives.{k}")
-    if "accuracy" not in d or "flops" not in d:
-        raise ConfigError("objectives: accuracy (max) and flops (min) are required; params (min) is optional")
+    if "accuracy" not in d or not any(k in d for k in COSTS):
+        raise ConfigError("objectives: accuracy (max) and at least one cost (flops, params, latency: min) are "
+                          "required")
     return {k: d[k] for k in OBJECTIVES if k in d}  # always in this order: the study's values are too
+
+
+def read_latency(d, proxy: Dict[str, Any]) -> Dict[str, Any]:
+    """The ``latency`` section: how a network's time is measured, its sizes resolved from the proxy's."""
+    check_keys(d, tuple(_LATENCY_DEFAULTS), "latency")
+    lat = dict(_LATENCY_DEFAULTS, **d)
+    one_of(lat["mode"], LATENCY_MODES, "latency.mode")
+    one_of(lat["device"], LATENCY_DEVICES, "latency.device")
+    one_of(lat["metric"], LATENCY_METRICS, "latency.metric")
+    lat["batch_size"] = _pos_int(lat["batch_size"], "latency.batch_size", allow_none=True, hi=65_536) or proxy["batch_size"]
+    lat["resolution"] = (_pos_int(lat["resolution"], "latency.resolution", allow_none=True, hi=MAX_RESOLUTION)
+                         or proxy["resolution"])
+    _pos_int(lat["threads"], "latency.threads", hi=1024)
+    _pos_int(lat["rounds"], "latency.rounds", hi=10_000)
+    if not is_int(lat["warmup"]) or not 0 <= lat["warmup"] <= 10_000:
+        fail("latency.warmup", lat["warmup"], "expected an integer in [0, 10,000] (untimed steps per network)")
+    return lat
 
 def read_constraints(d) -> Dict[str, Optional[float]]:
     check_keys(d, ("max_flops", "max_params"), "constraints")

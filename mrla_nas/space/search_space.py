@@ -42,7 +42,8 @@ from ..cost import CONVENTIONS
 from ..errors import ConfigError, is_int, show
 from ..yaml_io import load_yaml_file, load_yaml_text
 from .schema import (TOP_KEYS, StageChoices, check_keys, check_run_name, fail, one_of, read_backbone,
-                     read_constraints, read_objectives, read_proxy, read_search, read_stages, rungs_for,
+                     read_constraints, read_latency, read_objectives, read_proxy, read_search, read_stages,
+                     rungs_for,
                      stage_count)
 
 def _check_resources(proxy: Dict[str, Any], search: Dict[str, Any]) -> None:
@@ -72,6 +73,7 @@ class SearchSpace:
     search: Dict[str, Any]
     flops_convention: str = "fvcore"
     backbone_type: str = "resnet"              # which of mrla_nas.backbones: resnet, vit
+    latency: Optional[Dict[str, Any]] = None   # how latency is measured; None: not measured
 
     @property
     def kind(self) -> Backbone:
@@ -118,7 +120,10 @@ class SearchSpace:
         search = read_search(data.get("search", {}), n_stages)
         convention = one_of(data.get("flops_convention", "fvcore"), CONVENTIONS, "flops_convention")
         _check_resources(proxy, search)
-        space = cls(name, seed, backbone, stages, objectives, constraints, proxy, search, convention, kind.name)
+        latency = (read_latency(data.get("latency") or {}, proxy)
+                   if "latency" in objectives or data.get("latency") is not None else None)
+        space = cls(name, seed, backbone, stages, objectives, constraints, proxy, search, convention, kind.name,
+                    latency)
         space._check_divisibility()
         space._check_sizes()
         if search["scheduler"] != "none":
@@ -139,16 +144,19 @@ class SearchSpace:
 
     # ---- objectives --------------------------------------------------------------------------
     def objective_names(self) -> List[str]:
-        """The objectives, in the order of the study's values: accuracy, flops[, params]."""
+        """The objectives, in the order of the study's values: accuracy, then flops, params, latency
+        (those the space has)."""
         return list(self.objectives)
 
     def directions(self) -> List[str]:
         """Optuna's study directions for :meth:`objective_names`."""
         return ["maximize" if m == "max" else "minimize" for m in self.objectives.values()]
 
-    def objective_values(self, accuracy: Optional[float], flops: float, params: float) -> List[Optional[float]]:
-        """A network's measurements as the study's values, in :meth:`objective_names`' order."""
-        measured = {"accuracy": accuracy, "flops": flops, "params": params}
+    def objective_values(self, accuracy: Optional[float], flops: float, params: float,
+                         latency: Optional[float] = None) -> List[Optional[float]]:
+        """A network's measurements as the study's values, in :meth:`objective_names`' order
+        (``latency``: the value :func:`~mrla_nas.cost.latency.objective_value` gives)."""
+        measured = {"accuracy": accuracy, "flops": flops, "params": params, "latency": latency}
         return [measured[name] for name in self.objective_names()]
 
     # ---- structure -------------------------------------------------------------------------
@@ -195,6 +203,10 @@ class SearchSpace:
         """'none' / 'light' / 'base' everywhere (the paper's heads and projection), or a list of forms."""
         forms = placement if isinstance(placement, list) else [placement] * len(self.stages)
         return self.arch(bb, [StageConfig(f) for f in forms])
+
+    def no_mrla(self, arch: NetworkConfig) -> NetworkConfig:
+        """``arch``'s backbone without MRLA: the network its latency is measured against."""
+        return self.reference_config("none", self.kind.fields_of(arch))
 
     def contains(self, arch: ArchConfig) -> bool:
         try:
@@ -332,7 +344,8 @@ class SearchSpace:
         return dict(name=self.name, seed=self.seed, backbone=bb, stages=stages, objectives=dict(self.objectives),
                     constraints=dict(self.constraints), proxy=dict(self.proxy),
                     search=dict(self.search, initial=plain(self.search["initial"])),
-                    flops_convention=self.flops_convention)
+                    flops_convention=self.flops_convention,
+                    **({"latency": dict(self.latency)} if self.latency is not None else {}))
 
 
 def _pick(trial, name: str, choices):
