@@ -114,12 +114,8 @@ def test_a_resume_on_another_kind_of_device_is_refused():
                                                                     "spread": 0}, "latency.ms")])
 def test_a_damaged_latency_in_a_record_names_the_field(latency, field):
     rec = {"trial_id": 3, "status": "running", "latency": latency}
-    with pytest.raises(ConfigError, match=rf"latency"):
+    with pytest.raises(ConfigError, match=rf"^trials/00003\.json: {field}="):
         check_record(rec, "trials/00003.json", 3)
-    try:
-        check_record(rec, "trials/00003.json", 3)
-    except ConfigError as e:
-        assert f"{field}=" in str(e)
 
 
 @pytest.mark.slow
