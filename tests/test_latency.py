@@ -37,9 +37,12 @@ def test_rounds_alternate_the_order_and_the_ratio_is_the_median_of_the_pairs(mon
     order = []
     real_init = lat._Timed.__init__
 
-    def init(self, arch, settings):
-        real_init(self, arch, settings)
-        self.is_ref = arch.key() == PLAIN.canonical().key()
+    created = []
+
+    def init(self, model, *args):  # the network is timed first, its reference second
+        real_init(self, model, *args)
+        self.is_ref = bool(created)
+        created.append(self)
 
     def run(self, steps):  # the reference steps in 10 ms; the MRLA network 12, 30 (an outlier), 12, 13
         order.append("ref" if self.is_ref else "mine")
@@ -148,6 +151,8 @@ def test_a_search_on_accuracy_and_latency_end_to_end(tmp_path, capsys):
     assert main(["pareto", str(run)]) == 0
     out = capsys.readouterr().out
     assert "latency" in out.splitlines()[0] and "1.000x" in out and "measured on cpu (" in out
+    assert main(["explain", str(run), "--no-importance"]) == 0
+    assert "% latency" in capsys.readouterr().out  # each stage x form's latency share beside its FLOPs share
     other = tmp_path / "other"
     shutil.copytree(run, other)
     m = json.loads((other / "manifest.json").read_text())
@@ -155,3 +160,15 @@ def test_a_search_on_accuracy_and_latency_end_to_end(tmp_path, capsys):
     (other / "manifest.json").write_text(json.dumps(m))
     assert main(["pareto", str(run), str(other)]) == 2
     assert "runs measured latency on different devices" in capsys.readouterr().err
+
+
+def test_cost_times_registered_models_against_the_first(capsys):
+    from mrla_nas.cli import main
+
+    assert main(["cost", "mrla_light_resnet20", "mrla_base_resnet20", "--input-size", "16", "--num-classes", "10",
+                 "--latency", "--rounds", "3", "--batch", "2", "--latency-mode", "inference"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "ms/step" in lines[1] and "x time" in lines[1]
+    first, second = lines[2].split(), lines[3].split()
+    assert first[-2:] == ["1.000", "0.000"] and float(second[-2]) > 0
+    assert lines[-1].startswith("latency: one inference pass at batch 2, 1 thread(s), on cpu (")

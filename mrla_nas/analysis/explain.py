@@ -20,7 +20,7 @@ import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 import pandas as pd
@@ -121,6 +121,7 @@ class Explanation:
     flops: pd.DataFrame                # additive effects on FLOPs (absolute)
     networks: int
     importance: Dict[str, Dict[str, Dict[str, float]]] = field(default_factory=dict)
+    latency: Optional[pd.DataFrame] = None  # additive effects on the measured latency ratio, where measured
 
     def table(self) -> pd.DataFrame:
         """One row per (stage, form): accuracy effect with its interval, FLOPs effect absolute and in %."""
@@ -129,7 +130,19 @@ class Explanation:
         base = self.flops.attrs.get("intercept", math.nan)
         t["flops"] = [f.get((r.stage, r.form), math.nan) for r in t.itertuples()]
         t["flops_pct"] = 100 * t["flops"] / base if base else math.nan
+        if self.latency is not None:  # what the same choice costs in measured time, beside its FLOPs
+            ms = self.latency.set_index(["stage", "form"])["effect"]
+            base_ms = self.latency.attrs.get("intercept", math.nan)
+            t["latency_ratio"] = [ms.get((r.stage, r.form), math.nan) for r in t.itertuples()]
+            t["latency_pct"] = 100 * t["latency_ratio"] / base_ms if base_ms else math.nan
         return t
+
+    def _cost(self, r) -> str:
+        """``+2.53% FLOPs`` or, where latency was measured, ``+2.53% FLOPs, +18.1% latency``."""
+        text = f"{r.flops_pct:+.2f}% FLOPs"
+        if self.latency is not None and not math.isnan(getattr(r, "latency_pct", math.nan)):
+            text += f", {r.latency_pct:+.1f}% latency"
+        return text
 
     def sentences(self) -> List[str]:
         """One line per stage: what MRLA in it did to accuracy, and what it cost."""
@@ -147,7 +160,7 @@ class Explanation:
                                  f"choices' ({r.n_with} networks with it, {r.n_none} without)")
                     continue
                 ci = " [interval needs more networks]" if math.isnan(r.low) else f" [{r.low:+.3f}, {r.high:+.3f}]"
-                parts.append(f"{FORM_NAMES[r.form]} {r.effect:+.3f}{ci} accuracy for {r.flops_pct:+.2f}% FLOPs "
+                parts.append(f"{FORM_NAMES[r.form]} {r.effect:+.3f}{ci} accuracy for {self._cost(r)} "
                              f"({r.n_with} networks with it, {r.n_none} without)")
             out.append(f"MRLA in stage {stage}: " + "; ".join(parts))
         return out
@@ -185,10 +198,16 @@ def explain(run_path, resamples: int = 1000, seed: int = 0, with_importance: boo
     n = len(run.space.stages)
     acc = additive_effects(done, n, "accuracy", resamples, seed)
     flops = additive_effects(done.assign(flops=done["flops"].astype(float)), n, "flops", 0, seed)
+    latency = None
+    if "latency_ratio" in done and done["latency_ratio"].notna().all():
+        # the ratio to the network without MRLA, timed interleaved with it: free of the drift that
+        # separates two networks' milliseconds measured minutes apart
+        latency = additive_effects(done.assign(latency_ratio=done["latency_ratio"].astype(float)), n,
+                                   "latency_ratio", 0, seed)
     imp = {}
     if with_importance:
         imp = importances(open_study(run.path), run.space.objective_names())
-    return Explanation(run, acc, flops, len(done), imp)
+    return Explanation(run, acc, flops, len(done), imp, latency)
 
 
 def plot_explanation(e: Explanation, out_path) -> Path:
@@ -209,7 +228,7 @@ def plot_explanation(e: Explanation, out_path) -> Path:
     for r in t.itertuples():
         ci = "" if math.isnan(r.low) else f"\n[{r.low:+.3f}, {r.high:+.3f}]"
         label = ("not told apart\nfrom other choices" if math.isnan(r.effect)
-                 else f"{r.effect:+.3f}{ci}\n{r.flops_pct:+.2f}% FLOPs")
+                 else f"{r.effect:+.3f}{ci}\n{e._cost(r)}")
         ax.text(forms.index(r.form), r.stage - 1, label, ha="center", va="center", fontsize=8)
     ax.set_xticks(range(len(forms)), [FORM_NAMES[f] for f in forms])
     ax.set_yticks(range(len(stages)), [f"stage {s}" for s in stages])

@@ -38,12 +38,37 @@ def cost(args) -> None:
             model = timm.create_model(name, num_classes=args.num_classes, in_chans=args.in_chans,
                                       img_size=args.input_size)
         rows.append((name, measure(model, shape, convention=args.convention)))
+    times = _latencies(args, shape) if args.latency else {}
     ref = rows[0][1]
     print(f"input {shape[1:]} | FLOPs convention: {args.convention} (1 multiply-add = 1 FLOP)")
-    print(f"{'model':26s} {'params':>12s} {'FLOPs':>15s} {'d params':>10s} {'d GFLOPs':>9s} {'x FLOPs':>8s}")
+    lat_head = f" {'ms/step':>9s} {'x time':>7s} {'± spread':>8s}" if times else ""
+    print(f"{'model':26s} {'params':>12s} {'FLOPs':>15s} {'d params':>10s} {'d GFLOPs':>9s} {'x FLOPs':>8s}{lat_head}")
     for name, c in rows:
+        t = times.get(name)
+        lat = f" {t.ms:9.2f} {t.ratio:7.3f} {t.spread:8.3f}" if t else ""
         print(f"{name:26s} {c.params:12,d} {c.flops:15,d} {c.params - ref.params:+10,d} "
-              f"{(c.flops - ref.flops) / 1e9:+9.3f} {c.flops / ref.flops:8.4f}")
+              f"{(c.flops - ref.flops) / 1e9:+9.3f} {c.flops / ref.flops:8.4f}{lat}")
+    if times:
+        from mrla_nas.cost.latency import device_label
+        print(f"latency: one {'training step' if args.latency_mode == 'train_step' else 'inference pass'} at batch "
+              f"{args.batch}, {args.threads} thread(s), on {device_label('cpu')}; x time: median of {args.rounds} "
+              f"paired ratios to {args.models[0]}, timed interleaved with it")
+
+
+def _latencies(args, shape) -> dict:
+    """Each model's latency against the first, interleaved in this process (cost/latency.py)."""
+    import timm
+
+    from mrla_nas.cost.latency import time_models
+
+    settings = dict(mode=args.latency_mode, batch_size=args.batch, resolution=shape[2], threads=args.threads,
+                    device="cpu", warmup=3, rounds=args.rounds)
+
+    def make(name):
+        return timm.create_model(name, num_classes=args.num_classes, in_chans=args.in_chans)
+    reference = args.models[0]
+    return {name: time_models(make(name), None if name == reference else make(reference), settings, args.in_chans,
+                              args.num_classes) for name in dict.fromkeys(args.models)}
 
 
 def space(args) -> None:

@@ -13,6 +13,7 @@ def build_parser() -> argparse.ArgumentParser:
     from mrla_nas.cost import CONVENTIONS
     from mrla_nas.space.datasets import DATASETS
     from mrla_nas.space.recipe import AUGMENTATIONS, DEVICES, OPTIMIZERS, PRECISIONS, VAL_SPLITS
+    from mrla_nas.space.schema import LATENCY_MODES
 
     parser = Parser(prog="mrla-nas", description="Search where MRLA layer attention pays off.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -23,6 +24,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--in-chans", type=positive_int, default=3)
     p.add_argument("--num-classes", type=positive_int, default=1000)
     p.add_argument("--convention", choices=CONVENTIONS, default="fvcore")
+    p.add_argument("--latency", action="store_true", help="also time each model against the first, interleaved")
+    p.add_argument("--latency-mode", choices=LATENCY_MODES, default="train_step")
+    p.add_argument("--batch", type=positive_int, default=8, help="batch size of the latency's step (8)")
+    p.add_argument("--threads", type=positive_int, default=1, help="torch threads while timing (1)")
+    p.add_argument("--rounds", type=positive_int, default=21, help="interleaved rounds (21)")
     p.set_defaults(func=commands.cost)
 
     p = sub.add_parser("space", help="validate a YAML search space and summarise it; `space init BACKBONE` "

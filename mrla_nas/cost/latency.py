@@ -68,15 +68,14 @@ def device_label(device: str) -> str:
 class _Timed:
     """One network on the device with a fixed batch, timed ``steps`` steps at a time."""
 
-    def __init__(self, arch, settings: Dict[str, Any]):
+    def __init__(self, model: torch.nn.Module, in_chans: int, num_classes: int, settings: Dict[str, Any]):
         self.device = torch.device(settings["device"])
         self.train = settings["mode"] == "train_step"
         r, b = settings["resolution"], settings["batch_size"]
         gen = torch.Generator().manual_seed(0)
-        torch.manual_seed(0)
-        self.model = build_model(arch).to(self.device).train(self.train)
-        self.x = torch.randn(b, arch.in_chans, r, r, generator=gen).to(self.device)
-        self.y = torch.randint(0, arch.num_classes, (b,), generator=gen).to(self.device)
+        self.model = model.to(self.device).train(self.train)
+        self.x = torch.randn(b, in_chans, r, r, generator=gen).to(self.device)
+        self.y = torch.randint(0, num_classes, (b,), generator=gen).to(self.device)
         self.opt = torch.optim.SGD(self.model.parameters(), lr=1e-3, momentum=0.9) if self.train else None
 
     def _sync(self) -> None:
@@ -113,8 +112,18 @@ def measure_latency(arch, reference, settings: Dict[str, Any]) -> Latency:
 @functools.lru_cache(maxsize=4096)
 def _measure(arch, reference, key: Tuple) -> Latency:
     settings = dict(key)
+    torch.manual_seed(0)
+    mine = build_model(arch)
+    ref = build_model(reference) if reference.key() != arch.key() else None
+    return time_models(mine, ref, settings, arch.in_chans, arch.num_classes)
+
+
+def time_models(model: torch.nn.Module, reference: Optional[torch.nn.Module], settings: Dict[str, Any],
+                in_chans: int = 3, num_classes: int = 1000) -> Latency:
+    """``model``'s latency against ``reference`` (None: it is its own reference), interleaved ABBA."""
     with torch_threads(settings["threads"]):
-        mine, ref = _Timed(arch, settings), _Timed(reference, settings) if reference.key() != arch.key() else None
+        mine = _Timed(model, in_chans, num_classes, settings)
+        ref = _Timed(reference, in_chans, num_classes, settings) if reference is not None else None
         for net in (mine, ref):
             if net is not None and settings["warmup"]:
                 net.run(settings["warmup"])
