@@ -151,6 +151,12 @@ def test_a_search_on_accuracy_and_latency_end_to_end(tmp_path, capsys):
     assert main(["pareto", str(run)]) == 0
     out = capsys.readouterr().out
     assert "latency" in out.splitlines()[0] and "1.000x" in out and "measured on cpu (" in out
+    assert main(["table", str(run)]) == 0  # a table of a latency run carries it, for replays
+    from mrla_nas.analysis.benchmark_table import load_table
+    table = load_table(run / "table.csv")
+    assert table.networks()["latency_ratio"].notna().all()
+    assert table.provenance["latency"]["device"] == lat.device_label("cpu")
+    capsys.readouterr()
     assert main(["explain", str(run), "--no-importance"]) == 0
     assert "% latency" in capsys.readouterr().out  # each stage x form's latency share beside its FLOPs share
     other = tmp_path / "other"

@@ -132,3 +132,23 @@ def test_live_moasha_and_replay_stop_the_same_trials(tmp_path):
 def ReplayStatus(t):
     from mrla_nas.analysis.replay import ReplayResult
     return ReplayResult._status(t)
+
+
+def test_a_replay_on_latency_reads_the_tables_latency_columns():
+    from mrla_nas.errors import ConfigError
+
+    space = _space(trials=12, concurrency=2, initial=["none", "light"])
+    table = _synthetic_table(space)
+    mrla = table.rows["summary"].str.count("L") + table.rows["summary"].str.count("B")
+    timed = table.rows.assign(latency_ratio=1.0 + 0.2 * mrla, latency_ms=10.0 * (1.0 + 0.2 * mrla),
+                              latency_reference_ms=10.0, latency_spread=0.01)
+    data = dict(space.to_dict(), objectives={"accuracy": "max", "latency": "min"})
+    timed_space = SearchSpace.from_dict(data)
+    with pytest.raises(ConfigError, match=r"^objectives\.latency: this table has no latency measurements"):
+        replay(table, timed_space)
+    result = replay(BenchmarkTable(timed, table.provenance), timed_space)
+    frame = result.frame()
+    assert frame["latency"].notna().all() and frame["latency"].min() == 1.0
+    by_key = timed.drop_duplicates("key").set_index("key")["latency_ratio"]
+    assert all(t.latency == by_key[t.key] for t in result.trials)
+    assert result.hypervolume_curve()[-1] > 0

@@ -31,6 +31,9 @@ from ..rundir.records import COMPLETE
 from ..space import SearchSpace
 
 
+LATENCY_COLUMNS = ("ms", "reference_ms", "ratio", "spread")  # a table's latency_* columns
+
+
 @dataclass
 class BenchmarkTable:
     rows: pd.DataFrame               # one row per (key, seed, epoch)
@@ -41,9 +44,10 @@ class BenchmarkTable:
         return SearchSpace.from_dict(self.provenance["space"], check_paths=False)
 
     def networks(self) -> pd.DataFrame:
-        """One row per network: key, stage choices, flops, params."""
+        """One row per network: key, stage choices, flops, params (and its latency, where measured)."""
         cols = [c for c in self.rows.columns
-                if c.startswith("stage") or c in ("key", "summary", "arch", "flops", "params")]
+                if c.startswith("stage") or c.startswith("latency_") or c in ("key", "summary", "arch", "flops",
+                                                                               "params")]
         return self.rows[cols].drop_duplicates("key").reset_index(drop=True)
 
     def seeds(self) -> List[int]:
@@ -89,6 +93,8 @@ def table_rows(run_dir: Path) -> pd.DataFrame:
         for i, s in enumerate(arch.canonical().stages, start=1):
             base.update({f"stage{i}_form": s.form, f"stage{i}_heads": s.heads, f"stage{i}_reduction": s.reduction})
         base.update(flops=rec["flops"], params=rec["params"])
+        if rec.get("latency"):  # measured by the search (latency as an objective)
+            base.update({f"latency_{k}": rec["latency"][k] for k in LATENCY_COLUMNS})
         for h in rec["history"]:
             seeds = h.get("seeds") or [None]
             for j, seed in enumerate(seeds):
@@ -120,6 +126,9 @@ def export_table(run_dir, out_path=None, command: Optional[str] = None) -> Path:
                   "networks": networks, "space_size": space.size(), "complete": networks == space.size(),
                   "versions": versions(), "date": time.strftime("%Y-%m-%d %H:%M:%S%z"), "machine": _machine(),
                   "run": str(run_dir), "command": command}
+    if "latency_ratio" in df:  # how and where the latencies were measured
+        from .run import load_run
+        provenance["latency"] = dict(space.latency, device=load_run(run_dir).latency_device)
     out = Path(out_path or run_dir / "table.csv")
     with open(out, "w") as f:
         f.write("# mrla-nas tabular benchmark: one row per (network, seed, epoch); provenance below (JSON)\n")

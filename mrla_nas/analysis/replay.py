@@ -22,6 +22,7 @@ import numpy as np
 import optuna
 import pandas as pd
 
+from ..errors import ConfigError
 from ..objectives.halving import rule_for, rung_values
 from ..objectives.pareto import pareto
 from ..rundir.records import COMPLETE as COMPLETED, FAILED, INFEASIBLE, STOPPED
@@ -29,7 +30,7 @@ from ..search.proposer import COMPLETE, PRUNED, Outcome, Proposal, Proposer
 from ..search.samplers import make_sampler
 from ..settings import optuna_verbosity
 from ..space import SearchSpace
-from .benchmark_table import BenchmarkTable
+from .benchmark_table import LATENCY_COLUMNS, BenchmarkTable
 
 
 @dataclass
@@ -44,6 +45,7 @@ class ReplayTrial:
     accuracy: Optional[float]   # the full-fidelity accuracy (None when stopped, over budget)
     train_s: float              # training seconds spent on it
     epochs: int = 0
+    latency: Optional[float] = None  # the latency objective's value (where it is one)
 
 
 @dataclass
@@ -57,10 +59,10 @@ class ReplayResult:
         rows = [{"trial_id": t.number, "key": t.key, "status": self._status(t), "accuracy": t.accuracy,
                  "flops": t.flops, "params": t.params,
                  "fidelity": 1.0 if t.outcome.state == COMPLETE else t.epochs / self.space.proxy["epochs"],
-                 "end": t.end, "train_s": t.train_s}
+                 "end": t.end, "train_s": t.train_s, "latency": t.latency}
                 for t in self.trials[:upto]]
         return pd.DataFrame(rows, columns=["trial_id", "key", "status", "accuracy", "flops", "params", "fidelity",
-                                           "end", "train_s"])
+                                           "end", "train_s", "latency"])
 
     @staticmethod
     def _status(t: ReplayTrial) -> str:
@@ -106,6 +108,12 @@ class TableAnswers:
         nets = table.networks().set_index("key")
         self.cost = {k: (int(r.flops), int(r.params)) for k, r in nets.iterrows()}
         self.epochs = space.proxy["epochs"]
+        self.latency: Dict[str, Dict[str, float]] = {}
+        if "latency" in space.objectives:
+            if "latency_ratio" not in nets:
+                raise ConfigError("objectives.latency: this table has no latency measurements; add them with "
+                                  "experiments/table_latency.py TABLE (it times every network of the table)")
+            self.latency = {k: {c: float(r[f"latency_{c}"]) for c in LATENCY_COLUMNS} for k, r in nets.iterrows()}
 
     def measure(self, arch) -> Tuple[int, int]:
         key = arch.key()
@@ -113,9 +121,16 @@ class TableAnswers:
             raise KeyError(f"network {arch.summary()} ({key}) is not in the table")
         return self.cost[key]
 
+    def measure_latency(self, arch) -> Dict[str, float]:
+        return self.latency[arch.key()]
+
+    def latency_value(self, key: str) -> Optional[float]:
+        """The latency objective's value of a network (None where latency is no objective)."""
+        return self.latency[key][self.space.latency["metric"]] if self.latency else None
+
     def values(self, key: str, accuracy: float) -> List[float]:
         flops, params = self.cost[key]
-        return self.space.objective_values(accuracy, float(flops), float(params))
+        return self.space.objective_values(accuracy, float(flops), float(params), self.latency_value(key))
 
 
 def replay(table: BenchmarkTable, space: Optional[SearchSpace] = None, trials: Optional[int] = None,
@@ -159,7 +174,8 @@ class _Simulation:
 
     def __init__(self, space: SearchSpace, study: optuna.Study, answers: TableAnswers):
         self.space, self.answers = space, answers
-        self.proposer = Proposer(study, space, answers.measure, seed=space.seed)
+        self.proposer = Proposer(study, space, answers.measure, seed=space.seed,
+                                 measure_latency=answers.measure_latency if answers.latency else None)
         self.rule, self.kind = rule_for(space), space.search["scheduler"]
         self.target = min(space.search["trials"], space.size())
         self.result = ReplayResult(space, study=study)
@@ -199,7 +215,8 @@ class _Simulation:
             acc, spent = self.answers.curve[key][epoch - 1]
             last = epoch == self.answers.epochs
             if not last and (self.rule is None or self.rule.decide(
-                    p.number, epoch, rung_values(self.space, self.kind, acc, *self.answers.cost[key]))):
+                    p.number, epoch, rung_values(self.space, self.kind, acc, *self.answers.cost[key],
+                                                 self.answers.latency_value(key)))):
                 self._push(start + self.answers.curve[key][epoch][1], p, epoch + 1, start)  # on to its next epoch
                 return
             outcome = (Outcome(COMPLETE, self.answers.values(key, acc)) if last else
@@ -207,7 +224,8 @@ class _Simulation:
         self.running -= 1
         self.proposer.finish(p.number, key, outcome)
         self.result.trials.append(ReplayTrial(p.number, key, start, time, outcome, p.flops, p.params,
-                                              acc if outcome.state == COMPLETE else None, spent, epoch))
+                                              acc if outcome.state == COMPLETE else None, spent, epoch,
+                                              self.answers.latency_value(key)))
 
 
 def repeat(table: BenchmarkTable, repeats: int, **kwargs) -> List[ReplayResult]:
