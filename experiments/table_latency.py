@@ -1,5 +1,5 @@
 """Add measured latencies to a tabular benchmark (issue 23): every network of the table timed against
-the same backbone without MRLA, interleaved (cost/latency.py), written as its latency_* columns and
+the space's reference network (its first backbone choice without MRLA), interleaved (cost/latency.py), written as its latency_* columns and
 the settings and device in the provenance, so that replays can search on latency.
 
     .venv/bin/python experiments/table_latency.py experiments/tables/fmnist_resnet20_default.csv
@@ -42,7 +42,7 @@ def main() -> None:
     t0 = time.perf_counter()
     for i, row in enumerate(nets.itertuples(index=False), start=1):
         arch = arch_from_dict(json.loads(row.arch))
-        found[row.key] = measure_latency(arch, space.no_mrla(arch), settings).to_dict()
+        found[row.key] = measure_latency(arch, space.latency_reference(), settings).to_dict()
         if i % 10 == 0 or i == len(nets):
             print(f"{i}/{len(nets)} networks timed ({time.perf_counter() - t0:.0f} s)", flush=True)
     rows = table.rows.drop(columns=[c for c in table.rows.columns if c.startswith("latency_")])

@@ -83,8 +83,7 @@ def test_objectives_need_accuracy_and_any_cost_and_the_sizes_default_to_the_prox
         _space(objectives={"accuracy": "max"})
     plain = SearchSpace.from_dict({"name": "t"}, check_paths=False)
     assert plain.latency is None and "latency" not in plain.to_dict()  # old frozen spaces read the same
-    assert space.no_mrla(space.reference_config("light", space.backbone_combos()[0])) == \
-        space.reference_config("none", space.backbone_combos()[0])
+    assert space.latency_reference() == space.reference_config("none", space.backbone_combos()[0])
 
 
 def test_latency_on_cuda_without_one_is_refused_before_anything_is_written(tmp_path, monkeypatch, capsys):

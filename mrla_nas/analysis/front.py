@@ -74,7 +74,7 @@ def box_label(run: Run) -> str:
         elif name == "flops":
             parts.append(f"FLOPs 0..{ref:,.0f} ({run.space.flops_convention})")
         elif name == "latency":
-            unit = "x no MRLA" if run.space.latency["metric"] == "ratio" else "ms"
+            unit = "x the reference" if run.space.latency["metric"] == "ratio" else "ms"
             parts.append(f"latency 0..{ref:.3g} ({unit})")
         else:
             parts.append(f"{name} 0..{ref:,.0f}")
@@ -85,7 +85,9 @@ def latency_label(space) -> str:
     """What a latency figure of this space is: the metric, the step, the batch and input, the threads."""
     lat = space.latency
     step = "training step (forward, backward, SGD step)" if lat["mode"] == "train_step" else "inference (forward, eval)"
-    what = ("ratio to the same backbone without MRLA, timed interleaved in one process" if lat["metric"] == "ratio"
+    ref = space.latency_reference().summary()
+    what = (f"ratio to {ref} (the space's first backbone without MRLA), timed interleaved in one process"
+            if lat["metric"] == "ratio"
             else "milliseconds per step")
     return (f"{what}; one {step} at batch {lat['batch_size']}, {lat['resolution']} px, {lat['threads']} "
             f"thread{'s' if lat['threads'] != 1 else ''}, median of {lat['rounds']} rounds")
@@ -100,7 +102,8 @@ def latency_cell(run: Run, row) -> str:
 def _axis(run: Run):
     """The plot's x axis: latency where it is an objective, else FLOPs: (column, scale, label)."""
     if "latency" in run.space.objectives:
-        unit = "x the network without MRLA" if run.space.latency["metric"] == "ratio" else "ms"
+        unit = (f"x {run.space.latency_reference().summary()}" if run.space.latency["metric"] == "ratio"
+                else "ms")
         step = "training step" if run.space.latency["mode"] == "train_step" else "inference"
         return "latency", 1.0, f"latency ({step}, {unit}; {run.latency_device or 'device not recorded'})"
     return "flops", 1e-6, f"MFLOPs ({run.space.flops_convention}, 1 multiply-add = 1 FLOP)"

@@ -1,5 +1,5 @@
-"""What a network costs in time: its latency measured, not predicted, against the space's network
-without MRLA on the same backbone, in one process.
+"""What a network costs in time: its latency measured, not predicted, against the space's reference
+network (its first backbone choice without MRLA), in one process.
 
 FLOPs hide MRLA's cost (2.5% more FLOPs, 18-24% more training-step time on the default space:
 experiments/results/speed.md), so a front on FLOPs calls MRLA nearly free. Times on a shared

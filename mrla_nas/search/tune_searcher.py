@@ -38,15 +38,15 @@ def fvcore_cost(space: SearchSpace):
 
 
 def latency_cost(space: SearchSpace):
-    """``measure(arch) -> dict`` of its latency against its backbone without MRLA, where latency is an
-    objective (None otherwise). Measured here, in the driver: every network of a run is timed on the
+    """``measure(arch) -> dict`` of its latency against the space's reference network (its first
+    backbone choice without MRLA), where latency is an objective (None otherwise). Measured here, in the driver: every network of a run is timed on the
     same machine, whichever node trains it (cost/latency.py)."""
     if "latency" not in space.objectives:
         return None
     from ..cost.latency import measure_latency
 
     def measure(arch: ArchConfig) -> Dict[str, float]:
-        return measure_latency(arch, space.no_mrla(arch), space.latency).to_dict()
+        return measure_latency(arch, space.latency_reference(), space.latency).to_dict()
     return measure
 
 

@@ -204,9 +204,10 @@ class SearchSpace:
         forms = placement if isinstance(placement, list) else [placement] * len(self.stages)
         return self.arch(bb, [StageConfig(f) for f in forms])
 
-    def no_mrla(self, arch: NetworkConfig) -> NetworkConfig:
-        """``arch``'s backbone without MRLA: the network its latency is measured against."""
-        return self.reference_config("none", self.kind.fields_of(arch))
+    def latency_reference(self) -> NetworkConfig:
+        """The network every latency of the space is a ratio to: its first backbone choice without
+        MRLA. One reference for all, so that ratios compare across depths and widths too."""
+        return self.reference_config("none", self.backbone_combos()[0])
 
     def contains(self, arch: ArchConfig) -> bool:
         try:
