@@ -49,7 +49,6 @@ _PROXY_LIMITS = dict(train_size=100_000_000, val_size=100_000_000, epochs=100_00
 MAX_BACKBONE_CHOICES = 4096
 _SEARCH_DEFAULTS = dict(sampler="tpe", trials=20, concurrency=2, scheduler="none", initial=[], worker_niceness=0,
                         grace_period=1, reduction_factor=2, rungs=None, gpus_per_trial=0, cpus_per_trial=None)
-MAX_GPUS_PER_TRIAL = 64
 TOP_KEYS = ("name", "seed", "backbone", "stages", "objectives", "constraints", "proxy", "search",
              "flops_convention", "latency")
 # How a network's latency is measured (cost/latency.py): null sizes are the proxy's.
@@ -304,10 +303,11 @@ def rungs_for(epochs: int, grace_period: int = 1, eta: int = 3, explicit: Option
 
 
 def check_gpu_share(g, path: str):
-    """A trial's GPU share: 0 (a CPU trial), a fraction of one GPU, or whole GPUs (Ray's rule)."""
-    if not is_number(g) or not 0 <= g <= MAX_GPUS_PER_TRIAL or (g > 1 and g != int(g)):
-        fail(path, g, f"expected 0 (CPU trials), a fraction in (0, 1] (0.25: four trials share a GPU) or a whole "
-             f"number of GPUs up to {MAX_GPUS_PER_TRIAL}")
+    """A trial's GPU share: 0 (a CPU trial) or a fraction of one GPU. A proxy trial trains one network
+    on one device, so a second GPU would sit idle; several GPUs serve several trials at once."""
+    if not is_number(g) or not 0 <= g <= 1:
+        fail(path, g, "expected 0 (CPU trials) or a share of one GPU in (0, 1] (0.25: four trials share a GPU; "
+             "a trial trains on one GPU, so give several GPUs to several trials with search.concurrency)")
     return g
 
 
