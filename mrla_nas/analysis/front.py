@@ -8,6 +8,7 @@ from typing import Sequence
 import pandas as pd
 
 from ..rundir.records import COMPLETE
+from ..space.summary import latency_label
 from .run import REFERENCE_LABELS, Run
 
 
@@ -79,18 +80,6 @@ def box_label(run: Run) -> str:
         else:
             parts.append(f"{name} 0..{ref:,.0f}")
     return " x ".join(parts)
-
-
-def latency_label(space) -> str:
-    """What a latency figure of this space is: the metric, the step, the batch and input, the threads."""
-    lat = space.latency
-    step = "training step (forward, backward, SGD step)" if lat["mode"] == "train_step" else "inference (forward, eval)"
-    ref = space.latency_reference().summary()
-    what = (f"ratio to {ref} (the space's first backbone without MRLA), timed interleaved in one process"
-            if lat["metric"] == "ratio"
-            else "milliseconds per step")
-    return (f"{what}; one {step} at batch {lat['batch_size']}, {lat['resolution']} px, {lat['threads']} "
-            f"thread{'s' if lat['threads'] != 1 else ''}, median of {lat['rounds']} rounds")
 
 
 def latency_cell(run: Run, row) -> str:

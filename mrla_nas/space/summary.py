@@ -94,6 +94,18 @@ def trials_line(space: SearchSpace) -> str:
             f"{proxy['precision']}" + (", compiled" if proxy["compile"] else ""))
 
 
+def latency_label(space) -> str:
+    """What a latency figure of this space is: the metric, the step, the batch and input, the threads."""
+    lat = space.latency
+    step = "training step (forward, backward, SGD step)" if lat["mode"] == "train_step" else "inference (forward, eval)"
+    ref = space.latency_reference().summary()
+    what = (f"ratio to {ref} (the space's first backbone without MRLA), timed interleaved in one process"
+            if lat["metric"] == "ratio"
+            else "milliseconds per step")
+    return (f"{what}; one {step} at batch {lat['batch_size']}, {lat['resolution']} px, {lat['threads']} "
+            f"thread{'s' if lat['threads'] != 1 else ''}, median of {lat['rounds']} rounds")
+
+
 def format_summary(space: SearchSpace, s: SpaceSummary) -> str:
     budget = ", ".join(f"{k} <= {v:,.0f}" for k, v in space.constraints.items() if v is not None) or "none"
     lines = [f"space {space.name}: valid",
@@ -103,6 +115,8 @@ def format_summary(space: SearchSpace, s: SpaceSummary) -> str:
              f"  params: {s.params_range[0]:,} .. {s.params_range[1]:,}",
              f"  budget: {budget}",
              f"  trials: {trials_line(space)}",
+             *([f"  latency: {latency_label(space)}, measured by the driver on {space.latency['device']}"]
+               if "latency" in space.objectives else []),
              "  reference placements (paper heads and projection, first backbone choice):"]
     for name, (ok, cost) in s.references.items():
         label = {"none": "no MRLA", "light": "light everywhere", "base": "base everywhere"}[name]
