@@ -69,3 +69,23 @@ def test_two_random_rows_retrain_to_the_recorded_accuracies(name):
         margin = max(0.05, 3 * float(np.std(finals, ddof=1)))
         assert len(got) == len(curve) and min(finals) - margin <= got[-1] <= max(finals) + margin, \
             (arch.summary(), seed, got, finals)
+
+
+def test_the_default_table_carries_measured_latencies_that_a_replay_searches_on():
+    from mrla_nas.analysis.replay import replay
+    from mrla_nas.space import SearchSpace
+
+    table = load_table(TABLES / "fmnist_resnet20_default.csv")
+    lat = table.provenance["latency"]
+    assert lat["mode"] == "train_step" and lat["rounds"] >= 21 and lat["device"].startswith("cpu (")
+    assert lat["command"].startswith("python experiments/table_latency.py")
+    nets = table.networks().set_index("key")
+    reference = table.space.latency_reference().key()
+    assert nets.at[reference, "latency_ratio"] == 1.0 and nets.at[reference, "latency_spread"] == 0.0
+    assert nets["latency_ratio"].between(0.5, 3.0).all() and (nets["latency_ms"] > 0).all()
+    light = table.space.reference_config("light", table.space.backbone_combos()[0]).key()
+    assert nets.at[light, "latency_ratio"] > 1.0  # MRLA-light everywhere costs time: FLOPs hide it
+    data = dict(table.space.to_dict(), objectives={"accuracy": "max", "latency": "min"},
+                latency={k: lat[k] for k in ("mode", "threads", "rounds", "warmup", "batch_size", "resolution")})
+    result = replay(table, SearchSpace.from_dict(data, check_paths=False), trials=12)
+    assert result.frame()["latency"].notna().all() and result.hypervolume_curve()[-1] > 0
