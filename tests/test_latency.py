@@ -134,7 +134,7 @@ def test_a_search_on_accuracy_and_latency_end_to_end(tmp_path, capsys):
     data["proxy"]["path"] = str(DATA / "fmnist_slice")
     data["objectives"] = {"accuracy": "max", "latency": "min"}
     data["latency"] = {"rounds": 3, "warmup": 1, "batch_size": 8, "mode": "inference"}
-    data["search"]["trials"] = 3
+    data["search"].update(trials=4, initial=["none", "light", ["light", "none"], ["none", "light"]])
     space = tmp_path / "lat.yaml"
     space.write_text(yaml.safe_dump(data))
     runs = tmp_path / "runs"
