@@ -48,7 +48,17 @@ PARTS = ("units", "precision", "throughput", "search", "train")
 
 
 def _units(args, device) -> dict:
-    """Max relative error of output and gradients, device float32 against CPU float64."""
+    """Max relative error of output and gradients, device float32 against CPU float64 (TF32 off for
+    the comparison: cuDNN's convolutions use it by default on Ampere and later, ~1e-3 relative)."""
+    tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        return _units_fp32(args, device)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
+
+
+def _units_fp32(args, device) -> dict:
     out = {}
     nets = {"resnet_light": ("mrla_light_resnet20", {}), "resnet_base": ("mrla_base_resnet20", {}),
             "deit_light": ("mrla_light_deit_tiny_patch16_224", {"img_size": args.deit_size}),
