@@ -149,7 +149,7 @@ def plot_runs(runs: Sequence[Run], out_path) -> Path:
                 ax.annotate(REFERENCE_LABELS[p], (float(row[x]) * scale, row["accuracy"]), fontsize=8,
                             xytext=(4, -10), textcoords="offset points")
     if norm is not None:
-        fig.colorbar(sc, ax=ax, label=f"{colour} (third objective)")
+        fig.colorbar(sc, ax=ax, label=f"{ {'flops': 'FLOPs'}.get(colour, colour)} (third objective)")
     ax.set_xlabel(x_label)
     recipes = {r.recipe for r in runs}
     ax.set_ylabel("validation accuracy" + (f"\nproxy: {runs[0].recipe}" if len(recipes) == 1 else " (recipes in the legend)"),
