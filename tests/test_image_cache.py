@@ -40,11 +40,11 @@ def decodes(monkeypatch):
 
 def test_the_subsets_are_the_pixels_and_labels_of_decoding_the_whole_split(folder, decodes):
     train, val = proxy_datasets(_proxy(folder), seed=1)
-    full = load_dataset("imagefolder", str(folder), "train", 16)
+    assert train.classes == 3 and len(decodes) == 9 + 6  # only the subsets' 15 of 36 images
+    full = load_dataset("imagefolder", str(folder), "train", 16)  # the whole split (it decodes every image)
     tr, va = stratified_split(full.labels, 9, 6, 1)
     assert torch.equal(train.images, full.subset(tr).images) and torch.equal(train.labels, full.subset(tr).labels)
     assert torch.equal(val.images, full.subset(va).images) and torch.equal(val.labels, full.subset(va).labels)
-    assert train.classes == 3 and len(decodes) == 9 + 6  # only the subsets' 15 of 36 images
 
 
 def test_a_second_trial_decodes_nothing_and_seeds_share_the_validation_subset(folder, decodes):

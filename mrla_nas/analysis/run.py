@@ -9,7 +9,9 @@ from typing import Optional, Tuple
 import pandas as pd
 
 from ..objectives.pareto import pareto
+from ..errors import ConfigError
 from ..rundir.files import check_run_dir
+from ..rundir.manifest import read_manifest
 from ..rundir.trials_table import trials_table
 from ..space import REFERENCE_PLACEMENTS, SearchSpace
 from ..space.recipe import recipe_label
@@ -52,11 +54,9 @@ class Run:
     @cached_property
     def latency_device(self) -> Optional[str]:
         """Where the run's latencies were measured (its manifest's sessions), or None."""
-        import json
-
         try:
-            sessions = json.loads((self.path / "manifest.json").read_text()).get("sessions", [])
-        except (OSError, ValueError, AttributeError):
+            sessions = (read_manifest(self.path) or {}).get("sessions", [])
+        except ConfigError:  # a damaged manifest: the front is still the trials', only the device is unknown
             return None
         found = sorted({s["latency_device"] for s in sessions if isinstance(s, dict) and s.get("latency_device")})
         return ", ".join(found) or None

@@ -125,24 +125,13 @@ def load_cifar10(folder: str, split: str = "train") -> ArrayDataset:
 
 
 def load_imagefolder(folder: str, split: str = "train", resolution: int = 224) -> ArrayDataset:
-    """An ImageFolder split (``ROOT/SPLIT/CLASS/*``), resized to ``resolution`` and held in memory."""
-    from torchvision.datasets import ImageFolder
-    from torchvision.transforms import v2
+    """An ImageFolder split (``ROOT/SPLIT/CLASS/*``), resized to ``resolution`` and held in memory:
+    indexed and decoded by the same rules as the proxy's cached subsets (:mod:`.image_cache`)."""
+    from .image_cache import decode, index_imagefolder
 
-    root = imagefolder_root(folder, split)
-    tf = v2.Compose([v2.PILToTensor(), v2.Resize(resolution, antialias=True), v2.CenterCrop(resolution)])
-    try:
-        ds = ImageFolder(root, transform=tf)  # its loader converts every image to RGB (grey, CMYK, RGBA too)
-    except FileNotFoundError as e:  # no class folders, or none with an image file
-        raise DatasetError(f"proxy.path={folder!r}: {str(e).splitlines()[0]}; expected "
-                           f"{root}/CLASS/*.jpg") from None
-    images = []
-    for i, (path, _) in enumerate(ds.samples):
-        try:
-            images.append(ds[i][0])
-        except (OSError, ValueError, SyntaxError) as e:  # PIL's errors for a damaged or foreign file
-            raise DatasetError(f"{path}: cannot be read as an image ({type(e).__name__}: {e})") from None
-    return ArrayDataset(torch.stack(images), torch.tensor(ds.targets, dtype=torch.long), len(ds.classes))
+    index = index_imagefolder(folder, split)
+    images = torch.stack([decode(path, resolution) for path, _ in index.samples])
+    return ArrayDataset(images, index.labels, len(index.classes))
 
 
 def load_dataset(name: str, folder: str, split: str = "train", resolution: int = 224) -> ArrayDataset:

@@ -16,6 +16,7 @@ read. A file lock serialises builders of one entry (two trials, two searches). T
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -73,15 +74,20 @@ def index_imagefolder(folder: str, split: str = "train") -> FolderIndex:
     return FolderIndex(os.path.realpath(root), tuple(samples), tuple(classes))
 
 
+@functools.lru_cache(maxsize=16)
+def _transform(resolution: int):
+    from torchvision.transforms import v2
+
+    return v2.Compose([v2.PILToTensor(), v2.Resize(resolution, antialias=True), v2.CenterCrop(resolution)])
+
+
 def decode(path: str, resolution: int) -> torch.Tensor:
     """One image as uint8 [3, R, R]: RGB (grey, CMYK, RGBA converted, as ImageFolder's loader does),
     the shorter side resized to R (antialiased), centre-cropped."""
     from torchvision.datasets.folder import default_loader
-    from torchvision.transforms import v2
 
-    tf = v2.Compose([v2.PILToTensor(), v2.Resize(resolution, antialias=True), v2.CenterCrop(resolution)])
     try:
-        return tf(default_loader(path))
+        return _transform(resolution)(default_loader(path))
     except (OSError, ValueError, SyntaxError) as e:  # PIL's errors for a damaged or foreign file
         raise DatasetError(f"{path}: cannot be read as an image ({type(e).__name__}: {e})") from None
 
