@@ -32,8 +32,12 @@ def _grads(call, model, x):
                                           pytest.param("inductor", "resnet", marks=pytest.mark.slow)])
 def test_compiled_network_matches_eager_in_eval_and_in_every_gradient(backend, name):
     torch.manual_seed(0)
-    model = NETWORKS[name]().double()
-    x = torch.randn(3, 1, 16, 16, dtype=torch.float64)
+    assert_compiled_matches_eager(NETWORKS[name]().double(), torch.randn(3, 1, 16, 16, dtype=torch.float64), backend)
+
+
+def assert_compiled_matches_eager(model, x, backend: str) -> None:
+    """``torch.compile(model)`` against ``model`` (float64): eval outputs, then training outputs and
+    every parameter's gradient."""
     compiled = torch.compile(model, backend=backend)
     with torch.no_grad():
         model.eval()

@@ -21,10 +21,11 @@ from .base import (FORMS, Backbone, NetworkConfig, StageConfig, backbone_names, 
 from .files import load_arch, load_arch_document
 from .paper_defaults import paper_heads
 from .resnet import ArchConfig, ResNetBackbone
+from .timm_net import TimmBackbone, TimmConfig
 from .vit import ViTBackbone, ViTConfig
 
 arch_from_dict = config_from_dict  # any backbone's config from a mapping (ResNet when no `backbone:`)
 
 __all__ = ["FORMS", "StageConfig", "NetworkConfig", "ArchConfig", "ViTConfig", "Backbone", "ResNetBackbone",
-           "ViTBackbone", "arch_from_dict", "config_from_dict", "load_arch", "load_arch_document", "get_backbone",
+           "ViTBackbone", "TimmConfig", "TimmBackbone", "arch_from_dict", "config_from_dict", "load_arch", "load_arch_document", "get_backbone",
            "backbone_names", "register", "paper_heads"]

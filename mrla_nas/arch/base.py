@@ -69,6 +69,19 @@ def stages_from(data: Dict[str, Any], n: int, where: str, word: str = "stage") -
     return tuple(stage_from(s, f"{where}.stages[{i}]") for i, s in enumerate(stages))
 
 
+def checked_fields(cls, data, where: str) -> Dict[str, Any]:
+    """A config mapping whose keys are all fields of the dataclass ``cls`` (a copy), or a one-line
+    ConfigError naming the first that is not."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    allowed = set(cls.__dataclass_fields__)
+    for k in data:
+        if k not in allowed:
+            raise ConfigError(f"{where}.{key_label(k)}: unknown key{did_you_mean(k, allowed)}; "
+                              f"allowed: {sorted(allowed)}")
+    return dict(data)
+
+
 def check_stage_divisibility(stages, widths, where: str) -> None:
     for i, (s, width) in enumerate(zip(stages, widths)):
         if s.form == "none":
@@ -148,6 +161,15 @@ class Backbone(abc.ABC):
     def fields_of(self, arch: NetworkConfig) -> Dict[str, Any]:
         """The backbone part of a config, as a space's choices name it (for ``contains``)."""
         ...
+
+    def allowed_forms(self, bb: Dict[str, Any], stage: int) -> Tuple[str, ...]:
+        """The MRLA forms stage ``stage`` of backbone choice ``bb`` can carry (a timm CNN's stage
+        whose blocks all change shape has no shortcut for MRLA-light)."""
+        return FORMS
+
+    def form_refusal(self, bb: Dict[str, Any], stage: int) -> str:
+        """Why a form outside :meth:`allowed_forms` cannot run in that stage."""
+        return ""
 
     def same_choice(self, key: str, a: Any, b: Any, bb: Dict[str, Any]) -> bool:
         """Whether two values of field ``key`` are the same backbone (``stem_width: null`` is the stem's)."""

@@ -14,8 +14,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Dict, List, Tuple
 
-from ..errors import ConfigError, did_you_mean, is_pos_int, key_label, show
-from .base import Backbone, NetworkConfig, StageConfig, check_stage_divisibility, register, stages_from
+from ..errors import ConfigError, is_pos_int, show
+from .base import (Backbone, NetworkConfig, StageConfig, check_stage_divisibility, checked_fields, register,
+                   stages_from)
 
 LIMITS = {"embed_dim": 4096, "depth": 256, "num_heads": 256, "patch_size": 256, "img_size": 4096,
           "in_chans": 1024, "num_classes": 1_000_000, "group_size": 256, "tokens": 16_384}
@@ -46,14 +47,7 @@ class ViTConfig(NetworkConfig):
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any], where: str = "arch") -> "ViTConfig":
-        if not isinstance(data, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
-        allowed = set(cls.__dataclass_fields__)
-        for k in data:
-            if k not in allowed:
-                raise ConfigError(f"{where}.{key_label(k)}: unknown key{did_you_mean(k, allowed)}; "
-                                  f"allowed: {sorted(allowed)}")
-        d = dict(data)
+        d = checked_fields(cls, data, where)
         for k in ("embed_dim", "depth", "num_heads", "patch_size", "img_size", "in_chans", "num_classes",
                   "group_size"):
             if k in d and not (is_pos_int(d[k]) and d[k] <= LIMITS[k]):

@@ -57,18 +57,29 @@ class _LayerAttentionMixin:
 
     def forward(self, x: torch.Tensor, memory=None):
         o, shortcut = self.block_output(x)
-        fused = fused_branch_available(o, self.bn_mrla, self.mrla_drop_path)  # C++ kernels, same function
-        if self.mrla_form == "light":
-            if fused:
-                return fused_light_branch(o, shortcut, self.mrla.gated_kernels(o), self.mrla.lambda_t, self.bn_mrla)
-            return o + self.mrla_drop_path(self.bn_mrla(self.mrla(o, shortcut)))
+        return mrla_branch(self, o, shortcut, memory)
+
+
+def mrla_branch(host: nn.Module, o: torch.Tensor, shortcut: Optional[torch.Tensor], memory=None):
+    """The MRLA branch after a block's output ``o``, as the official code adds it (one definition for
+    our ResNet blocks and the wrapped blocks of any timm CNN, :mod:`mrla_nas.models.timm_mrla`).
+    ``host`` holds ``mrla_form``, ``mrla``, ``bn_mrla``, ``mrla_drop_path`` and, in a warm-started
+    MRLA-base block, ``mrla_scale`` (after the ReLU). Light: the new output; base: (the new output, the
+    stage's memory)."""
+    scale = getattr(host, "mrla_scale", None)
+    fused = scale is None and fused_branch_available(o, host.bn_mrla, host.mrla_drop_path)  # C++, same function
+    if host.mrla_form == "light":
         if fused:
-            weights, memory = self.mrla.attend(o, memory)
-            if weights is None:  # a stage's first block: the attention is 1 over its own value
-                weights = o.new_ones(o.shape[0], o.shape[1], 1)
-            return fused_base_branch(o, weights, memory.values, self.bn_mrla), memory
-        attn, memory = self.mrla(o, memory)
-        return o + self.mrla_drop_path(torch.relu_(self.bn_mrla(attn))), memory
+            return fused_light_branch(o, shortcut, host.mrla.gated_kernels(o), host.mrla.lambda_t, host.bn_mrla)
+        return o + host.mrla_drop_path(host.bn_mrla(host.mrla(o, shortcut)))
+    if fused:
+        weights, memory = host.mrla.attend(o, memory)
+        if weights is None:  # a stage's first block: the attention is 1 over its own value
+            weights = o.new_ones(o.shape[0], o.shape[1], 1)
+        return fused_base_branch(o, weights, memory.values, host.bn_mrla), memory
+    attn, memory = host.mrla(o, memory)
+    branch = torch.relu_(host.bn_mrla(attn))
+    return o + host.mrla_drop_path(branch if scale is None else scale(branch)), memory
 
 
 # torch.fx cannot trace the branch (it picks the C++ kernels or the plain path by the tensors it

@@ -10,10 +10,12 @@ from torch import nn
 from ..arch import NetworkConfig, arch_from_dict, load_arch
 from .mrla_resnet import MRLAResNet
 from .mrla_vit import MRLAVisionTransformer
+from .timm_mrla import mrla_timm_model
 
 # backbone type (``NetworkConfig.backbone``, the name it is registered under in mrla_nas.arch) -> the
 # class built from its ``model_kwargs()``; a new backbone adds its config in mrla_nas.arch and its row here
-BUILDERS: Dict[str, Callable[..., nn.Module]] = {"resnet": MRLAResNet, "vit": MRLAVisionTransformer}
+BUILDERS: Dict[str, Callable[..., nn.Module]] = {"resnet": MRLAResNet, "vit": MRLAVisionTransformer,
+                                                 "timm": mrla_timm_model}
 
 
 def as_arch(arch) -> NetworkConfig:

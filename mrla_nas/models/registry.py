@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models._features import FeatureGetterNet  # not re-exported by timm.models; build_model_with_cfg uses it the same way
+from torch import nn
 
 from ..arch import ArchConfig, arch_from_dict
 from .build import as_arch
 from .mrla_resnet import MRLAResNet
 from .mrla_vit import MRLAVisionTransformer
+from .timm_mrla import mrla_timm_model
 
 
 def _cfg(**kwargs):
@@ -41,6 +44,7 @@ default_cfgs = generate_default_cfgs({
     **{f"mrla_{form}_deit_{size}_patch16_224": _deit_cfg() for form in ("light", "base")
        for size in ("tiny", "small", "base")},
     "mrla_vit": _deit_cfg(),
+    "mrla_timm": {},  # the wrapped timm model keeps its own pretrained_cfg
 })
 
 
@@ -206,3 +210,30 @@ def mrla_light_deit_base_patch16_224(pretrained=False, **kwargs) -> MRLAVisionTr
 def mrla_base_deit_base_patch16_224(pretrained=False, **kwargs) -> MRLAVisionTransformer:
     """MRLA-base DeiT-B (official ``deit_mrlab_base_patch16_224``)."""
     return _deit("base", "base", pretrained, kwargs)
+
+
+@register_model
+def mrla_timm(pretrained=False, arch=None, **kwargs) -> nn.Module:
+    """MRLA in any staged timm CNN: from an ``arch=`` timm config, dict or YAML path (what ``mrla-nas
+    export`` writes for a timm space), or from :func:`~mrla_nas.models.timm_mrla.mrla_timm_model`'s
+    arguments (``model=``, ``mrla=``, ...). ``features_only=True`` gives timm's feature getter over the
+    model's ``forward_intermediates`` (``out_indices`` as timm's).
+
+    A warm start is the config's ``pretrained: FILE`` (a local checkpoint of the plain model); nothing
+    is downloaded, so ``pretrained=True`` is refused."""
+    if pretrained:
+        raise ValueError("mrla_timm: nothing is downloaded; give the config's pretrained: FILE (a local checkpoint "
+                         "of the plain timm model)")
+    features_only = kwargs.pop("features_only", False)
+    out_indices = kwargs.pop("out_indices", None)
+    if arch is not None:
+        arch = as_arch(arch)
+        if arch.backbone != "timm":
+            raise ValueError(f"mrla_timm: arch is a {arch.backbone} config; use timm.create_model("
+                             f"'mrla_{'resnet' if arch.backbone == 'resnet' else 'vit'}', arch=...)")
+        kwargs = dict(arch.model_kwargs(), **kwargs)
+    net = mrla_timm_model(**kwargs)
+    if features_only:
+        n = len(net.feature_info)
+        return FeatureGetterNet(net, out_indices=tuple(range(n)) if out_indices is None else out_indices)
+    return net

@@ -183,6 +183,10 @@ class SearchSpace:
         for bb in self.backbone_combos():
             for i, (st, width) in enumerate(zip(self.stages, self._widths(bb))):
                 base = "stages" if len(set(self.stages)) == 1 and len(self.stages) > 1 else f"stages[{i}]"
+                for form in st.forms:
+                    if form not in self.kind.allowed_forms(bb, i):
+                        raise ConfigError(f"stages[{i}].form: {form!r} {self.kind.form_refusal(bb, i)}; give "
+                                          f"stage {i + 1} its own entry in a list of stages")
                 why = f"{self.kind.stage_word} {i + 1} is {width} wide" + (
                     f" (backbone choice {self._label(bb)})" if self._label(bb) else "")
                 for j, h in enumerate(st.heads):
