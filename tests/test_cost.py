@@ -14,6 +14,10 @@ OFFICIAL = [
     ("resnet101", {}, 44_549_160, 7_833_969_664),
     ("mrla_light_resnet101", {}, 44_939_646, 7_941_527_808),
     ("mrla_base_resnet101", {}, 44_926_366, 8_247_870_174),
+    # MRLA around the blocks of timm's own resnet50 / resnet101 (the timm backbone): the same counts
+    ("mrla_timm", {"model": "resnet50", "mrla": "light"}, 25_738_452, 4_177_935_616),
+    ("mrla_timm", {"model": "resnet50", "mrla": "base"}, 25_723_348, 4_191_608_562),
+    ("mrla_timm", {"model": "resnet101", "mrla": "light"}, 44_939_646, 7_941_527_808),
 ]
 
 
@@ -26,7 +30,8 @@ UNUSED_OFFICIAL_WQ = sum(eca_kernel_size(w) for w in RESNET50_WIDTHS)  # 5 + 5 +
 @pytest.mark.parametrize("name,kwargs,params,flops", OFFICIAL, ids=[f"{r[0]}{r[1] or ''}" for r in OFFICIAL])
 def test_params_exact_and_fvcore_flops_within_half_percent(name, kwargs, params, flops):
     cost = measure(timm.create_model(name, **kwargs), (1, 3, 224, 224), convention="fvcore")
-    assert cost.params == params - (UNUSED_OFFICIAL_WQ if "base" in name else 0)
+    base = "base" in name or kwargs.get("mrla") == "base"
+    assert cost.params == params - (UNUSED_OFFICIAL_WQ if base else 0)
     assert abs(cost.flops - flops) / flops <= 0.005
 
 

@@ -107,7 +107,7 @@ def test_build_rejects_a_file_that_is_not_an_arch_config(tmp_path, capsys):
     bad.write_text("name: tiny\nbackbone: {block: basic}\n")
     assert main(["build", str(bad)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "backbone=" in err[0] and "allowed: resnet, vit" in err[0]
+    assert len(err) == 1 and "backbone=" in err[0] and "allowed: resnet, timm, vit" in err[0]
 
 
 def test_train_exported_architecture_resumes_and_reports_test_accuracy(tmp_path, capsys):

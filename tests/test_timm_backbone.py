@@ -6,6 +6,7 @@ import copy
 import pytest
 import timm
 import torch
+import torch.nn.functional as F
 import yaml
 
 from conftest import load_reference, rel_err
@@ -44,6 +45,68 @@ def test_every_family_carries_both_forms_where_the_layout_says(name, in_chans, n
         # every MRLA parameter of a trained block gets a gradient (base's first blocks hold no Wq)
         unit = _units(net, cls)[-1]
         assert all(p.grad is not None for p in unit.parameters())
+
+
+def _light_expected(block, x, o):
+    """MRLA.md's MRLA-light, written out: o + BN(sigmoid(<Q_h, K_h>/sqrt(d)) * DW3x3(o)_h + lambda * o_prev)."""
+    unit = block.mrla
+    c, g = o.shape[1], unit.heads
+    y = o.mean((2, 3)).unsqueeze(1)
+    q = F.conv1d(y, unit.qkv.Wq.conv.weight, padding="same").squeeze(1)
+    k = F.conv1d(y, unit.qkv.Wk.conv.weight, padding="same").squeeze(1)
+    gate = torch.sigmoid((q * k).view(-1, g, c // g).sum(-1) / (c // g) ** 0.5)
+    v = F.conv2d(o, unit.qkv.Wv.weight, padding=1, groups=c)
+    o_prev = x if block.mrla_shortcut == "input" else block.downsample(x)
+    return o + block.bn_mrla(gate.repeat_interleave(c // g, 1)[..., None, None] * v + unit.lambda_t * o_prev)
+
+
+def _base_expected(block, o, stage_kv):
+    """MRLA.md's MRLA-base: softmax over the stage's blocks so far of <Q_h, K_h,t>/sqrt(d), sum of V_t."""
+    unit = block.mrla
+    c, g = o.shape[1], unit.heads
+    y = o.mean((2, 3)).unsqueeze(1)
+    k = F.conv1d(y, unit.qkv.Wk.conv.weight, padding="same").squeeze(1) if unit.qkv.Wk is not None else None
+    stage_kv.append((k, F.conv2d(o, unit.qkv.Wv.weight, padding=1, groups=c)))
+    if len(stage_kv) == 1:
+        out = stage_kv[0][1]
+    else:
+        q = F.conv1d(y, unit.qkv.Wq.conv.weight, padding="same").squeeze(1)
+        scores = torch.stack([(q * kt).view(-1, g, c // g).sum(-1) for kt, _ in stage_kv], -1) / (c // g) ** 0.5
+        a = scores.softmax(-1).repeat_interleave(c // g, 1)  # [B, C, t]
+        out = sum(a[:, :, t, None, None] * vt for t, (_, vt) in enumerate(stage_kv))
+    return o + torch.relu(block.bn_mrla(out))
+
+
+@pytest.mark.parametrize("name,in_chans,no_light", FAMILIES, ids=[f[0] for f in FAMILIES])
+def test_every_wrapped_block_computes_mrla_md_equations(name, in_chans, no_light):
+    """Each block's output against MRLA.md's equations written out here, from the block's input and
+    its plain timm output (eval mode, BatchNorm statistics randomised)."""
+    torch.manual_seed(0)
+    n = len(timm_layout(name, in_chans).stages)
+    forms = ["base" if i % 2 else ("none" if i in no_light else "light") for i in range(n)]
+    net = mrla_timm_model(name, forms, in_chans=in_chans, num_classes=10)
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.normal_(0, 0.1), m.running_var.uniform_(0.5, 2), m.weight.data.normal_(1, 0.2)
+        if isinstance(m, MRLALight):
+            m.lambda_t.data.normal_()
+    net.eval()
+    seen = []
+    hooks = [b.register_forward_hook(lambda m, a, out: seen.append((m, a[0], out)))
+             for b in net.modules() if hasattr(b, "mrla_form")]
+    with torch.no_grad():
+        net(torch.randn(2, in_chans, 32, 32))
+        kv = {}
+        for block, x, out in seen:
+            plain = super(type(block).__mro__[1], block).forward(x)  # the timm block's own forward (past the mixin)
+            if block.mrla_form == "light":
+                expected = _light_expected(block, x, plain)
+            else:
+                expected = _base_expected(block, plain, kv.setdefault(id(block.mrla_memory), []))
+            torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    for h in hooks:
+        h.remove()
+    assert {b.mrla_form for b, _, _ in seen} == {"light", "base"}
 
 
 def test_stages_whose_blocks_all_change_shape_refuse_light_with_one_line():
@@ -123,7 +186,7 @@ def _units_hosts(net):
 
 def test_warm_start_keeps_the_checkpoints_backbone_and_a_new_classifier(plain_checkpoint):
     plain, path = plain_checkpoint
-    net = mrla_timm_model("regnetx_002", "light", num_classes=3, pretrained=str(path))
+    net = mrla_timm_model("regnetx_002", "light", num_classes=3, warm_start=str(path))
     assert torch.equal(net.stem.conv.weight, plain.stem.conv.weight)
     assert net.head.fc.out_features == 3
 
@@ -142,7 +205,7 @@ def test_a_checkpoint_that_is_not_the_plain_models_is_one_line(make, expected, t
     path = tmp_path / "ckpt.pth"
     make(path)
     with pytest.raises(ConfigError, match=expected.replace("[", r"\[").replace("]", r"\]")):
-        mrla_timm_model("regnetx_002", "light", pretrained=str(path))
+        mrla_timm_model("regnetx_002", "light", warm_start=str(path))
 
 
 def test_base_under_gradient_checkpointing_gives_the_same_gradients():
@@ -229,3 +292,91 @@ def test_a_stage_index_beyond_the_models_is_one_line(tmp_path, capsys):
     assert main(["space", str(path)]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "expected one entry per stage (4)" in err, err
+
+
+@pytest.mark.slow
+def test_the_convnext_space_searches_end_to_end_from_a_plain_checkpoint(tmp_path, capsys):
+    """The shipped fmnist_convnext.yaml, warm-started: the manifest records the checkpoint's sha256,
+    the front, explain, export and build work unchanged, the export rebuilds the same network, and a
+    resume after the checkpoint changed is one line, exit 2, the run untouched."""
+    import hashlib
+    import json
+    from pathlib import Path
+
+    from conftest import DATA
+    from mrla_nas.cost.flops import count_params
+
+    torch.manual_seed(0)
+    plain = timm.create_model("convnext_atto", in_chans=1, num_classes=10)
+    ckpt = tmp_path / "convnext_atto_fmnist.pth"
+    torch.save(plain.state_dict(), ckpt)
+    space = yaml.safe_load((Path(__file__).parent.parent / "search_spaces" / "fmnist_convnext.yaml").read_text())
+    space["backbone"]["pretrained"] = str(ckpt)
+    space["proxy"].update(path=str(DATA / "fmnist_slice"), train_size=256, val_size=128, epochs=1)
+    space["search"]["trials"] = 4
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(space))
+    runs = tmp_path / "runs"
+    assert main(["search", str(path), "--runs-dir", str(runs), "--name", "cx"]) == 0
+    run = runs / "cx"
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["pretrained"] == {str(ckpt): hashlib.sha256(ckpt.read_bytes()).hexdigest()}
+    trials = __import__("pandas").read_csv(run / "trials.csv")
+    assert len(trials) == 4 and set(trials["status"]) == {"complete"}
+    assert main(["pareto", str(run)]) == 0 and main(["explain", str(run)]) == 0
+    out = tmp_path / "best.yaml"
+    assert main(["export", str(run), "--knee", "-o", str(out)]) == 0
+    doc = yaml.safe_load(out.read_text())
+    assert doc["arch"]["backbone"] == "timm" and doc["arch"]["pretrained"] == str(ckpt)
+    assert count_params(build_model(str(out))) == doc["metrics"]["params"]
+    assert main(["build", str(out)]) == 0
+    capsys.readouterr()
+
+    torch.save({k: v + 1 for k, v in plain.state_dict().items()}, ckpt)  # the checkpoint is replaced
+    before = (run / "study.journal").read_bytes()
+    assert main(["search", str(path), "--runs-dir", str(runs), "--name", "cx", "--resume", "--trials", "5"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "the checkpoint changed since this run's trials started from it" in err
+    assert (run / "study.journal").read_bytes() == before
+
+
+def test_our_resnet_warm_starts_the_same_way_and_keeps_its_keys(tmp_path):
+    """``pretrained`` is the same rule on the resnet backbone; a config without it keeps the key it
+    always had (the shipped tables' keys, resumed runs)."""
+    plain_arch = arch_from_dict({"block": "basic", "layers": [2, 2, 2], "channels": [16, 32, 64], "stem": "small",
+                                 "in_chans": 1, "num_classes": 10})
+    assert "pretrained" not in plain_arch.to_dict()
+    torch.manual_seed(0)
+    plain = build_model(plain_arch)
+    for k, v in plain.state_dict().items():
+        if k.endswith("running_var"):
+            v.uniform_(0.5, 2)
+        elif v.is_floating_point():
+            v.normal_(0, 0.1)
+    path = tmp_path / "plain.pt"
+    torch.save(plain.state_dict(), path)
+    x = torch.randn(3, 1, 28, 28)
+    for forms in (["light", "base", "light"], ["base", "base", "light"]):
+        arch = arch_from_dict(dict(plain_arch.to_dict(), pretrained=str(path), stages=forms))
+        assert arch.key() != arch_from_dict(dict(plain_arch.to_dict(), stages=forms)).key()
+        net = build_model(arch).eval()
+        with torch.no_grad():
+            assert (net(x) - plain.eval()(x)).abs().max().item() <= 1e-6
+    wrong = arch_from_dict(dict(plain_arch.to_dict(), channels=[16, 32, 48], pretrained=str(path)))
+    with pytest.raises(ConfigError, match=r"'layer3.0.conv1.weight' is \[64, 32, 3, 3\] in the checkpoint but "
+                                          r"\[48, 32, 3, 3\] in this ResNet"):
+        build_model(wrong)
+
+
+def test_train_hold_out_leaves_out_exactly_the_proxys_validation_images():
+    from mrla_nas.training.data import stratified_split
+    from mrla_nas.training.full import DEFAULTS, _training_indices
+
+    class Split:
+        labels = torch.arange(600) % 10
+
+    kept = _training_indices(Split, dict(DEFAULTS, hold_out=100, seed=0))
+    _, proxy_val = stratified_split(Split.labels, 300, 100, 0)  # a space with seed 0: val carved first
+    assert len(kept) == 500 and not set(kept) & set(proxy_val)
+    assert list(_training_indices(Split, dict(DEFAULTS, train_size=50, seed=0))) == list(
+        stratified_split(Split.labels, 50, 0, 0)[0])  # without --hold-out: the subset as before

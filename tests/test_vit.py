@@ -37,7 +37,7 @@ def test_vit_config_round_trip_key_and_build():
     ({"stages": ["light"]}, "stages: 1 entries for 3 groups of 2 blocks"),
     ({"stages": ["light", "none", {"form": "base", "heads": 5}]}, "heads=5: must divide the width 64"),
     ({"depth": 10_000}, "depth=10000: expected an integer in [1, 256]"),
-    ({"backbone": "vgg"}, "backbone='vgg': allowed: resnet, vit"),
+    ({"backbone": "vgg"}, "backbone='vgg': allowed: resnet, timm, vit"),
     ({"patches": 4}, "arch.patches: unknown key (did you mean 'patch_size'?)"),
 ])
 def test_vit_config_errors_name_the_field(change, expected):

@@ -42,6 +42,7 @@ class ArchConfig(NetworkConfig):
     num_classes: int = 1000
     drop_path_rate: float = 0.0
     mrla_drop_path_rate: float = 0.0
+    pretrained: Optional[str] = None   # a checkpoint of the plain network every MRLA network starts from
     stages: Tuple[StageConfig, ...] = field(default_factory=tuple)
 
     # ---- construction and validation -------------------------------------------------------
@@ -94,6 +95,8 @@ class ArchConfig(NetworkConfig):
             v = getattr(self, key)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v < 1:
                 raise ConfigError(f"{where}.{key}={show(v)}: expected a number in [0, 1)")
+        if self.pretrained is not None and not isinstance(self.pretrained, str):
+            raise ConfigError(f"{where}.pretrained={show(self.pretrained)}: expected a checkpoint file or null")
         if self.params_bound() > MAX_PARAMS:
             raise ConfigError(f"{where}: about {self.params_bound():,} parameters, more than the "
                               f"{MAX_PARAMS:,} mrla-nas builds; check layers and channels")
@@ -156,13 +159,15 @@ class ArchConfig(NetworkConfig):
         return dict(block=self.block, layers=self.layers, channels=self.channels, stem_type=self.stem,
                     stem_width=self.stem_width, in_chans=self.in_chans, num_classes=self.num_classes,
                     drop_path_rate=self.drop_path_rate, mrla_drop_path_rate=self.mrla_drop_path_rate,
-                    mrla=self.mrla_kwargs())
+                    mrla=self.mrla_kwargs(), **({} if self.pretrained is None else {"warm_start": self.pretrained}))
 
     # ---- serialisation ---------------------------------------------------------------------
     def to_dict(self) -> Dict[str, Any]:
         d = asdict(self)
         d["layers"], d["channels"] = list(self.layers), list(self.channels)
         d["stages"] = [asdict(s) for s in self.stages]
+        if d["pretrained"] is None:  # configs without a warm start keep the keys they always had
+            del d["pretrained"]
         return d
 
 
@@ -171,7 +176,8 @@ class ResNetBackbone(Backbone):
     family = "resnet"
     config_cls = ArchConfig
     space_defaults = dict(block="bottleneck", layers=[3, 4, 6, 3], channels=[64, 128, 256, 512], stem="7x7",
-                          stem_width=None, in_chans=3, num_classes=1000, drop_path_rate=0.0, mrla_drop_path_rate=0.0)
+                          stem_width=None, in_chans=3, num_classes=1000, drop_path_rate=0.0, mrla_drop_path_rate=0.0,
+                          pretrained=None)
     list_fields = ("layers", "channels")
 
     def check_field(self, key: str, value: Any, path: str) -> Any:
@@ -192,6 +198,8 @@ class ResNetBackbone(Backbone):
             raise ConfigError(f"{path}={show(value)}: expected an integer in [1, {LIMITS['stem_width']:,}] or null")
         if key in ("in_chans", "num_classes") and not (is_pos_int(value) and value <= LIMITS[key]):
             raise ConfigError(f"{path}={show(value)}: expected an integer in [1, {LIMITS[key]:,}]")
+        if key == "pretrained" and value is not None and not isinstance(value, str):
+            raise ConfigError(f"{path}={show(value)}: expected a checkpoint file of the plain network, or null")
         if key in ("drop_path_rate", "mrla_drop_path_rate") and (
                 not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 0.99):
             raise ConfigError(f"{path}={show(value)}: expected a number in [0, 0.99]")
@@ -207,7 +215,8 @@ class ResNetBackbone(Backbone):
         return ArchConfig(block=bb["block"], layers=tuple(bb["layers"]), channels=tuple(bb["channels"]),
                           stem=bb["stem"], stem_width=bb["stem_width"], in_chans=bb["in_chans"],
                           num_classes=bb["num_classes"], drop_path_rate=bb["drop_path_rate"],
-                          mrla_drop_path_rate=bb["mrla_drop_path_rate"], stages=tuple(stages))
+                          mrla_drop_path_rate=bb["mrla_drop_path_rate"], pretrained=bb["pretrained"],
+                          stages=tuple(stages))
 
     def fields_of(self, arch: ArchConfig) -> Dict[str, Any]:
         return {k: getattr(arch, k) for k in self.space_defaults}

@@ -24,7 +24,6 @@ The rules, the same for every family:
 from __future__ import annotations
 
 import functools
-import os
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
@@ -52,8 +51,6 @@ class StageLayout:
 class TimmLayout:
     model: str
     stages: Tuple[StageLayout, ...]
-    shapes: Tuple[Tuple[str, Tuple[int, ...]], ...] = ()  # the plain model's state_dict, its classifier left out
-    classifier: Tuple[str, ...] = ()                       # the classifier's module names (pretrained_cfg)
 
     def widths(self) -> Tuple[int, ...]:
         return tuple(s.width for s in self.stages)
@@ -135,63 +132,7 @@ def read_layout(model, name: str, in_chans: int) -> TimmLayout:
             else:
                 shortcuts.append(None)
         out.append(StageLayout(path, tuple(blocks), shapes[blocks[0]][1][1], tuple(shortcuts)))
-    heads = classifier_names(model)
-    weights = tuple((k, tuple(v.shape)) for k, v in model.state_dict().items() if not _in(k, heads))
-    return TimmLayout(name, tuple(out), weights, heads)
-
-
-def classifier_names(model) -> Tuple[str, ...]:
-    cfg = getattr(model, "pretrained_cfg", None) or {}
-    c = cfg.get("classifier")
-    return (c,) if isinstance(c, str) else tuple(c or ())
-
-
-def _in(key: str, prefixes: Tuple[str, ...]) -> bool:
-    return any(key == p or key.startswith(p + ".") for p in prefixes)
-
-
-# ---- the user's plain checkpoint -------------------------------------------------------------
-def read_state_dict(path, where: str = "backbone.pretrained"):
-    """A local checkpoint as a state dict: a plain state dict, or one under ``state_dict`` / ``model``
-    / ``state_dict_ema`` (timm's and mrla-nas's training checkpoints); ``module.`` prefixes
-    (DataParallel) dropped. Nothing is downloaded."""
-    import torch
-
-    if not isinstance(path, (str, os.PathLike)) or not os.path.isfile(path):
-        raise ConfigError(f"{where}={show(str(path))}: no such file (a local checkpoint of the plain timm model)")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unreadable file is the same answer
-        raise ConfigError(f"{where}={show(str(path))}: not a torch checkpoint ({type(e).__name__})") from None
-    if isinstance(data, dict):
-        for key in ("state_dict", "model", "state_dict_ema"):
-            if isinstance(data.get(key), dict):
-                data = data[key]
-                break
-    if not (isinstance(data, dict) and data and all(isinstance(k, str) and isinstance(v, torch.Tensor)
-                                                    for k, v in data.items())):
-        raise ConfigError(f"{where}={show(str(path))}: not a state dict (expected a mapping of parameter names to "
-                          "tensors, or one under 'state_dict' or 'model')")
-    return {k[len("module."):] if k.startswith("module.") else k: v for k, v in data.items()}
-
-
-def check_state_dict(state, layout: TimmLayout, where: str = "backbone.pretrained") -> None:
-    """A checkpoint that is the plain model's (its classifier may be of another size: a new task),
-    or a one-line ConfigError naming the first key that is not."""
-    own = dict(layout.shapes)
-    for k in own:
-        if k not in state:
-            raise ConfigError(f"{where}: the checkpoint has no {k!r}, which {layout.model} needs "
-                              "(a checkpoint of another architecture?)")
-    for k, v in state.items():
-        if _in(k, layout.classifier):
-            continue
-        if k not in own:
-            raise ConfigError(f"{where}: the checkpoint's {k!r} is not in {layout.model} "
-                              "(a checkpoint of another architecture?)")
-        if tuple(v.shape) != own[k]:
-            raise ConfigError(f"{where}: {k!r} is {list(v.shape)} in the checkpoint but {list(own[k])} in "
-                              f"{layout.model} (another width, depth or in_chans?)")
+    return TimmLayout(name, tuple(out))
 
 
 def timm_layout(name: str, in_chans: int = 3, where: str = "backbone.model") -> TimmLayout:
@@ -231,13 +172,3 @@ def input_refusal(name: str, in_chans: int, resolution: int) -> str:
         return f"{name} cannot take {resolution} px images ({str(e).splitlines()[0][:120]})"
     return ""
 
-
-def checkpoint_fingerprint(path) -> str:
-    """sha256 of a checkpoint file, recorded in a run's manifest (the weights every trial started from)."""
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

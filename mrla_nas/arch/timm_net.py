@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from ..errors import ConfigError, is_pos_int, show
 from .base import (FORMS, Backbone, NetworkConfig, StageConfig, check_stage_divisibility, checked_fields, register,
                    stages_from)
-from .timm_layout import TimmLayout, check_state_dict, input_refusal, read_state_dict, timm_layout
+from .timm_layout import TimmLayout, input_refusal, timm_layout
 
 LIMITS = {"in_chans": 1024, "num_classes": 1_000_000}
 
@@ -92,12 +92,15 @@ class TimmConfig(NetworkConfig):
         return f"{self.model} {self.stage_summary()}"
 
     def model_kwargs(self) -> Dict[str, Any]:
+        start = {} if self.pretrained is None else {"warm_start": self.pretrained}
         return dict(model=self.model, in_chans=self.in_chans, num_classes=self.num_classes,
-                    drop_path_rate=self.drop_path_rate, pretrained=self.pretrained, mrla=self.mrla_kwargs())
+                    drop_path_rate=self.drop_path_rate, mrla=self.mrla_kwargs(), **start)
 
     def to_dict(self) -> Dict[str, Any]:
         d = asdict(self)
         d["stages"] = self._stage_dicts()
+        if d["pretrained"] is None:  # as ResNet configs: the field only where there is a warm start
+            del d["pretrained"]
         return d
 
 
@@ -128,16 +131,11 @@ class TimmBackbone(Backbone):
         return value
 
     def resolve_choices(self, choices: Dict[str, tuple], resolution: int) -> Dict[str, tuple]:
-        """Every model a staged CNN timm builds, every checkpoint the plain model's: checked before
-        anything is written (a checkpoint is read once here, and again by each trial)."""
+        """Every model a staged CNN timm builds, found before anything is written."""
         for i, name in enumerate(choices["model"]):
             where = "backbone.model" + (f"[{i}]" if len(choices["model"]) > 1 else "")
             for c in choices["in_chans"]:
-                layout = timm_layout(name, c, where)
-                for j, path in enumerate(choices["pretrained"]):
-                    if path is not None:
-                        w = "backbone.pretrained" + (f"[{j}]" if len(choices["pretrained"]) > 1 else "")
-                        check_state_dict(read_state_dict(path, w), layout, w)
+                timm_layout(name, c, where)
         return choices
 
     def allowed_forms(self, bb: Dict[str, Any], stage: int) -> Tuple[str, ...]:

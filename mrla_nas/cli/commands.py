@@ -263,4 +263,4 @@ def train(args) -> None:
     train(args.file, out_dir=args.out, dataset=args.dataset, path=args.path, epochs=args.epochs,
           batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer, weight_decay=args.weight_decay,
           augmentation=args.augmentation, resolution=args.resolution, train_size=args.train_size,
-          seed=args.seed, threads=args.threads, device=args.device, precision=args.precision, workers=args.workers)
+          hold_out=args.hold_out, seed=args.seed, threads=args.threads, device=args.device, precision=args.precision, workers=args.workers)

@@ -116,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--augmentation", choices=AUGMENTATIONS)
     p.add_argument("--resolution", type=input_size)
     p.add_argument("--train-size", type=positive_int, help="a stratified subset of the training split")
+    p.add_argument("--hold-out", type=non_negative_int,
+                   help="leave out the N-image validation subset a search space with seed --seed carves from the "
+                        "training split (a backbone pretrained here never sees the images its proxies are scored on)")
     p.add_argument("--seed", type=non_negative_int)
     p.add_argument("--threads", type=positive_int)
     p.add_argument("--device", choices=DEVICES, help="auto (default: CUDA if this process sees a GPU), cpu or cuda")

@@ -14,6 +14,7 @@ from ..arch import FORMS
 from ..arch.resnet import STEMS
 from .blocks import MRLABasicBlock, MRLABottleneck, stage_block_fn
 from .timm_internals import feature_take_indices
+from .warm_start import warm_start as start_from
 StageSpec = Dict[str, Any]  # {"form": "none"|"light"|"base", "heads": int|None, "reduction": int|None, ...}
 
 
@@ -83,6 +84,8 @@ class MRLAResNet(ResNet):
         stem_width: 7x7 and small stems: their width; deep stem: the first two convs' width (the
             third is twice that).
         mrla_drop_path_rate: stochastic depth on the MRLA branch, linear over blocks as in timm.
+        warm_start: a local checkpoint of the same network without MRLA (a config's ``pretrained``):
+            loaded, and every MRLA branch started at zero (:mod:`mrla_nas.models.warm_start`).
 
     >>> model = MRLAResNet("basic", (1, 1, 1), (16, 32, 64), mrla="light", stem_type="small",
     ...                    stem_width=16, num_classes=10)
@@ -95,7 +98,8 @@ class MRLAResNet(ResNet):
                  num_classes: int = 1000, in_chans: int = 3, stem_type: str = "7x7",
                  stem_width: Optional[int] = None, global_pool: str = "avg", drop_rate: float = 0.0,
                  drop_path_rate: float = 0.0, mrla_drop_path_rate: float = 0.0, zero_init_last: bool = True,
-                 act_layer: Any = nn.ReLU, norm_layer: Any = nn.BatchNorm2d, **block_kwargs):
+                 act_layer: Any = nn.ReLU, norm_layer: Any = nn.BatchNorm2d, warm_start: Optional[str] = None,
+                 **block_kwargs):
         nn.Module.__init__(self)  # ResNet.__init__ would build its own fixed stem and stages
         if stem_type not in STEMS:
             raise ValueError(f"stem_type={stem_type!r}; allowed: {list(STEMS)}")
@@ -134,6 +138,8 @@ class MRLAResNet(ResNet):
         self.global_pool, self.fc = create_classifier(self.num_features, num_classes, pool_type=global_pool)
         self._set_mrla_drop_path(mrla_drop_path_rate)
         self.init_weights(zero_init_last=zero_init_last)
+        if warm_start is not None:
+            start_from(self, warm_start, "this ResNet")
 
     def _build_stem(self, stem_type, stem_width, in_chans, act_layer, norm_layer) -> int:
         if stem_type == "deep":

@@ -212,11 +212,16 @@ def mrla_base_deit_base_patch16_224(pretrained=False, **kwargs) -> MRLAVisionTra
     return _deit("base", "base", pretrained, kwargs)
 
 
+# What ``mrla_timm`` builds without ``arch=`` or ``model=``: timm's resnet50 wrapped with MRLA-light,
+# the same network as mrla_light_resnet50, key for key.
+DEFAULT_TIMM = {"backbone": "timm", "model": "resnet50", "stages": "light"}
+
+
 @register_model
 def mrla_timm(pretrained=False, arch=None, **kwargs) -> nn.Module:
     """MRLA in any staged timm CNN: from an ``arch=`` timm config, dict or YAML path (what ``mrla-nas
     export`` writes for a timm space), or from :func:`~mrla_nas.models.timm_mrla.mrla_timm_model`'s
-    arguments (``model=``, ``mrla=``, ...). ``features_only=True`` gives timm's feature getter over the
+    arguments (``model=``, ``mrla=``, ...); without either, MRLA-light on timm's resnet50. ``features_only=True`` gives timm's feature getter over the
     model's ``forward_intermediates`` (``out_indices`` as timm's).
 
     A warm start is the config's ``pretrained: FILE`` (a local checkpoint of the plain model); nothing
@@ -226,6 +231,8 @@ def mrla_timm(pretrained=False, arch=None, **kwargs) -> nn.Module:
                          "of the plain timm model)")
     features_only = kwargs.pop("features_only", False)
     out_indices = kwargs.pop("out_indices", None)
+    if arch is None and "model" not in kwargs:  # timm's own ResNet-50 with MRLA-light: mrla_light_resnet50
+        arch = DEFAULT_TIMM
     if arch is not None:
         arch = as_arch(arch)
         if arch.backbone != "timm":

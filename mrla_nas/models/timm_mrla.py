@@ -23,14 +23,15 @@ import sys
 from typing import Any, Dict, List, Optional, Sequence
 
 import torch
-from timm.layers import DropPath, LayerScale2d, register_notrace_module
+from timm.layers import DropPath, register_notrace_module
 from torch import nn
 
 from ..arch import paper_heads
-from ..arch.timm_layout import StageLayout, check_state_dict, read_layout, read_state_dict
+from ..arch.timm_layout import StageLayout, read_layout
 from ..errors import ConfigError
 from ..layers import MRLABase, MRLALight
 from .blocks import mrla_branch
+from .warm_start import warm_start as start_from
 
 
 class StageMemory:
@@ -133,38 +134,16 @@ def add_mrla(model: nn.Module, layout_stages: Sequence[StageLayout], specs: Sequ
     return carried
 
 
-# ---- warm start ------------------------------------------------------------------------------
-def load_plain_weights(model: nn.Module, path, name: str, layout, where: str = "backbone.pretrained") -> None:
-    """The plain model's checkpoint into ``model`` (before MRLA is added): checked key by key first
-    (:func:`~mrla_nas.arch.timm_layout.check_state_dict`); a classifier of another size is left at
-    its init (a new task), as timm's own pretrained loading does."""
-    state = read_state_dict(path, where)
-    check_state_dict(state, layout, where)
-    own = model.state_dict()
-    model.load_state_dict({k: v for k, v in state.items() if k in own and v.shape == own[k].shape}, strict=False)
-
-
-def start_as_identity(block: nn.Module) -> None:
-    """A warm start: the block's MRLA branch adds exactly zero until it has learnt something. Light:
-    BN_mrla's scale at zero (its gradient is the normalised branch). Base: BN_mrla's scale at zero
-    would not do, since the ReLU after it has no gradient at zero and the branch would stay dead; it
-    ends instead in a per-channel scale at zero (timm's LayerScale2d), whose gradient is the branch."""
-    if block.mrla_form == "light":
-        nn.init.zeros_(block.bn_mrla.weight)
-    else:
-        block.mrla_scale = LayerScale2d(block.bn_mrla.num_features, init_values=0.0)
-
-
 # ---- the network -----------------------------------------------------------------------------
 def mrla_timm_model(model: str, mrla: Any = "none", in_chans: int = 3, num_classes: int = 1000,
                     drop_path_rate: float = 0.0, mrla_drop_path_rate: float = 0.0,
-                    pretrained: Optional[str] = None, **timm_kwargs) -> nn.Module:
+                    warm_start: Optional[str] = None, **timm_kwargs) -> nn.Module:
     """timm's ``model`` with MRLA per stage (``mrla``: a form name or one spec per stage, as
     :class:`~mrla_nas.models.MRLAResNet` takes it).
 
-    ``pretrained``: a local checkpoint of the plain model, loaded before MRLA is added; the MRLA
-    branches then start at zero, so the untrained network computes exactly what
-    the pretrained one does, and learns its MRLA from there (:func:`start_as_identity`).
+    ``warm_start``: a local checkpoint of the plain model (a config's ``pretrained``); the MRLA branches
+    then start at zero, so the untrained network computes exactly what the pretrained one does, and
+    learns its MRLA from there (:mod:`mrla_nas.models.warm_start`).
 
     >>> net = mrla_timm_model("resnet18", ["none", "light", "base", "none"], num_classes=10)
     >>> net(torch.randn(2, 3, 32, 32)).shape
@@ -177,17 +156,14 @@ def mrla_timm_model(model: str, mrla: Any = "none", in_chans: int = 3, num_class
     net = timm.create_model(model, pretrained=False, in_chans=in_chans, num_classes=num_classes,
                             drop_path_rate=drop_path_rate, **timm_kwargs)
     layout = read_layout(net, model, in_chans)
-    if pretrained is not None:
-        load_plain_weights(net, pretrained, model, layout)
     specs = mrla_specs(mrla, len(layout.stages), allowed=("form", "heads", "reduction"))
     for i, (stage, spec) in enumerate(zip(layout.stages, specs)):
         if spec["form"] == "light" and not stage.light_blocks():
             raise ConfigError(f"stages[{i}].form='light': stage {i + 1} of {model} ({stage.path}) has no block whose "
                               "shortcut is known (its blocks change shape without a projection); allowed: none, base")
-    carried = add_mrla(net, layout.stages, specs, mrla_drop_path_rate)
-    if pretrained is not None:
-        for block in carried:
-            start_as_identity(block)
+    add_mrla(net, layout.stages, specs, mrla_drop_path_rate)
+    if warm_start is not None:
+        start_from(net, warm_start, model)
     net.mrla_stage_specs = specs
     net.mrla_layout = layout
     return net

@@ -29,7 +29,7 @@ from ..errors import ConfigError, show
 from ..objectives.halving import rule_for
 from ..rundir.files import check_run_dir, ensure_writable, freeze_space
 from ..rundir.lock import run_lock
-from ..rundir.manifest import read_manifest, write_manifest
+from ..rundir.manifest import check_same_checkpoints, read_manifest, write_manifest
 from ..rundir.recovery import finished_networks, recover_interrupted
 from ..rundir.study import open_study
 from ..rundir.trials_table import write_trials_csv
@@ -109,6 +109,7 @@ def _check_before_writing(space: SearchSpace, space_path, run_dir: Path, resume:
         check_run_dir(run_dir)
         manifest = read_manifest(run_dir)  # damaged: stop before anything changes
         _check_same_latency_device(space, manifest)
+        check_same_checkpoints(space, manifest)
         frozen = SearchSpace.from_file(run_dir / "space.yaml", check_paths=False)
         changed = first_difference(_what_is_computed(frozen), _what_is_computed(space))
         if changed:

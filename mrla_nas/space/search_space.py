@@ -126,6 +126,8 @@ class SearchSpace:
                     latency)
         space._check_divisibility()
         space._check_sizes()
+        if check_paths:
+            space._check_warm_starts()
         if search["scheduler"] != "none":
             if not rungs_for(proxy["epochs"], search["grace_period"], search["reduction_factor"], search["rungs"]):
                 raise ConfigError(f"search.scheduler={search['scheduler']!r}: no rung below proxy.epochs="
@@ -175,6 +177,17 @@ class SearchSpace:
             where = "backbone" if len(combos) == 1 else f"backbone (choice {self._label(bb)})"
             arch.validate(where)
             arch.check_input(self.proxy["resolution"], "proxy.resolution")
+
+    def _check_warm_starts(self) -> None:
+        """Every ``backbone.pretrained`` checkpoint is the plain network's (built once per choice, the
+        checkpoint checked key by key): a one-line error here rather than a failure in every trial."""
+        if not any(p is not None for p in self.backbone.get("pretrained", ())):
+            return
+        from ..models.build import build_model
+
+        for bb in self.backbone_combos():
+            if bb.get("pretrained") is not None:
+                build_model(self.reference_config("none", bb))
 
     def _label(self, bb: Dict[str, Any]) -> str:
         return ", ".join(f"{k}={bb[k]}" for k, v in self.backbone.items() if len(v) > 1)

@@ -1,7 +1,8 @@
 """``mrla-nas space init BACKBONE``: write a search space for a network, with every legal choice.
 
 BACKBONE is a registered MRLA model name (``mrla_light_resnet50``, ``mrla_base_deit_tiny_patch16_224``,
-...) or an architecture file. The space it prints validates as it stands: the network's backbone
+...), any staged timm CNN (``convnext_atto``, ``resnet50``, ``regnetx_002``, ``efficientnet_b0``: the
+timm backbone, MRLA around its own blocks) or an architecture file. The space it prints validates as it stands: the network's backbone
 fixed, in every stage (or group of blocks) the three forms with the paper's heads and projection,
 and, as comments, every other legal head count and reduction (the divisors of that width), to be
 moved into the lists that should be searched.
@@ -24,9 +25,11 @@ def _registered(name: str) -> Dict[str, Any]:
     from ..models.registry import DEFAULT_ARCH, DEFAULT_VIT, DEIT_SIZES  # (registers the models)
 
     names = timm.list_models("mrla_*")
+    if name not in names and timm.is_model(name):  # the user's own timm network (staged CNNs only)
+        return dict(backbone="timm", model=name, stages="none")
     if name not in names:
-        raise ConfigError(f"BACKBONE={name!r}: not a registered MRLA model or a file{did_you_mean(name, names)}; "
-                          f"registered: {', '.join(names)}")
+        raise ConfigError(f"BACKBONE={name!r}: not a registered MRLA model, a timm model or a file"
+                          f"{did_you_mean(name, names + timm.list_models())}; registered: {', '.join(names)}")
     if name == "mrla_resnet":
         return DEFAULT_ARCH.to_dict()
     if name == "mrla_vit":
@@ -44,6 +47,17 @@ def _registered(name: str) -> Dict[str, Any]:
                 stages=form)
 
 
+def _smallest_size(arch: NetworkConfig, resolution: int) -> int:
+    """The dataset's size, or the first of 32, 64, 128, 224 px the network takes."""
+    for size in (resolution, 32, 64, 128, 224):
+        try:
+            arch.check_input(size)
+            return size
+        except ConfigError:
+            continue
+    return 224
+
+
 def _divisors(n: int) -> List[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
@@ -57,6 +71,9 @@ def space_template(source: str, dataset: str = "fashion-mnist") -> str:
     fields = kind.fields_of(arch)
     fields.update(in_chans=data.in_chans, num_classes=data.num_classes)
     resolution = data.resolution
+    if arch.backbone == "timm":  # some families need more than the dataset's size (ConvNeXt: 32 px, not 28)
+        arch = arch_from_dict(dict(arch.to_dict(), in_chans=data.in_chans))
+        resolution = _smallest_size(arch, resolution)
     if arch.backbone == "vit":  # its position embedding fixes the input: the proxy trains at its size
         resolution = fields["img_size"]
         fields["img_size"] = None
@@ -73,8 +90,10 @@ def space_template(source: str, dataset: str = "fashion-mnist") -> str:
     dims = PAPER_DIM_PER_HEAD[kind.family]
     lines.append(f"stages:                  # one entry per {kind.stage_word}")
     for i, width in enumerate(arch.widths(), start=1):
+        forms = kind.allowed_forms(fields, i - 1)
+        why = "" if len(forms) == 3 else "   # " + kind.form_refusal(fields, i - 1).split(";")[0]
         lines += [f"  - # {kind.stage_word} {i}: {width} wide",
-                  "    form: [none, light, base]",
+                  f"    form: [{', '.join(forms)}]{why}",
                   f"    heads: [null]        # null: the paper's ({dims['light']} / {dims['base']} channels per "
                   f"head for light / base); legal: {', '.join(map(str, _divisors(width)))}",
                   "    reduction: [null]    # null: the paper's Conv1d Q/K projection; SE-style C -> C/r -> C, "
@@ -87,5 +106,5 @@ def space_template(source: str, dataset: str = "fashion-mnist") -> str:
               "  train_size: 3000", "  val_size: 1000", "  epochs: 2", f"  resolution: {resolution}",
               "  batch_size: 64", "  seeds: 1", "  threads: 1",
               "search:", "  sampler: tpe", "  trials: 20", "  concurrency: 2", "  scheduler: none",
-              "  initial: [none, light, base]"]
+              "  initial: [none, base]" if arch.backbone == "timm" else "  initial: [none, light, base]"]
     return "\n".join(lines) + "\n"

@@ -28,7 +28,7 @@ from .trainer import Trainer
 
 DEFAULTS = dict(dataset="fashion-mnist", path=None, epochs=10, batch_size=128, optimizer="sgd", lr=0.1,
                 momentum=0.9, weight_decay=5e-4, augmentation="none", resolution=None, train_size=None,
-                seed=0, threads=None, device="auto", precision="fp32", workers=0)
+                hold_out=0, seed=0, threads=None, device="auto", precision="fp32", workers=0)
 
 
 def _provenance(doc, arch_file) -> Tuple[Dict[str, Any], Optional[str]]:
@@ -155,16 +155,25 @@ def _splits(recipe: Dict[str, Any]):
         from .streaming import streamed_split
 
         train_set = streamed_split(recipe["path"], "train", resolution)
-        if recipe["train_size"]:
-            idx, _ = stratified_split(train_set.labels, recipe["train_size"], 0, recipe["seed"])
-            train_set = streamed_split(recipe["path"], "train", resolution, idx)
+        if recipe["train_size"] or recipe["hold_out"]:
+            train_set = streamed_split(recipe["path"], "train", resolution, _training_indices(train_set, recipe))
         return train_set, streamed_split(recipe["path"], "test", resolution)
     train_set = load_dataset(recipe["dataset"], recipe["path"], "train", resolution)
     test_set = load_dataset(recipe["dataset"], recipe["path"], "test", resolution)
-    if recipe["train_size"]:
-        idx, _ = stratified_split(train_set.labels, recipe["train_size"], 0, recipe["seed"])
-        train_set = train_set.subset(idx)
+    if recipe["train_size"] or recipe["hold_out"]:
+        train_set = train_set.subset(_training_indices(train_set, recipe))
     return train_set, test_set
+
+
+def _training_indices(train_set, recipe: Dict[str, Any]):
+    """The stratified ``train_size`` subset (all that is left without one), outside the ``hold_out``
+    validation subset: the one a search space with seed ``seed`` carves first (data.stratified_split)."""
+    hold = recipe["hold_out"]
+    if hold >= len(train_set.labels):
+        raise ConfigError(f"--hold-out={hold}: the training split has {len(train_set.labels)} images")
+    size = recipe["train_size"] or len(train_set.labels) - hold
+    idx, _ = stratified_split(train_set.labels, size, hold, recipe["seed"])
+    return idx
 
 
 def _train(arch: ArchConfig, arch_file, recipe: Dict[str, Any], out: Path, overrides: Dict[str, Any],
