@@ -40,11 +40,15 @@ demo: setup
 	$(VENV)/bin/mrla-nas explain runs/demo
 	$(VENV)/bin/mrla-nas export runs/demo --knee
 
+# Two pytest-xdist workers (these machines have 2 cores); the tests marked `ray` (local Ray searches)
+# run one at a time on one of them, the rest spread over both (tests/conftest.py).
+TEST_WORKERS ?= 2
+
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 test-fast: setup
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -m "not slow" -n $(TEST_WORKERS) --dist loadgroup
 
 bench: setup
 	$(PY) experiments/bench_speed.py --threads 2 --batch 8 --size 224 --rounds 21 --out experiments/results/speed.json

@@ -14,6 +14,17 @@ from mrla_nas.space import load_space
 DATA = pathlib.Path(__file__).parent / "data"
 
 
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (``make test``: two workers) the tests that start a local Ray cluster, or look
+    for one, go to one worker, one at a time (``--dist loadgroup``): two searches at once would take
+    each other's cluster for theirs, and each already keeps both cores busy with its trials."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        if item.get_closest_marker("ray"):
+            item.add_marker(pytest.mark.xdist_group("ray"))
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _decoded_cache_in_a_temporary_folder(tmp_path_factory):
     """ImageFolder subsets are decoded into a cache (training/image_cache.py): the suite's own, not the

@@ -11,6 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_the_gpu_plan_runs_whole_on_the_cpu(tmp_path):
     out = tmp_path / "bench_cuda.json"
     done = subprocess.run([sys.executable, str(ROOT / "experiments" / "bench_cuda.py"), "--dry-run", "--out", str(out),

@@ -22,7 +22,7 @@ from mrla_nas.cli import main
 from mrla_nas.analysis.run import load_run
 from mrla_nas.rundir.files import read_records
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
 SPACES = Path(__file__).parent.parent / "search_spaces"
 
 

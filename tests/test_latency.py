@@ -121,6 +121,7 @@ def test_a_damaged_latency_in_a_record_names_the_field(latency, field):
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_a_search_on_accuracy_and_latency_end_to_end(tmp_path, capsys):
     import shutil
 

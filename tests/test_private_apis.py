@@ -17,6 +17,7 @@ def test_timm_feature_take_indices_as_forward_intermediates_reads_indices():
         feature_take_indices(4, [4])
 
 
+@pytest.mark.ray  # "no cluster runs": not while another test's cluster does
 def test_ray_resolves_auto_with_a_connection_error_when_no_cluster_runs(tmp_path, monkeypatch):
     from ray._private.services import canonicalize_bootstrap_address_or_die
 

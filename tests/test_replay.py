@@ -73,6 +73,7 @@ def test_replay_seed_set_selects_table_seeds():
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_live_search_and_replay_take_the_same_decisions(tmp_path, capsys):
     data = dict(TINY, proxy=dict(TINY["proxy"], path=str(DATA / "fmnist_slice")),
                 search=dict(TINY["search"], concurrency=1, sampler="tpe", initial=["none", "light"]))
@@ -107,6 +108,7 @@ def test_replay_with_early_stopping_prunes_at_rungs_and_spends_less():
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_live_moasha_and_replay_stop_the_same_trials(tmp_path):
     def space_file(name, **search):
         data = dict(TINY, name=name, proxy=dict(TINY["proxy"], path=str(DATA / "fmnist_slice"), epochs=3,

@@ -24,7 +24,7 @@ from mrla_nas.rundir.files import read_records
 from mrla_nas.search import search
 from mrla_nas.search.ray_cluster import TUNE_ENVIRONMENT
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
 SPACES = Path(__file__).parent.parent / "search_spaces"
 
 

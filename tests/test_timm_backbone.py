@@ -295,10 +295,11 @@ def test_a_stage_index_beyond_the_models_is_one_line(tmp_path, capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_the_convnext_space_searches_end_to_end_from_a_plain_checkpoint(tmp_path, capsys):
     """The shipped fmnist_convnext.yaml, warm-started: the manifest records the checkpoint's sha256,
-    the front, explain, export and build work unchanged, the export rebuilds the same network, and a
-    resume after the checkpoint changed is one line, exit 2, the run untouched."""
+    the front, explain, export, build and train work unchanged, the export rebuilds the same network,
+    and a resume after the checkpoint changed is one line, exit 2, the run untouched."""
     import hashlib
     import json
     from pathlib import Path
@@ -330,6 +331,8 @@ def test_the_convnext_space_searches_end_to_end_from_a_plain_checkpoint(tmp_path
     assert doc["arch"]["backbone"] == "timm" and doc["arch"]["pretrained"] == str(ckpt)
     assert count_params(build_model(str(out))) == doc["metrics"]["params"]
     assert main(["build", str(out)]) == 0
+    assert main(["train", str(out), "--epochs", "1", "--train-size", "128", "--out", str(tmp_path / "trained")]) == 0
+    assert (tmp_path / "trained" / "model.pt").exists()
     capsys.readouterr()
 
     torch.save({k: v + 1 for k, v in plain.state_dict().items()}, ckpt)  # the checkpoint is replaced

@@ -121,6 +121,7 @@ def test_an_effect_the_networks_cannot_tell_apart_is_not_a_number():
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_search_with_seeds_validate_resumes_after_sigkill_and_explain(tmp_path, capsys):
     data = yaml.safe_load((SPACES / "tiny.yaml").read_text())
     data["proxy"].update(path=str(DATA / "fmnist_slice"), seeds=2, train_size=400)

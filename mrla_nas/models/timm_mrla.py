@@ -22,15 +22,18 @@ import functools
 import sys
 from typing import Any, Dict, List, Optional, Sequence
 
+import timm
 import torch
 from timm.layers import DropPath, register_notrace_module
 from torch import nn
 
 from ..arch import paper_heads
 from ..arch.timm_layout import StageLayout, read_layout
+from ..arch.timm_net import light_refusal
 from ..errors import ConfigError
 from ..layers import MRLABase, MRLALight
 from .blocks import mrla_branch
+from .mrla_resnet import mrla_specs
 from .warm_start import warm_start as start_from
 
 
@@ -149,18 +152,13 @@ def mrla_timm_model(model: str, mrla: Any = "none", in_chans: int = 3, num_class
     >>> net(torch.randn(2, 3, 32, 32)).shape
     torch.Size([2, 10])
     """
-    import timm
-
-    from .mrla_resnet import mrla_specs
-
     net = timm.create_model(model, pretrained=False, in_chans=in_chans, num_classes=num_classes,
                             drop_path_rate=drop_path_rate, **timm_kwargs)
     layout = read_layout(net, model, in_chans)
     specs = mrla_specs(mrla, len(layout.stages), allowed=("form", "heads", "reduction"))
     for i, (stage, spec) in enumerate(zip(layout.stages, specs)):
         if spec["form"] == "light" and not stage.light_blocks():
-            raise ConfigError(f"stages[{i}].form='light': stage {i + 1} of {model} ({stage.path}) has no block whose "
-                              "shortcut is known (its blocks change shape without a projection); allowed: none, base")
+            raise ConfigError(f"stages[{i}].form='light': {light_refusal(layout, i)}")
     add_mrla(net, layout.stages, specs, mrla_drop_path_rate)
     if warm_start is not None:
         start_from(net, warm_start, model)
