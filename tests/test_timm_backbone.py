@@ -383,3 +383,18 @@ def test_train_hold_out_leaves_out_exactly_the_proxys_validation_images():
     assert len(kept) == 500 and not set(kept) & set(proxy_val)
     assert list(_training_indices(Split, dict(DEFAULTS, train_size=50, seed=0))) == list(
         stratified_split(Split.labels, 50, 0, 0)[0])  # without --hold-out: the subset as before
+
+
+def test_space_init_for_a_timm_cnn_writes_a_space_that_validates(tmp_path, capsys):
+    path = tmp_path / "effnet.yaml"
+    assert main(["space", "init", "efficientnet_b0", "-o", str(path)]) == 0
+    space = yaml.safe_load(path.read_text())
+    assert space["backbone"]["type"] == "timm" and space["backbone"]["model"] == "efficientnet_b0"
+    forms = [s["form"] for s in space["stages"]]
+    assert forms[0] == forms[6] == ["none", "base"] and forms[1] == ["none", "light", "base"]
+    assert main(["space", str(path)]) == 0
+    path = tmp_path / "convnext.yaml"
+    assert main(["space", "init", "convnext_atto", "-o", str(path)]) == 0
+    assert yaml.safe_load(path.read_text())["proxy"]["resolution"] == 32  # 28 px is too small for it
+    assert main(["space", "init", "vit_tiny_patch16_224"]) == 2
+    assert "a vision transformer; MRLA in ViTs is the vit backbone" in capsys.readouterr().err
