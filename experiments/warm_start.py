@@ -19,7 +19,7 @@ long training, and does it shrink the proxy's eightfold exaggeration of MRLA's g
 
 Sizing (this 2-core machine, one thread per trial): pretraining 59,000 images x EPOCHS at ~3-6 ms per
 image-epoch on 2 threads, ~10-15 minutes; the proxy 36 trainings of ~20-45 s, two at a time, ~10-15
-minutes. The checkpoint (1.1 MB) stays in experiments/runs/ (not committed).
+minutes. The checkpoint (2.2 MB) stays in experiments/runs/ (not committed).
 """
 from __future__ import annotations
 

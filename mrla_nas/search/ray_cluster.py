@@ -142,8 +142,11 @@ def _init_ray(space: SearchSpace, address: Optional[str]) -> bool:
     # Ray's raylet starts its workers `nice`d by 15 (RAY_worker_niceness), so any other busy process
     # on the machine starves the trials (measured: 32-46 s per epoch against 1.0 s). The Ray we
     # start runs them at the driver's own priority plus search.worker_niceness (default 0).
+    # address="local": a new Ray of our own, never a cluster some other process left running (without
+    # it, ray.init joins the last local cluster it finds, e.g. a killed session's not yet reaped, and
+    # then refuses num_cpus); a cluster to join is asked for with --address or RAY_ADDRESS
     with environment(RAY_worker_niceness=str(space.search["worker_niceness"])):
-        ray.init(num_cpus=space.search["concurrency"] * space.trial_resources()["cpu"], **common)
+        ray.init(address="local", num_cpus=space.search["concurrency"] * space.trial_resources()["cpu"], **common)
     return True
 
 
