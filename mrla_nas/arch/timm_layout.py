@@ -104,12 +104,20 @@ def read_layout(model, name: str, in_chans: int) -> TimmLayout:
         lambda m, args, out, b=b: shapes.__setitem__(b, (tuple(args[0].shape) if args else None, tuple(out.shape))))
         for _, blocks in stages for b in blocks]
     was_training = model.training
+    # a small image first; a model that needs more (a fixed input size) at its own default size
+    default = (getattr(model, "pretrained_cfg", None) or {}).get("input_size", (in_chans, 224, 224))[-1]
     try:
         model.eval()
-        with torch.no_grad():
-            model(torch.zeros(1, in_chans, PROBE_SIZE, PROBE_SIZE))
-    except Exception as e:  # noqa: BLE001 - any failure of the probe is the same answer
-        raise _not_a_staged_cnn(name, f"a {PROBE_SIZE} px probe image failed in it ({type(e).__name__})") from None
+        for size in dict.fromkeys((PROBE_SIZE, default)):
+            try:
+                with torch.no_grad():
+                    model(torch.zeros(1, in_chans, size, size))
+                break
+            except Exception as e:  # noqa: BLE001 - any failure of the probe is the same answer
+                failure = f"a {size} px probe image failed in it ({type(e).__name__})"
+                shapes.clear()
+        else:
+            raise _not_a_staged_cnn(name, failure)
     finally:
         model.train(was_training)
         for h in hooks:
