@@ -9,12 +9,13 @@ plain ResNet-20, the space's reference), then the tool's `validate` retrains all
 reference recipe of proxy_fidelity.md (12,000 images x 4 epochs, 3 seeds, scored on the 10,000-image
 test split). Both resume where they stopped.
 
-    .venv/bin/python experiments/mrla_vs_size.py            # about 45 minutes on the 2-core machine
+    .venv/bin/python experiments/mrla_vs_size.py            # about 80 minutes on the 2-core machine
     .venv/bin/python experiments/mrla_vs_size.py --report   # the tables again from the finished runs
 
-Sizing: the 8x recipe is 48,000 image-epochs, ~150 s per seed for plain ResNet-20 on one thread here
-(3 ms per image-epoch, measured by warm_start.py's pretraining), ~1.6x / 2.2x for ResNet-32 / -44,
-~2.3x for the 1.5x width, ~1.3x with MRLA: 3 seeds of 7 networks, two at a time, ~45 minutes.
+Sizing: the 8x recipe is 48,000 image-epochs. Estimated at ~150 s per seed for plain ResNet-20 (3 ms
+per image-epoch, from warm_start.py's 2-thread pretraining), it took ~190 s on one thread beside a
+second trial (ResNet-44: ~430 s); with ~1.6x / 2.2x for ResNet-32 / -44, ~2.3x for the 1.5x width
+and ~1.3x with MRLA, 3 seeds of 7 networks two at a time are about 75 minutes, plus 6 of proxy.
 """
 from __future__ import annotations
 
