@@ -398,3 +398,13 @@ def test_space_init_for_a_timm_cnn_writes_a_space_that_validates(tmp_path, capsy
     assert yaml.safe_load(path.read_text())["proxy"]["resolution"] == 32  # 28 px is too small for it
     assert main(["space", "init", "vit_tiny_patch16_224"]) == 2
     assert "a vision transformer; MRLA in ViTs is the vit backbone" in capsys.readouterr().err
+
+
+def test_a_resolution_the_model_cannot_take_is_one_line(tmp_path, capsys):
+    space = {"name": "t", "backbone": {"type": "timm", "model": "convnext_atto", "in_chans": 1, "num_classes": 10},
+             "proxy": {"resolution": 28}}
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(space))
+    assert main(["space", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "proxy.resolution=28: convnext_atto cannot take 28 px images" in err, err
