@@ -28,7 +28,7 @@ from timm.layers import DropPath, register_notrace_module
 from torch import nn
 
 from ..arch import paper_heads
-from ..arch.timm_layout import StageLayout, read_layout
+from ..arch.timm_layout import StageLayout, read_layout, timm_layout
 from ..arch.timm_net import light_refusal
 from ..errors import ConfigError
 from ..layers import MRLABase, MRLALight
@@ -154,7 +154,9 @@ def mrla_timm_model(model: str, mrla: Any = "none", in_chans: int = 3, num_class
     """
     net = timm.create_model(model, pretrained=False, in_chans=in_chans, num_classes=num_classes,
                             drop_path_rate=drop_path_rate, **timm_kwargs)
-    layout = read_layout(net, model, in_chans)
+    # the layout is the model's, read once per process (arch.timm_layout caches it); only timm keyword
+    # arguments that may change the stages (layers=, channels=, ...) make it be read off this network
+    layout = read_layout(net, model, in_chans) if timm_kwargs else timm_layout(model, in_chans)
     specs = mrla_specs(mrla, len(layout.stages), allowed=("form", "heads", "reduction"))
     for i, (stage, spec) in enumerate(zip(layout.stages, specs)):
         if spec["form"] == "light" and not stage.light_blocks():
