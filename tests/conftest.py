@@ -1,3 +1,4 @@
+import contextlib
 import os
 import pathlib
 
@@ -25,6 +26,27 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.xdist_group("ray"))
 
 
+@pytest.fixture(autouse=True)
+def _one_ray_for_in_process_searches(request):
+    """The tests marked ``ray`` share one local Ray, started as a search starts its own and ended with
+    the session: an in-process search finds it running and uses it (search/ray_cluster.py), instead
+    of paying Ray's start and shutdown, ~6 s on 2 cores, at each of some 30 searches. A test marked
+    ``own_ray`` runs with none: Ray must find no cluster running, or its workers must see an
+    environment variable it sets."""
+    if not request.node.get_closest_marker("ray"):
+        yield
+        return
+    import ray
+    from mrla_nas.search.ray_cluster import start_local_ray
+
+    if request.node.get_closest_marker("own_ray"):
+        ray.shutdown()
+    elif not ray.is_initialized():
+        start_local_ray(num_cpus=2)  # the suite's searches run at most 2 one-thread trials at once
+        request.session.config.add_cleanup(ray.shutdown)
+    yield
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _decoded_cache_in_a_temporary_folder(tmp_path_factory):
     """ImageFolder subsets are decoded into a cache (training/image_cache.py): the suite's own, not the
@@ -42,6 +64,30 @@ def _decoded_cache_in_a_temporary_folder(tmp_path_factory):
 def _one_thread_and_seed():
     torch.set_num_threads(1)  # the suite runs beside other work on 2 cores
     torch.manual_seed(0)
+
+
+def stop_ray_cluster(port: int) -> None:
+    """End the Ray cluster whose head listens on ``port``, and nothing else: ``ray stop --force`` would
+    end every Ray on the machine, a search the user runs beside the suite included. Its processes are
+    the ones started with its GCS port (head, raylets, agents, workers) and their children."""
+    import psutil
+
+    def in_cluster(proc) -> bool:
+        try:
+            args = proc.cmdline()
+        except psutil.Error:
+            return False
+        return any(a == f"--gcs_server_port={port}" or (a.startswith("--gcs-address=") and a.endswith(f":{port}"))
+                   for a in args)
+
+    procs = [p for p in psutil.process_iter() if in_cluster(p)]
+    for proc in list(procs):
+        with contextlib.suppress(psutil.Error):
+            procs += proc.children(recursive=True)
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(procs, timeout=30)
 
 
 def load_reference(name: str) -> dict:

@@ -161,6 +161,7 @@ HOOK = textwrap.dedent("""
 """)
 
 
+@pytest.mark.own_ray  # its workers must see the PYTHONPATH it sets
 def test_a_worker_that_dies_hard_is_recorded_failed_and_the_search_goes_on(tmp_path, monkeypatch, capsys):
     hook = tmp_path / "hook"
     hook.mkdir()

@@ -16,7 +16,7 @@ import timm
 import torch
 import yaml
 
-from conftest import DATA
+from conftest import DATA, stop_ray_cluster
 from mrla_nas import build_model, load_arch
 from mrla_nas.cli import main
 from mrla_nas.cost.flops import count_params, measure
@@ -185,10 +185,16 @@ def _free_port():
         return s.getsockname()[1]
 
 
+def _test_cluster_env() -> dict:
+    # a local test cluster: no token; its workers at the driver's priority, not `ray start`'s nice 15
+    # (on 2 busy cores they would starve: the test is about where trials run, not at what priority)
+    return dict(os.environ, RAY_AUTH_MODE="disabled", RAY_worker_niceness="0")
+
+
 def test_search_on_an_existing_two_node_cluster(tmp_path):
     ray_cli = str(Path(sys.executable).parent / "ray")
     port = _free_port()
-    env = dict(os.environ, RAY_AUTH_MODE="disabled")  # a local test cluster: no token
+    env = _test_cluster_env()
     common = ["--num-cpus=1", "--disable-usage-stats"]
     try:
         subprocess.run([ray_cli, "start", "--head", f"--port={port}", "--include-dashboard=false", *common],
@@ -205,7 +211,7 @@ def test_search_on_an_existing_two_node_cluster(tmp_path):
         listed = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
         cluster_nodes = set(json.loads(listed.stdout.strip().splitlines()[-1]))
     finally:
-        subprocess.run([ray_cli, "stop", "--force"], env=env, capture_output=True)
+        stop_ray_cluster(port)
     run = tmp_path / "runs" / "tiny"
     df = pd.read_csv(run / "trials.csv")
     assert len(df) == 6 and set(df["status"]) == {"complete"}
@@ -224,7 +230,7 @@ def test_gpu_trials_on_a_cluster_land_on_its_gpu_node_and_auto_falls_back_to_the
     trains on the CPU since its process sees no CUDA device, which the search says once."""
     ray_cli = str(Path(sys.executable).parent / "ray")
     port = _free_port()
-    env = dict(os.environ, RAY_AUTH_MODE="disabled")
+    env = _test_cluster_env()
     env.pop("CUDA_VISIBLE_DEVICES", None)  # Ray refuses logical GPUs where it names no device
     common = ["--disable-usage-stats"]
     space = _space(tmp_path, search__gpus_per_trial=0.5, search__trials=4)
@@ -247,7 +253,7 @@ def test_gpu_trials_on_a_cluster_land_on_its_gpu_node_and_auto_falls_back_to_the
         listed = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
         gpu_nodes = set(json.loads(listed.stdout.strip().splitlines()[-1]))
     finally:
-        subprocess.run([ray_cli, "stop", "--force"], env=env, capture_output=True)
+        stop_ray_cluster(port)
     records = read_records(tmp_path / "runs" / "tiny").values()
     assert len(records) == 4 and {r["status"] for r in records} == {"complete"}
     assert len(gpu_nodes) == 1 and {r["node"] for r in records} == gpu_nodes

@@ -28,6 +28,9 @@ TUNE_ENVIRONMENT = {
     "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
 }
 
+# no dashboard, the workers' output and Ray's own log lines kept off the user's console
+_QUIET = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR, configure_logging=True)
+
 
 def cluster_address(address: Optional[str]) -> Optional[str]:
     """The cluster a session joins: ``--address``, else ``RAY_ADDRESS``, else None (a local Ray)."""
@@ -98,7 +101,7 @@ def _cluster_gpus(address: str):
     if ray.is_initialized():
         return _gpus_of(ray.nodes())
     try:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+        ray.init(address=address, **_QUIET)
     except ConnectionError as e:
         raise ConfigError(f"address={address!r}: {str(e).splitlines()[0]}") from None
     try:
@@ -131,23 +134,29 @@ def _init_ray(space: SearchSpace, address: Optional[str]) -> bool:
     import ray
 
     address = cluster_address(address)
-    common = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
-                  configure_logging=True)
     if address:
         try:
-            ray.init(address=address, **common)
+            ray.init(address=address, **_QUIET)
         except ConnectionError as e:  # `auto`'s cluster gone since check_ray_address found it
             raise ConfigError(f"address={address!r}: {str(e).splitlines()[0]}") from None
         return True
+    start_local_ray(space.search["concurrency"] * space.trial_resources()["cpu"], space.search["worker_niceness"])
+    return True
+
+
+def start_local_ray(num_cpus: float, worker_niceness: int = 0) -> None:
+    """A new local Ray of this process's own, as a search starts it (tests/conftest.py starts one to
+    share between in-process searches the same way)."""
+    import ray
+
     # Ray's raylet starts its workers `nice`d by 15 (RAY_worker_niceness), so any other busy process
     # on the machine starves the trials (measured: 32-46 s per epoch against 1.0 s). The Ray we
     # start runs them at the driver's own priority plus search.worker_niceness (default 0).
     # address="local": a new Ray of our own, never a cluster some other process left running (without
     # it, ray.init joins the last local cluster it finds, e.g. a killed session's not yet reaped, and
     # then refuses num_cpus); a cluster to join is asked for with --address or RAY_ADDRESS
-    with environment(RAY_worker_niceness=str(space.search["worker_niceness"])):
-        ray.init(address="local", num_cpus=space.search["concurrency"] * space.trial_resources()["cpu"], **common)
-    return True
+    with environment(RAY_worker_niceness=str(worker_niceness)):
+        ray.init(address="local", num_cpus=num_cpus, **_QUIET)
 
 
 def _read_ray_processes(path: Path) -> List[Dict[str, Any]]:
