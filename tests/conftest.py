@@ -104,9 +104,10 @@ def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a - b).abs().max() / b.abs().max()).item()
 
 
-def fake_run(tmp_path, trials, space_file=None):
+def fake_run(tmp_path, trials, space_file=None, latencies=None):
     """A run directory in the real on-disk format (journal + records), without running Ray.
-    ``trials``: (forms, status, accuracy, flops, fidelity[, index of the space's backbone choice])."""
+    ``trials``: (forms, status, accuracy, flops, fidelity[, index of the space's backbone choice]);
+    ``latencies``: each trial's latency objective value, for a space with that objective."""
     space = load_space(space_file or DATA.parent.parent / "search_spaces" / "tiny.yaml")
     run = tmp_path / "run"
     run.mkdir(parents=True)
@@ -117,12 +118,17 @@ def fake_run(tmp_path, trials, space_file=None):
         arch = space.reference_config(forms, bb).canonical()
         state = optuna.trial.TrialState.COMPLETE if status in ("complete", "stopped") else (
             optuna.trial.TrialState.PRUNED if status == "infeasible" else optuna.trial.TrialState.FAIL)
+        latency = latencies[number] if latencies else None
+        measured = {"accuracy": acc, "flops": flops, "params": 100, "latency": latency}
         study.add_trial(optuna.trial.create_trial(
-            state=state, values=[acc, flops] if state == optuna.trial.TrialState.COMPLETE else None,
+            state=state, values=([measured[k] for k in space.objective_names()]
+                                 if state == optuna.trial.TrialState.COMPLETE else None),
             params={}, distributions={}, user_attrs={"arch": arch.to_dict(), "flops": flops, "params": 100}))
         history = [{"epoch": 1, "val_accuracy": acc, "val_loss": 1.0, "train_loss": 1.0, "seconds": 0.1}] if acc else []
         write_json_atomic(record_path(run, number), {
             "trial_id": number, "arch": arch.to_dict(), "key": arch.key(), "params": 100, "flops": flops,
             "status": "running" if status == "stopped" else status, "history": history, "fidelity": fidelity,
-            "error": None})
+            "error": None, **({"latency_value": latency, "latency": {"ms": 10.0 * latency, "reference_ms": 10.0,
+                                                                     "ratio": latency, "spread": 0.0, "rounds": 21}}
+                              if latency is not None else {})})
     return run

@@ -15,14 +15,17 @@ import pytest
 import yaml
 from scipy import stats
 
-from conftest import DATA
+from conftest import DATA, fake_run
 from mrla_nas import ArchConfig
 from mrla_nas.cli import main
 from mrla_nas.training.data import stratified_split
 from mrla_nas.analysis.explain import additive_effects
 from mrla_nas.training.proxy import train_proxy
 from mrla_nas.rundir.files import read_records
-from mrla_nas.analysis.validation import noise_dominated, rank_correlations, t_interval
+from mrla_nas.analysis.validation import (_compare, chosen_networks, noise_dominated, rank_correlations,
+                                         t_interval)
+from mrla_nas.analysis.run import load_run
+from mrla_nas.rundir.files import write_json_atomic
 
 SPACES = Path(__file__).parent.parent / "search_spaces"
 PROXY = dict(dataset="fashion-mnist", path=str(DATA / "fmnist_slice"), train_size=300, val_size=200, epochs=2,
@@ -77,6 +80,28 @@ def test_dominance_beyond_noise():
     out = noise_dominated(t, ["flops"])
     assert out == {0: 1}  # 1 is as cheap and clearly better; 2 is cheaper; 3 is dearer
     assert 2 not in out  # nothing cheaper-or-equal than row 2 beats it
+
+
+def test_a_latency_objective_is_one_of_the_costs_the_validated_front_is_judged_on(tmp_path):
+    # a validation of a run searched on latency stopped at its comparison (KeyError 'latency')
+    data = yaml.safe_load((SPACES / "tiny.yaml").read_text())
+    data["objectives"] = {"accuracy": "max", "flops": "min", "latency": "min"}
+    space_file = tmp_path / "space.yaml"
+    space_file.write_text(yaml.safe_dump(data))
+    run = fake_run(tmp_path, [(["none", "none"], "complete", 0.80, 100, 1.0),
+                              (["light", "light"], "complete", 0.85, 120, 1.0),
+                              (["base", "base"], "complete", 0.83, 110, 1.0)], space_file, latencies=[1.0, 1.3, 1.2])
+    out = run / "validate"
+    out.mkdir()
+    # validated: base beats light at lower FLOPs, but light is not dominated: its latency is not dearer
+    validated = [[.80, .81, .80], [.84, .85, .84], [.90, .91, .90]]
+    for i, (rec, accs, latency) in enumerate(zip(read_records(run).values(), validated, [1.0, 1.1, 1.2])):
+        rec.update(history=[dict(rec["history"][-1], val_accuracies=accs, seeds=[0, 1, 2])], latency_value=latency)
+        write_json_atomic(out / "trials" / f"{i:05d}.json", rec)
+    loaded = load_run(run)
+    report = _compare(loaded, chosen_networks(loaded), out, loaded.space)
+    assert sorted(report.table["latency"]) == [1.0, 1.1, 1.2]
+    assert report.dominated == {}  # on FLOPs alone, base would dominate light beyond noise
 
 
 def test_additive_effects_against_a_hand_computed_table():

@@ -269,6 +269,8 @@ def _compare(run: Run, chosen: List[Dict[str, Any]], out_dir: Path, space: Searc
         p_last = prow["history"][-1] if prow and prow.get("status") == COMPLETE and prow.get("history") else None
         rows.append({"trial_id": c["trial_id"], "key": key, "summary": c["arch"].summary(),
                      "roles": "+".join(c["roles"]), "flops": rec["flops"], "params": rec["params"],
+                     # the latency objective's value (ratio or ms), as the validation run measured it
+                     "latency": rec.get("latency_value", math.nan),
                      "proxy_mean": p_last["val_accuracy"] if p_last else math.nan,
                      "proxy_sd": p_last.get("val_accuracy_sd", 0.0) if p_last else math.nan,
                      "val_mean": mean, "val_sd": sd, "val_low": low, "val_high": high, "val_n": len(accs),
