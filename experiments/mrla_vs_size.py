@@ -85,10 +85,21 @@ def report(nets) -> dict:
         t = stats.t.ppf(0.975, dof)
         return [float(d), float(d - t * se), float(d + t * se)]
 
-    for a, b in (("R20-LLL", "R32"), ("R20-LLL", "R20"), ("R20-BBB", "R20"), ("R20-BBB", "R32"), ("R32-LLL", "R44"),
-                 ("R20-LLL", "R20x1.5"), ("R32", "R20")):
+    for a, b in (("R20-LLL", "R32"), ("R20-BBB", "R32"), ("R20-BBB", "R44"), ("R20-LLL", "R44"), ("R32-LLL", "R44"),
+                 ("R20-BBB", "R20x1.5"), ("R20-LLL", "R20x1.5"), ("R20-LLL", "R20"), ("R20-BBB", "R20"),
+                 ("R32-LLL", "R32"), ("R32", "R20"), ("R44", "R20"), ("R20x1.5", "R20")):
         if a in rows and b in rows:
-            doc["comparisons"][f"{a} - {b}"] = diff(a, b)
+            doc["comparisons"][f"{a} - {b}"] = diff(a, b) + [rows[a]["latency_ratio"] / rows[b]["latency_ratio"],
+                                                             rows[a]["flops"] / rows[b]["flops"]]
+    # the question at equal cost: for each plain network, the most accurate MRLA network no dearer
+    plain = [k for k in rows if "-" not in k]
+    for cost in ("latency_ratio", "flops"):
+        doc[f"equal_{cost}"] = {}
+        for p in plain:
+            cheaper = [k for k in rows if "-" in k and rows[k][cost] <= rows[p][cost]]
+            if cheaper:
+                best = max(cheaper, key=lambda k: rows[k]["validated"][0])
+                doc[f"equal_{cost}"][p] = [best] + diff(best, p)
     (ROOT / "experiments" / "results" / "mrla_vs_size.json").write_text(json.dumps(doc, indent=1))
     return doc
 
@@ -103,9 +114,14 @@ def markdown(doc: dict) -> str:
                      f"{r['latency_ratio']:.3f} ± {r['latency_spread']:.3f} | {r['proxy']:.4f} | "
                      f"{v[0]:.4f} [{v[2]:.4f}, {v[3]:.4f}] |")
     lines += ["", "Differences of the 8x reference accuracy (Welch 95% interval over 3 + 3 seeds):", "",
-              "| comparison | difference [95% CI] |", "|---|---|"]
+              "| comparison | training step | FLOPs | difference [95% CI] |", "|---|---|---|---|"]
     for name, d in doc["comparisons"].items():
-        lines.append(f"| {name} | {d[0]:+.4f} [{d[1]:+.4f}, {d[2]:+.4f}] |")
+        lines.append(f"| {name} | {d[3]:.2f}x | {d[4]:.2f}x | {d[0]:+.4f} [{d[1]:+.4f}, {d[2]:+.4f}] |")
+    for cost, what in (("latency_ratio", "training step"), ("flops", "FLOPs")):
+        lines += ["", f"Each plain network against the most accurate MRLA network whose {what} is no dearer:", "",
+                  "| plain | best MRLA at no more cost | difference [95% CI] |", "|---|---|---|"]
+        for p, (best, *d) in doc[f"equal_{cost}"].items():
+            lines.append(f"| {p} | {best} | {d[0]:+.4f} [{d[1]:+.4f}, {d[2]:+.4f}] |")
     return "\n".join(lines) + "\n"
 
 
