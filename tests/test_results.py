@@ -245,6 +245,19 @@ def test_train_takes_the_searchs_optimizer_unless_told(tmp_path):
     assert (recipe_for(f)["optimizer"], recipe_for(f)["lr"]) == ("adamw", 2e-3)
 
 
+def test_the_front_says_an_accuracy_on_the_test_split_is_one(tmp_path, capsys):
+    # a validation run's own folder (`mrla-nas pareto RUN/validate`) scores the test split it was asked for
+    data = yaml.safe_load((DATA.parent.parent / "search_spaces" / "tiny.yaml").read_text())
+    data["proxy"].update(val_split="test", val_size=1000)
+    space_file = tmp_path / "space.yaml"
+    space_file.write_text(yaml.safe_dump(data))
+    run = fake_run(tmp_path, [(["none", "none"], "complete", 0.80, 100, 1.0)], space_file)
+    assert main(["pareto", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "accuracy: on the 1,000-image test split after 1 epoch on 512 fashion-mnist images" in out
+    assert "the proxy's validation accuracy" not in out
+
+
 def test_pareto_overlays_several_runs(tmp_path, capsys):
     a = fake_run(tmp_path / "a", [(["none", "none"], "complete", 0.80, 100, 1.0),
                                    (["light", "light"], "complete", 0.85, 120, 1.0)])

@@ -53,7 +53,10 @@ def format_front(run: Run) -> str:
         lat = f" {latency_cell(run, r):>10s}" if timed else ""
         lines.append(f"{mark:2s}{int(r['trial_id']):5d}  {r['summary']:22s} {bb}{stages:34s} {acc:>{width}s} "
                      f"{int(r['flops']):14,d} {int(r['params']):10,d}{lat}{val}")
-    lines.append(f"accuracy: the proxy's validation accuracy after {run.recipe}"
+    proxy = run.space.proxy
+    measured = (f"on the {proxy['val_size']:,}-image test split" if proxy.get("val_split") == "test"
+                else "the proxy's validation accuracy")  # a validation run's own folder may score the test split
+    lines.append(f"accuracy: {measured} after {run.recipe}"
                  + (" (mean ± sd over the seeds: training subset, initialisation, batch order)" if seeds > 1 else ""))
     if timed:
         lines.append(f"latency: {latency_label(run.space)}, measured on {run.latency_device or 'an unrecorded device'}")
