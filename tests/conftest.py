@@ -15,17 +15,6 @@ from mrla_nas.space import load_space
 DATA = pathlib.Path(__file__).parent / "data"
 
 
-def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (``make test``: two workers) the tests that start a local Ray cluster, or look
-    for one, go to one worker, one at a time (``--dist loadgroup``): two searches at once would take
-    each other's cluster for theirs, and each already keeps both cores busy with its trials."""
-    if not config.pluginmanager.hasplugin("xdist"):
-        return
-    for item in items:
-        if item.get_closest_marker("ray"):
-            item.add_marker(pytest.mark.xdist_group("ray"))
-
-
 @pytest.fixture(autouse=True)
 def _one_ray_for_in_process_searches(request):
     """The tests marked ``ray`` share one local Ray, started as a search starts its own and ended with
