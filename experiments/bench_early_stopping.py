@@ -154,7 +154,8 @@ def main() -> None:
               flush=True)
     print(f"[{time.perf_counter() - t0:.0f} s]")
     doc = {"command": f"python experiments/bench_early_stopping.py --repeats {args.repeats} --trials {args.trials}"
-                      f" --eta {' '.join(map(str, args.eta))} --grace {' '.join(map(str, args.grace))}",
+                      f" --eta {' '.join(map(str, args.eta))} --grace {' '.join(map(str, args.grace))}"
+                      f" --table {_rel(args.table)} --out {_rel(args.out)}",
            "table": _rel(args.table), "repeats": args.repeats, "trials": args.trials,
            "date": time.strftime("%Y-%m-%d"), "results": results}
     Path(args.out).write_text(json.dumps(doc, indent=1))

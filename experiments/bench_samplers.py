@@ -72,7 +72,8 @@ def main() -> None:
     best_key = max(truth, key=truth.get)
     seeds = table.seeds()
     doc = json.loads(Path(args.out).read_text()) if Path(args.out).exists() and args.only else {}
-    doc.update({"command": "python experiments/bench_samplers.py --repeats %d" % args.repeats,
+    doc.update({"command": (f"python experiments/bench_samplers.py --repeats {args.repeats} --table {_rel(args.table)}"
+                            f" --out {_rel(args.out)}" + (f" --only {' '.join(args.only)}" if args.only else "")),
                 "table": _rel(args.table), "repeats": args.repeats, "n_max": N_MAX,
                 "date": time.strftime("%Y-%m-%d"), "space_size": space.size(),
                 "results": doc.get("results", {})})
