@@ -30,7 +30,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mrla_nas.analysis.validation import t_interval, validate  # noqa: E402
+from mrla_nas.analysis.validation import t_interval, validate, welch_interval  # noqa: E402
 from mrla_nas.arch import StageConfig  # noqa: E402
 from mrla_nas.rundir.files import read_records  # noqa: E402
 from mrla_nas.search import search  # noqa: E402
@@ -77,13 +77,9 @@ def report(nets) -> dict:
            "reference_recipe": REFERENCE_RECIPE, "networks": rows, "comparisons": {}}
 
     def diff(a, b):  # a - b: Welch t-interval of the difference of the seed means
-        from scipy import stats
-        x, y = np.array(rows[a]["seeds"]), np.array(rows[b]["seeds"])
-        d = x.mean() - y.mean()
-        se = np.sqrt(x.var(ddof=1) / len(x) + y.var(ddof=1) / len(y))
-        dof = se ** 4 / ((x.var(ddof=1) / len(x)) ** 2 / (len(x) - 1) + (y.var(ddof=1) / len(y)) ** 2 / (len(y) - 1))
-        t = stats.t.ppf(0.975, dof)
-        return [float(d), float(d - t * se), float(d + t * se)]
+        x, y = (rows[k]["seeds"] for k in (a, b))
+        return [float(v) for v in welch_interval((np.mean(x), np.std(x, ddof=1), len(x)),
+                                                 (np.mean(y), np.std(y, ddof=1), len(y)))]
 
     for a, b in (("R20-LLL", "R32"), ("R20-BBB", "R32"), ("R20-BBB", "R44"), ("R20-LLL", "R44"), ("R32-LLL", "R44"),
                  ("R20-BBB", "R20x1.5"), ("R20-LLL", "R20x1.5"), ("R20-LLL", "R20"), ("R20-BBB", "R20"),

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
@@ -89,12 +89,25 @@ def rank_correlations(x: Sequence[float], y: Sequence[float], resamples: int = 2
     return out[0], out[1]
 
 
+def welch_interval(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> Tuple[float, float, float]:
+    """(mean_a - mean_b, low, high): the Welch ``level`` t-interval of the difference of two groups'
+    means, each given as (mean, sd, n) with sd over the n seeds (ddof 1)."""
+    from scipy import stats
+
+    (ma, sa, na), (mb, sb, nb) = a, b
+    va, vb = sa ** 2 / na, sb ** 2 / nb
+    se, diff = math.sqrt(va + vb), ma - mb
+    if se == 0:
+        return diff, diff, diff
+    df = (va + vb) ** 2 / ((va ** 2 / max(na - 1, 1)) + (vb ** 2 / max(nb - 1, 1)))  # Welch-Satterthwaite
+    half = float(stats.t.ppf(0.5 + level / 2, df)) * se
+    return diff, diff - half, diff + half
+
+
 def noise_dominated(table: pd.DataFrame, costs: Sequence[str], level: float = 0.95) -> Dict[int, int]:
     """Rows dominated beyond seed noise: for row i, a row j no dearer on every cost and more accurate
     (``val_mean``) by more than the Welch ``level`` interval of the difference (``val_sd``, ``val_n``).
     Returns {i: j} in row positions."""
-    from scipy import stats
-
     out = {}
     mean, sd, n = (table[c].to_numpy(float) for c in ("val_mean", "val_sd", "val_n"))
     cost = table[list(costs)].to_numpy(float)
@@ -102,14 +115,7 @@ def noise_dominated(table: pd.DataFrame, costs: Sequence[str], level: float = 0.
         for j in range(len(table)):
             if i == j or (cost[j] > cost[i]).any():
                 continue
-            vi, vj = sd[i] ** 2 / n[i], sd[j] ** 2 / n[j]
-            se, diff = math.sqrt(vi + vj), mean[j] - mean[i]
-            if se == 0:
-                significant = diff > 0
-            else:  # Welch-Satterthwaite degrees of freedom
-                df = (vi + vj) ** 2 / ((vi ** 2 / max(n[i] - 1, 1)) + (vj ** 2 / max(n[j] - 1, 1)))
-                significant = diff - float(stats.t.ppf(0.5 + level / 2, df)) * se > 0
-            if significant:
+            if welch_interval((mean[j], sd[j], n[j]), (mean[i], sd[i], n[i]), level)[1] > 0:
                 out[i] = j
                 break
     return out
